@@ -1,0 +1,128 @@
+"""Build the compiled engine (src/cprop/*.pyx) into the cprop package.
+
+Only extensions and compile flags live here; metadata is in pyproject.toml.
+
+Environment switches
+--------------------
+CPROP_DEBUG=1        Cython boundscheck/initializedcheck on, -O1 -g: the debug build the kernel tests
+                     also run under.
+CPROP_ALLOW_NO_OPENMP=1
+                     build without OpenMP instead of failing (never used for wheels or CI).
+"""
+import os
+import sys
+import sysconfig
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).parent
+DEBUG = os.environ.get("CPROP_DEBUG", "0") not in ("", "0")
+
+# Engine modules, in dependency order.  (name, extra compile args for that module only)
+MODULES = [
+    ("_openmp", []),
+    ("_gemm", []),
+    ("_activations", []),
+    ("_losses", []),
+    ("_backprop", []),
+    ("_train", []),
+]
+
+
+def openmp_flags(compiler_type):
+    """Return (compile_args, link_args) for OpenMP on this platform: the one place that knows them."""
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        # Apple clang has no -fopenmp driver flag: use the preprocessor form and link libomp
+        # (from llvm-openmp / Homebrew; the wheel build points CPPFLAGS/LDFLAGS at it).
+        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def base_flags(compiler_type):
+    if compiler_type == "msvc":
+        return (["/Od", "/Zi"] if DEBUG else ["/O2"]), []
+    # No -march=native, no -ffast-math: wheels target the baseline ISA and IEEE semantics.
+    flags = ["-O1", "-g"] if DEBUG else ["-O3"]
+    return flags + ["-Wno-unused-function", "-Wno-unreachable-code"], []
+
+
+def check_openmp(compiler, cflags, lflags):
+    """Compile and link a tiny OpenMP program; True when it works."""
+    src = textwrap.dedent(
+        """
+        #include <omp.h>
+        int main(void) { int n = 0;
+        #pragma omp parallel
+        { n = omp_get_num_threads(); }
+        return n > 0 ? 0 : 1; }
+        """
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "check_openmp.c"
+        path.write_text(src)
+        try:
+            objs = compiler.compile([str(path)], output_dir=tmp, extra_postargs=cflags)
+            compiler.link_executable(objs, str(Path(tmp) / "check_openmp"), extra_postargs=lflags)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        ocflags, olflags = openmp_flags(ctype)
+        if not check_openmp(self.compiler, ocflags, olflags):
+            if os.environ.get("CPROP_ALLOW_NO_OPENMP", "0") in ("", "0"):
+                raise RuntimeError(
+                    "cprop needs OpenMP and this compiler could not build an OpenMP program "
+                    f"with {ocflags} / {olflags}. Install an OpenMP runtime (libgomp, or llvm-openmp "
+                    "on macOS) or set CPROP_ALLOW_NO_OPENMP=1 for a single-threaded local build."
+                )
+            print("cprop: building WITHOUT OpenMP (CPROP_ALLOW_NO_OPENMP=1)", file=sys.stderr)
+            ocflags, olflags = [], []
+        cflags, lflags = base_flags(ctype)
+        for ext in self.extensions:
+            ext.extra_compile_args = cflags + ocflags + list(ext.extra_compile_args)
+            ext.extra_link_args = lflags + olflags + list(ext.extra_link_args)
+        super().build_extensions()
+
+
+def extensions():
+    exts = [
+        Extension(
+            f"cprop.{name}",
+            [f"src/cprop/{name}.pyx"],
+            include_dirs=[np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=list(extra),
+        )
+        for name, extra in MODULES
+        if (HERE / "src" / "cprop" / f"{name}.pyx").exists()
+    ]
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": False,
+        "initializedcheck": DEBUG,
+        "cdivision": True,
+        "nonecheck": DEBUG,
+        "embedsignature": True,
+    }
+    return cythonize(
+        exts,
+        include_path=["src"],
+        compiler_directives=directives,
+        build_dir="build/cython-debug" if DEBUG else "build/cython",
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,89 @@
+"""Elementwise activations and their derivatives over arrays (row-parallel).
+
+The per-element forward/backward pairs live in ``_activations.pxd`` as inline functions, so the GEMM
+epilogue and the backprop module inline them; this module holds the array loops and the Python
+wrappers the tests call.
+"""
+from cython.parallel cimport prange
+
+from cprop._typedefs cimport floating, intp_t
+
+ACTIVATION_CODES = {
+    "identity": ACT_IDENTITY,
+    "logistic": ACT_LOGISTIC,
+    "tanh": ACT_TANH,
+    "relu": ACT_RELU,
+    "exp": ACT_EXP,
+    "softmax": ACT_SOFTMAX,
+}
+
+
+cdef void forward_rows(floating* Z, intp_t n_rows, intp_t n_cols, intp_t ldz, const floating* bias,
+                       int act, int n_threads) noexcept nogil:
+    """Z := f(Z + 1 bias^T), row by row."""
+    cdef intp_t i
+    if n_threads > 1 and n_rows * n_cols > 20000:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            act_forward_row(Z + i * ldz, bias, n_cols, act)
+    else:
+        for i in range(n_rows):
+            act_forward_row(Z + i * ldz, bias, n_cols, act)
+
+
+cdef void backward_rows(floating* D, const floating* A, intp_t n_rows, intp_t n_cols, intp_t ld,
+                        int act, int n_threads) noexcept nogil:
+    """D := D * f'(Z), with f'(Z) written through A = f(Z)."""
+    cdef intp_t i
+    if n_threads > 1 and n_rows * n_cols > 20000:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
+    else:
+        for i in range(n_rows):
+            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
+
+
+def _code(name):
+    try:
+        return ACTIVATION_CODES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown activation {name!r}; expected one of {sorted(ACTIVATION_CODES)}."
+        ) from None
+
+
+def forward(str name, floating[:, ::1] Z, int n_threads=1):
+    """Z := f(Z) in place, for the activation called ``name``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._activations import forward
+    >>> Z = np.array([[-1.0, 2.0]]); forward("relu", Z); Z
+    array([[0., 2.]])
+    """
+    cdef int act = _code(name)
+    if Z.shape[0] == 0 or Z.shape[1] == 0:
+        return
+    with nogil:
+        forward_rows(&Z[0, 0], Z.shape[0], Z.shape[1], Z.shape[1], NULL, act, n_threads)
+
+
+def backward(str name, const floating[:, ::1] A, floating[:, ::1] D, int n_threads=1):
+    """D := D * f'(Z) in place, where A = f(Z) is the forward output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._activations import backward
+    >>> A = np.array([[0.5]]); D = np.ones((1, 1)); backward("logistic", A, D); D
+    array([[0.25]])
+    """
+    cdef int act = _code(name)
+    if act == ACT_SOFTMAX:
+        raise ValueError("softmax has no elementwise derivative; it is paired with log-loss.")
+    if A.shape[0] != D.shape[0] or A.shape[1] != D.shape[1]:
+        raise ValueError(f"A has shape ({A.shape[0]}, {A.shape[1]}) but D has ({D.shape[0]}, {D.shape[1]}); they must match.")
+    if D.shape[0] == 0 or D.shape[1] == 0:
+        return
+    with nogil:
+        backward_rows(&D[0, 0], &A[0, 0], D.shape[0], D.shape[1], D.shape[1], act, n_threads)

@@ -1,0 +1,26 @@
+from cprop._typedefs cimport floating, intp_t
+
+cdef enum:
+    EPI_NONE = 0
+    EPI_BIAS_ACT = 1     # C := f(C + 1 bias^T)            (forward: bias + activation at write-back)
+    EPI_MUL_DERIV = 2    # C := C * f'(.) written via aux  (backward: activation derivative into delta)
+
+cdef struct Epilogue:
+    int kind
+    int act              # an ACT_* code from _activations
+    const void* bias     # floating[N] or NULL
+    const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
+    intp_t ldaux
+
+ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
+ctypedef void (*dukernel_t)(intp_t kc, double alpha, const double* a, const double* b, double beta,
+                            double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
+
+cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil
+
+cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
+               floating alpha, const floating* A, intp_t lda,
+               const floating* B, intp_t ldb,
+               floating beta, floating* C, intp_t ldc,
+               const Epilogue* epi, floating* work, int n_threads) noexcept nogil

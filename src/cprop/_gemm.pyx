@@ -1,0 +1,431 @@
+"""C := alpha*op(A)*op(B) + beta*C, our own GEMM in the BLIS design (row-major, float32/float64).
+
+Design
+1. Five loops around a micro-kernel (BLIS KernelsHowTo): loop 5 (jc) over NC columns of C, loop 4 (pc)
+   over KC of the shared dimension with op(B) packed into B~, loop 3 (ic) over MC rows with op(A) packed
+   into A~, loop 2 (jr) over NR-wide panels of B~, loop 1 (ir) over MR-tall panels of A~, and the
+   micro-kernel computing one MR x NR tile of C in registers.
+2. Transposes live in packing only: op(A)(i, p) = A[i*rsa + p*csa], op(B)(p, j) = B[p*rsb + j*csb].
+   X*W (forward), X^T*D (weight gradient) and D*W^T (input gradient) are the same code.
+3. Packed panels are zero-padded to MR/NR, so the micro-kernel never branches on edges; it applies
+   alpha, beta and the edge mask only at write-back, and with beta == 0 it never reads C.
+4. An optional epilogue runs on each tile right after its last k-block is written, while the tile is
+   in L1: bias + activation (forward) or the activation derivative (backward).
+5. Threads split the C tiles of each (jc, pc) step: tasks are (MC row block, group of NR panels),
+   each C element is owned by one task and its k-sum runs in one fixed order, so results are bitwise
+   identical for any thread count.  B~ is packed cooperatively, A~ per thread.
+6. Micro-kernels are picked through a table (``_kern``) so faster instruction sets can be installed
+   at import by CPU detection; the reference kernels here are the portable baseline.
+"""
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uintptr_t
+
+import numpy as np
+
+from cprop._typedefs cimport floating, intp_t
+from cprop._gemm_config cimport S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS
+from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
+
+
+# ---- reference micro-kernels (portable baseline) ---------------------------------------------------
+# Accumulators are a fixed-size local array with compile-time MR/NR: gcc -O3 fully unrolls the i/j
+# loops and keeps the tile in SSE registers (scalar replacement of aggregates).
+cdef enum:
+    SREF_MR = 4
+    SREF_NR = 8
+    DREF_MR = 4
+    DREF_NR = 4
+
+
+cdef void sukernel_ref(intp_t kc, float alpha, const float* a, const float* b, float beta,
+                       float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]."""
+    cdef float acc[SREF_MR * SREF_NR]
+    cdef intp_t i, j, p
+    cdef float ai
+    for i in range(SREF_MR * SREF_NR):
+        acc[i] = 0
+    for p in range(kc):
+        for i in range(SREF_MR):
+            ai = a[i]
+            for j in range(SREF_NR):
+                acc[i * SREF_NR + j] += ai * b[j]
+        a += SREF_MR
+        b += SREF_NR
+    if beta == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = alpha * acc[i * SREF_NR + j]
+    else:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = alpha * acc[i * SREF_NR + j] + beta * c[i * ldc + j]
+
+
+cdef void dukernel_ref(intp_t kc, double alpha, const double* a, const double* b, double beta,
+                       double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]."""
+    cdef double acc[DREF_MR * DREF_NR]
+    cdef intp_t i, j, p
+    cdef double ai
+    for i in range(DREF_MR * DREF_NR):
+        acc[i] = 0
+    for p in range(kc):
+        for i in range(DREF_MR):
+            ai = a[i]
+            for j in range(DREF_NR):
+                acc[i * DREF_NR + j] += ai * b[j]
+        a += DREF_MR
+        b += DREF_NR
+    if beta == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = alpha * acc[i * DREF_NR + j]
+    else:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = alpha * acc[i * DREF_NR + j] + beta * c[i * ldc + j]
+
+
+cdef struct KernelTable:
+    int s_mr
+    int s_nr
+    sukernel_t s_fn
+    int d_mr
+    int d_nr
+    dukernel_t d_fn
+
+cdef KernelTable _kern
+_kern.s_mr = SREF_MR
+_kern.s_nr = SREF_NR
+_kern.s_fn = sukernel_ref
+_kern.d_mr = DREF_MR
+_kern.d_nr = DREF_NR
+_kern.d_fn = dukernel_ref
+_kernel_name = "reference"
+
+
+def kernel_info():
+    """Name and register-block sizes of the micro-kernels in use (for tests and benchmarks)."""
+    return {"name": _kernel_name, "float32": (_kern.s_mr, _kern.s_nr),
+            "float64": (_kern.d_mr, _kern.d_nr)}
+
+
+# ---- block sizes -----------------------------------------------------------------------------------
+cdef inline void _blocks(bint is_float, intp_t* mc, intp_t* kc, intp_t* nc, intp_t* mr,
+                         intp_t* nr) noexcept nogil:
+    if is_float:
+        mr[0] = _kern.s_mr
+        nr[0] = _kern.s_nr
+        mc[0] = (S_MC // mr[0]) * mr[0]
+        kc[0] = S_KC
+        nc[0] = (S_NC // nr[0]) * nr[0]
+    else:
+        mr[0] = _kern.d_mr
+        nr[0] = _kern.d_nr
+        mc[0] = (D_MC // mr[0]) * mr[0]
+        kc[0] = D_KC
+        nc[0] = (D_NC // nr[0]) * nr[0]
+
+
+cdef inline intp_t _round_up(intp_t x, intp_t m) noexcept nogil:
+    return ((x + m - 1) // m) * m
+
+
+cdef inline intp_t _min(intp_t a, intp_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
+    if n_threads <= 1 or 2.0 * M * N * K < GEMM_SERIAL_FLOPS:
+        return 1
+    return n_threads
+
+
+cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
+    """Elements of workspace gemm needs: B~ (KC x NC) + one A~ (MC x KC) per thread + alignment slack."""
+    cdef intp_t mc, kc, nc, mr, nr
+    _blocks(is_float, &mc, &kc, &nc, &mr, &nr)
+    cdef int nt = _gemm_threads(M, N, K, n_threads)
+    return (_min(kc, K if K > 0 else 1) * _round_up(_min(nc, N if N > 0 else 1), nr)
+            + nt * mc * _min(kc, K if K > 0 else 1) + 64 * (nt + 2))
+
+
+cdef inline floating* _align64(floating* p) noexcept nogil:
+    return <floating*>((<uintptr_t>p + 63) & ~(<uintptr_t>63))
+
+
+# ---- packing (loops 3 and 4) -----------------------------------------------------------------------
+# A~ layout: ceil(mc/MR) panels; panel r holds rows r*MR.. as kc columns of MR values:
+#     A~[r*MR*kc + p*MR + i] = op(A)(ic + r*MR + i, pc + p), zero for rows past the edge.
+# B~ layout: ceil(nc/NR) panels; panel q holds columns q*NR.. as kc rows of NR values:
+#     B~[q*NR*kc + p*NR + j] = op(B)(pc + p, jc + q*NR + j), zero for columns past the edge.
+cdef void _pack_a_panel(const floating* A, intp_t rsa, intp_t csa, intp_t m, intp_t kc, intp_t mr,
+                        floating* dst) noexcept nogil:
+    """One MR-tall panel of op(A) (m <= MR valid rows, kc columns) into dst."""
+    cdef intp_t i, p
+    if csa == 1:
+        for i in range(m):
+            for p in range(kc):
+                dst[p * mr + i] = A[i * rsa + p]
+    else:
+        for p in range(kc):
+            for i in range(m):
+                dst[p * mr + i] = A[i * rsa + p * csa]
+    if m < mr:
+        for p in range(kc):
+            for i in range(m, mr):
+                dst[p * mr + i] = 0
+
+
+cdef void _pack_b_panel(const floating* B, intp_t rsb, intp_t csb, intp_t n, intp_t kc, intp_t nr,
+                        floating* dst) noexcept nogil:
+    """One NR-wide panel of op(B) (kc rows, n <= NR valid columns) into dst."""
+    cdef intp_t j, p
+    if csb == 1:
+        for p in range(kc):
+            for j in range(n):
+                dst[p * nr + j] = B[p * rsb + j]
+            for j in range(n, nr):
+                dst[p * nr + j] = 0
+    else:
+        for j in range(n):
+            for p in range(kc):
+                dst[p * nr + j] = B[p * rsb + j * csb]
+        if n < nr:
+            for p in range(kc):
+                for j in range(n, nr):
+                    dst[p * nr + j] = 0
+
+
+# ---- epilogue on one finished tile -----------------------------------------------------------------
+cdef inline void _epilogue_tile(const Epilogue* epi, floating* c, intp_t ldc, intp_t i0, intp_t j0,
+                                intp_t m, intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef const floating* bias
+    cdef const floating* aux
+    if epi.kind == 1:    # EPI_BIAS_ACT
+        bias = <const floating*>epi.bias
+        for i in range(m):
+            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act)
+    elif epi.kind == 2:  # EPI_MUL_DERIV
+        aux = <const floating*>epi.aux
+        for i in range(m):
+            act_backward_row(c + i * ldc, aux + (i0 + i) * epi.ldaux + j0, n, epi.act)
+
+
+# ---- loops 2 and 1 around the micro-kernel (the macro-kernel) ----------------------------------------
+cdef void _macro_kernel(const floating* apack, const floating* bpack, intp_t mc, intp_t kc,
+                        intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
+                        floating alpha, floating beta, floating* C, intp_t ldc,
+                        intp_t ic, intp_t jc, bint last_k, const Epilogue* epi) noexcept nogil:
+    """C[ic:ic+mc, jc+q0*NR : jc+q1*NR] (+)= alpha * A~ * B~ over NR panels q0..q1-1 of B~."""
+    cdef intp_t q, r, m, n, j, i
+    cdef floating* ct
+    for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
+        j = q * nr
+        n = _min(nr, nc - j)
+        for r in range(0, (mc + mr - 1) // mr):   # loop 1 (ir): MR panels of A~
+            i = r * mr
+            m = _min(mr, mc - i)
+            ct = C + (ic + i) * ldc + jc + j
+            if floating is float:
+                _kern.s_fn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+            else:
+                _kern.d_fn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+            if last_k and epi != NULL and epi.kind != 0:
+                _epilogue_tile(epi, ct, ldc, ic + i, jc + j, m, n)
+
+
+cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
+                   const Epilogue* epi) noexcept nogil:
+    """C := beta*C (C never read when beta == 0), then the epilogue: the K == 0 or alpha == 0 case."""
+    cdef intp_t i, j
+    for i in range(M):
+        for j in range(N):
+            C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
+        if epi != NULL and epi.kind != 0:
+            _epilogue_tile(epi, C + i * ldc, ldc, i, 0, 1, N)
+
+
+cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
+               floating alpha, const floating* A, intp_t lda,
+               const floating* B, intp_t ldb,
+               floating beta, floating* C, intp_t ldc,
+               const Epilogue* epi, floating* work, int n_threads) noexcept nogil:
+    """C := alpha*op(A)*op(B) + beta*C, then the optional epilogue; ``work`` may be NULL."""
+    cdef intp_t rsa, csa, rsb, csb
+    cdef intp_t mc, kc, nc, mr, nr
+    cdef intp_t kstride, jc, pc, ncur, kcur, n_ic, n_q, per_group, n_groups, n_tasks, t, g, ic_i, q, mcur, qb
+    cdef floating beta_k
+    cdef floating* owned = NULL
+    cdef floating* bpack
+    cdef floating* abase
+    cdef floating* apack
+    cdef intp_t* last_ic
+    cdef intp_t last_ic_local[1]
+    cdef int nt, tid
+    cdef bint last_k
+    cdef bint is_float = floating is float
+
+    if M <= 0 or N <= 0:
+        return
+    if K <= 0 or alpha == 0:
+        _scale_c(M, N, beta, C, ldc, epi)
+        return
+
+    if trans_a:
+        rsa = 1
+        csa = lda
+    else:
+        rsa = lda
+        csa = 1
+    if trans_b:
+        rsb = 1
+        csb = ldb
+    else:
+        rsb = ldb
+        csb = 1
+    _blocks(is_float, &mc, &kc, &nc, &mr, &nr)
+    nt = _gemm_threads(M, N, K, n_threads)
+
+    if work == NULL:
+        owned = <floating*>malloc(gemm_work_size(is_float, M, N, K, nt) * sizeof(floating))
+        if owned == NULL:
+            return  # caller-visible only through C; callers pass their own workspace
+        work = owned
+    kstride = _min(kc, K)
+    bpack = _align64(work)
+    abase = _align64(bpack + kstride * _round_up(_min(nc, N), nr))
+    if nt > 1:
+        last_ic = <intp_t*>malloc(nt * sizeof(intp_t))
+    else:
+        last_ic = last_ic_local
+
+    n_ic = (M + mc - 1) // mc
+    jc = 0
+    while jc < N:                                        # loop 5 (jc): NC columns of C
+        ncur = _min(nc, N - jc)
+        n_q = (ncur + nr - 1) // nr
+        # Tasks: (MC block of rows, group of NR panels); enough groups to feed every thread.
+        n_groups = 1
+        if nt > 1:
+            n_groups = _min(n_q, (4 * nt + n_ic - 1) // n_ic)
+        per_group = (n_q + n_groups - 1) // n_groups
+        n_groups = (n_q + per_group - 1) // per_group
+        n_tasks = n_ic * n_groups
+        pc = 0
+        while pc < K:                                    # loop 4 (pc): KC of the shared dimension
+            kcur = _min(kc, K - pc)
+            beta_k = beta if pc == 0 else 1
+            last_k = pc + kcur >= K
+            # pack op(B)[pc:pc+kc, jc:jc+nc] into B~, one NR panel per iteration
+            if nt > 1:
+                for q in prange(n_q, num_threads=nt, schedule='static'):
+                    _pack_b_panel(B + pc * rsb + (jc + q * nr) * csb, rsb, csb,
+                                  _min(nr, ncur - q * nr), kcur, nr, bpack + q * nr * kcur)
+                for t in range(nt):
+                    last_ic[t] = -1
+                for t in prange(n_tasks, num_threads=nt, schedule='static'):
+                    tid = threadid()
+                    ic_i = t // n_groups
+                    g = t - ic_i * n_groups
+                    mcur = _min(mc, M - ic_i * mc)
+                    apack = abase + tid * mc * kstride
+                    if last_ic[tid] != ic_i:             # loop 3 (ic): MC rows of op(A) into A~
+                        for qb in range(0, (mcur + mr - 1) // mr):
+                            _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
+                                          _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
+                        last_ic[tid] = ic_i
+                    _macro_kernel(apack, bpack, mcur, kcur, g * per_group,
+                                  _min(n_q, (g + 1) * per_group), ncur, mr, nr,
+                                  alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
+            else:
+                for q in range(n_q):
+                    _pack_b_panel(B + pc * rsb + (jc + q * nr) * csb, rsb, csb,
+                                  _min(nr, ncur - q * nr), kcur, nr, bpack + q * nr * kcur)
+                for ic_i in range(n_ic):                 # loop 3 (ic): MC rows of op(A) into A~
+                    mcur = _min(mc, M - ic_i * mc)
+                    for qb in range(0, (mcur + mr - 1) // mr):
+                        _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
+                                      _min(mr, mcur - qb * mr), kcur, mr, abase + qb * mr * kcur)
+                    _macro_kernel(abase, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
+                                  alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
+            pc += kcur
+        jc += ncur
+
+    if nt > 1:
+        free(last_ic)
+    if owned != NULL:
+        free(owned)
+
+
+# ---- plain reference GEMM, for tests ---------------------------------------------------------------
+cdef void gemm_naive(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
+                     floating alpha, const floating* A, intp_t lda, const floating* B, intp_t ldb,
+                     floating beta, floating* C, intp_t ldc) noexcept nogil:
+    """C := alpha*op(A)*op(B) + beta*C by the triple loop, accumulating in double."""
+    cdef intp_t i, j, p
+    cdef double s
+    for i in range(M):
+        for j in range(N):
+            s = 0
+            for p in range(K):
+                s += <double>(A[p * lda + i] if trans_a else A[i * lda + p]) * \
+                     <double>(B[j * ldb + p] if trans_b else B[p * ldb + j])
+            C[i * ldc + j] = <floating>(alpha * s) if beta == 0 else <floating>(alpha * s + beta * C[i * ldc + j])
+
+
+# ---- Python wrappers (validation once, then nogil) -------------------------------------------------
+def _dims(trans_a, trans_b, A, B, C):
+    M, K = (A.shape[1], A.shape[0]) if trans_a else (A.shape[0], A.shape[1])
+    Kb, N = (B.shape[1], B.shape[0]) if trans_b else (B.shape[0], B.shape[1])
+    if K != Kb or C.shape[0] != M or C.shape[1] != N:
+        raise ValueError(
+            f"gemm shapes do not match: op(A) is {M}x{K}, op(B) is {Kb}x{N}, C is "
+            f"{C.shape[0]}x{C.shape[1]}; expected op(A) M x K, op(B) K x N, C M x N."
+        )
+    return M, N, K
+
+
+def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
+            const floating[:, ::1] B, double beta, floating[:, ::1] C, int n_threads=1,
+            const floating[::1] bias=None, int act=-1, bint reference=False):
+    """C := alpha*op(A)*op(B) + beta*C in place (C-contiguous arrays of one dtype).
+
+    ``bias``/``act`` select the forward epilogue C := f(C + bias); ``reference`` runs the plain
+    triple loop instead (tests only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._gemm import gemm_py
+    >>> A = np.ones((2, 3)); B = np.ones((3, 4)); C = np.empty((2, 4))
+    >>> gemm_py(False, False, 1.0, A, B, 0.0, C)
+    >>> C[0, 0]
+    np.float64(3.0)
+    """
+    M, N, K = _dims(trans_a, trans_b, A, B, C)
+    if bias is not None and bias.shape[0] != N:
+        raise ValueError(f"bias has {bias.shape[0]} values; expected N={N}.")
+    if act == ACT_SOFTMAX:
+        raise ValueError("softmax is row-wise and cannot be a tile epilogue.")
+    cdef Epilogue epi
+    epi.kind = 1 if (bias is not None or act >= 0) else 0
+    epi.act = act if act >= 0 else 0
+    epi.bias = <const void*>&bias[0] if bias is not None else NULL
+    epi.aux = NULL
+    epi.ldaux = 0
+    cdef const floating* pa = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const floating* pb = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
+    cdef floating* pc = &C[0, 0] if C.shape[0] * C.shape[1] > 0 else NULL
+    cdef intp_t lda = A.shape[1], ldb = B.shape[1], ldc = C.shape[1]
+    cdef intp_t m = M, n = N, k = K
+    with nogil:
+        if reference:
+            gemm_naive(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
+                       <floating>beta, pc, ldc)
+        else:
+            gemm(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
+                 <floating>beta, pc, ldc, &epi, NULL, n_threads)

@@ -1,0 +1,16 @@
+# GEMM block sizes: the one place they live.
+#
+# Origin: BLIS's haswell/zen configurations (bli_cntx_init_zen.c: sgemm MC=144 KC=256 NC=4080, dgemm
+# MC=72 KC=256 NC=4080), rounded so MC is a multiple of every MR we ship and NC of every NR.
+# KC*NR*sizeof panels stay in L1, MC*KC (A~, one per thread) in L2 (512 KiB on Zen 3),
+# KC*NC (B~, shared) in L3.
+
+cdef enum:
+    S_MC = 144
+    S_KC = 256
+    S_NC = 4080
+    D_MC = 72
+    D_KC = 256
+    D_NC = 2040
+    # Below this many flops (2*M*N*K) a product runs on one thread: the fork/join costs more.
+    GEMM_SERIAL_FLOPS = 400000

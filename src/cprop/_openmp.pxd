@@ -1,0 +1,1 @@
+cdef int effective_n_threads_c(int n_threads) noexcept nogil
