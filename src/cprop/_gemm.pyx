@@ -429,3 +429,8 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
         else:
             gemm(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
                  <floating>beta, pc, ldc, &epi, NULL, n_threads)
+
+
+def work_size(bint is_float, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):
+    """Elements of workspace ``gemm`` needs for an M x N x K product on n_threads."""
+    return gemm_work_size(is_float, M, N, K, n_threads)

@@ -1,0 +1,246 @@
+"""The Python face of the compiled engine: a network description, its flat parameters, and calls.
+
+Design
+1. ``Network`` holds the architecture (layer sizes, activation per layer, output loss), the dtype
+   (float32 or float64) and a *plan*: offsets of each W_l / b_l in the flat parameter vector and of
+   every work buffer, computed once.  Parameters are one flat vector W_0, b_0, W_1, b_1, ...;
+   ``coefs``/``intercepts`` return reshaped views of it, so estimators expose scikit-learn's
+   ``coefs_``/``intercepts_`` layout without copies.
+2. Inputs are validated here once per call (dtype, C order, shapes, CSR conversion); the kernels
+   trust them.
+3. One epoch of SGD/Adam is one call into compiled code (``Network.train_epoch``); the caller draws
+   the row order at the epoch boundary.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cprop._engine import Network
+>>> net = Network([3, 5, 2], ["relu"], "softmax", np.float64)
+>>> params = net.init_params(np.random.RandomState(0))
+>>> P = net.predict(params, np.ones((4, 3)))
+>>> P.shape, bool(np.allclose(P.sum(axis=1), 1))
+((4, 2), True)
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from . import _backprop, _train
+from ._activations import ACTIVATION_CODES
+from ._losses import LOSS_CODES
+from ._openmp import effective_n_threads
+
+HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
+               "logistic": "binary_log_loss", "exp": "poisson"}
+# Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived
+# from the thread count) so results do not depend on it.
+FULL_BATCH_CHUNK = 4096
+
+
+def _as_input(X, dtype):
+    """(dense, data, indices, indptr, n_features) for the kernels: C-contiguous dense or CSR."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X) if not sp.isspmatrix_csr(X) else X
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()
+        data = np.ascontiguousarray(X.data, dtype=dtype)
+        indices = np.ascontiguousarray(X.indices, dtype=np.intp)
+        indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+        return None, data, indices, indptr, X.shape[1]
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D; got an array of shape {X.shape}.")
+    return X, None, None, None, X.shape[1]
+
+
+class Network:
+    """A feed-forward network of dense layers, trained by the compiled engine.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_features, hidden_1, ..., n_outputs]``.
+    activation : str or sequence of str
+        Hidden activation(s): one name for all hidden layers or one per hidden layer.
+    out_activation : {'identity', 'logistic', 'softmax', 'exp'}
+        Output activation; it fixes the loss (squared error, binary log-loss, log-loss, Poisson).
+    dtype : numpy dtype
+        float32 or float64; parameters, data and buffers all use it.
+    n_threads : int or None
+        OpenMP threads (None: the engine's policy, see ``cprop._openmp.effective_n_threads``).
+    """
+
+    def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None):
+        self.layer_sizes = [int(s) for s in layer_sizes]
+        if len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1:
+            raise ValueError(f"layer_sizes must hold >= 2 positive ints; got {layer_sizes}.")
+        n_hidden = len(self.layer_sizes) - 2
+        if isinstance(activation, str):
+            activation = [activation] * n_hidden
+        activation = list(activation)
+        if len(activation) != n_hidden:
+            raise ValueError(f"{len(activation)} hidden activations given for {n_hidden} hidden layers.")
+        for a in activation:
+            if a not in HIDDEN_ACTIVATIONS:
+                raise ValueError(f"Unknown activation {a!r}; expected one of {HIDDEN_ACTIVATIONS}.")
+        if out_activation not in OUTPUT_LOSS:
+            raise ValueError(f"Unknown output activation {out_activation!r}; expected one of "
+                             f"{sorted(OUTPUT_LOSS)}.")
+        self.activations = activation
+        self.out_activation = out_activation
+        self.loss = OUTPUT_LOSS[out_activation]
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64; got {self.dtype}.")
+        self.n_threads = effective_n_threads(n_threads)
+        self._acts = [ACTIVATION_CODES[a] for a in activation] + [ACTIVATION_CODES[out_activation]]
+        self._plans = {}
+        plan = self.plan(1)
+        self.n_params = plan["n_params"]
+        self._w_off = plan["w_off"]
+        self._b_off = plan["b_off"]
+
+    # -- parameters ----------------------------------------------------------------------------
+    def plan(self, cap):
+        key = int(cap)
+        if key not in self._plans:
+            self._plans[key] = _backprop.make_plan(self.layer_sizes, self._acts,
+                                                   LOSS_CODES[self.loss], key, self.dtype,
+                                                   self.n_threads)
+        return self._plans[key]
+
+    def coefs(self, params):
+        """Views W_l of shape (fan_in, fan_out) into the flat vector."""
+        s = self.layer_sizes
+        return [params[o:o + s[i] * s[i + 1]].reshape(s[i], s[i + 1])
+                for i, o in enumerate(self._w_off)]
+
+    def intercepts(self, params):
+        """Views b_l of shape (fan_out,) into the flat vector."""
+        s = self.layer_sizes
+        return [params[o:o + s[i + 1]] for i, o in enumerate(self._b_off)]
+
+    def pack(self, coefs, intercepts):
+        """Flat vector from lists of W_l and b_l (shapes checked)."""
+        params = np.empty(self.n_params, dtype=self.dtype)
+        s = self.layer_sizes
+        if len(coefs) != len(s) - 1 or len(intercepts) != len(s) - 1:
+            raise ValueError(f"expected {len(s) - 1} coefs and intercepts; got {len(coefs)} and "
+                             f"{len(intercepts)}.")
+        for i, (W, b, wv, bv) in enumerate(zip(coefs, intercepts, self.coefs(params),
+                                               self.intercepts(params))):
+            W = np.asarray(W)
+            b = np.asarray(b)
+            if W.shape != wv.shape or b.shape != bv.shape:
+                raise ValueError(f"layer {i}: coefs_ has shape {W.shape} and intercepts_ {b.shape}; "
+                                 f"expected {wv.shape} and {bv.shape}.")
+            wv[...] = W
+            bv[...] = b
+        return params
+
+    def init_params(self, random_state, factor=6.0):
+        """Glorot-uniform initialisation drawn exactly as scikit-learn's MLP draws it.
+
+        For each layer, W then b from U(-r, r), r = sqrt(factor / (fan_in + fan_out)), in float64,
+        then cast (factor 2 for logistic hidden units, 6 otherwise, chosen by the caller).
+        """
+        coefs, intercepts = [], []
+        s = self.layer_sizes
+        for i in range(len(s) - 1):
+            bound = np.sqrt(factor / (s[i] + s[i + 1]))
+            coefs.append(random_state.uniform(-bound, bound, (s[i], s[i + 1])))
+            intercepts.append(random_state.uniform(-bound, bound, s[i + 1]))
+        return self.pack(coefs, intercepts)
+
+    # -- compiled calls --------------------------------------------------------------------------
+    def _check_params(self, params):
+        if not (isinstance(params, np.ndarray) and params.dtype == self.dtype
+                and params.ndim == 1 and params.shape[0] == self.n_params
+                and params.flags.c_contiguous):
+            raise ValueError(f"params must be a C-contiguous {self.dtype} vector of "
+                             f"{self.n_params} values.")
+
+    def predict(self, params, X):
+        """Output activations for X (dense or sparse), shape (n_samples, n_outputs)."""
+        self._check_params(params)
+        dense, data, indices, indptr, nf = _as_input(X, self.dtype)
+        n = X.shape[0]
+        out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
+        if n:
+            _train.predict(params, dense, data, indices, indptr, nf,
+                           self.plan(min(n, FULL_BATCH_CHUNK)), out)
+        return out
+
+    def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None):
+        """Full-batch loss and gradient (the objective L-BFGS minimises)."""
+        self._check_params(params)
+        dense, data, indices, indptr, nf = _as_input(X, self.dtype)
+        Y = self._check_targets(Y, X.shape[0])
+        sw = self._check_sw(sample_weight, X.shape[0])
+        if grad is None:
+            grad = np.empty_like(params)
+        loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
+                                self.plan(min(X.shape[0], FULL_BATCH_CHUNK)), float(alpha), grad)
+        return loss, grad
+
+    def train_epoch(self, params, state, X, Y, sample_weight=None, order=None, batch_size=200,
+                    alpha=0.0, grad=None):
+        """One epoch of mini-batches; ``state`` is an ``OptimizerState``. Returns the mean loss."""
+        self._check_params(params)
+        dense, data, indices, indptr, nf = _as_input(X, self.dtype)
+        n = X.shape[0]
+        Y = self._check_targets(Y, n)
+        sw = self._check_sw(sample_weight, n)
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.intp)
+        batch_size = int(batch_size)
+        if grad is None:
+            grad = np.empty_like(params)
+        acc, t = _train.train_epoch(
+            params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
+            batch_size, self.plan(batch_size), float(alpha), state.solver,
+            float(state.learning_rate), momentum=float(state.momentum),
+            nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
+            epsilon=float(state.epsilon), t=float(state.t))
+        state.t = int(t)
+        return acc / n
+
+    def _check_targets(self, Y, n):
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (n, self.layer_sizes[-1]):
+            raise ValueError(f"targets have shape {Y.shape}; expected ({n}, {self.layer_sizes[-1]}).")
+        return Y
+
+    def _check_sw(self, sample_weight, n):
+        if sample_weight is None:
+            return None
+        sw = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight has shape {sw.shape}; expected ({n},).")
+        return sw
+
+
+class OptimizerState:
+    """State of SGD (velocity) or Adam (moments and step count) for a flat parameter vector.
+
+    ``learning_rate`` is the *current* rate (the estimator changes it between epochs for
+    'invscaling' and 'adaptive' schedules); Adam's bias correction uses ``t``.
+    """
+
+    def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
+                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        if solver not in ("sgd", "adam"):
+            raise ValueError(f"solver must be 'sgd' or 'adam'; got {solver!r}.")
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.t = 0
+        self.s1 = np.zeros(n_params, dtype=dtype)
+        # SGD keeps one state vector; the kernel still takes two (s2 unused there).
+        self.s2 = np.zeros(n_params if solver == "adam" else n_params, dtype=dtype)

@@ -1,0 +1,34 @@
+from cprop._typedefs cimport floating, intp_t
+
+# A network and the layout of its buffers; every pointer is owned by the Python caller (a plan).
+cdef struct NetSpec:
+    int L                    # weight layers
+    const intp_t* sizes      # L+1 layer widths, sizes[0] = n_features
+    const int* acts          # L activation codes; acts[l] produces A_{l+1}; acts[L-1] is the output
+    int loss                 # LOSS_* code paired with acts[L-1]
+    const intp_t* w_off      # W_l (sizes[l] x sizes[l+1], row-major) at params + w_off[l]
+    const intp_t* b_off      # b_l (sizes[l+1]) at params + b_off[l]
+    const intp_t* a_off      # A_l (cap x sizes[l]) at work + a_off[l]   (l = 0..L)
+    const intp_t* d_off      # D_l (cap x sizes[l]) at work + d_off[l]   (l = 1..L)
+    intp_t y_off             # batch targets (cap x sizes[L])
+    intp_t sw_off            # batch sample weights (cap)
+    intp_t gemm_off          # GEMM packing workspace
+    intp_t cap               # rows per pass
+    int n_threads
+
+# First-layer input of one pass of n rows: dense rows (ld = sizes[0]) or CSR rows.
+cdef struct Input:
+    bint sparse
+    const void* dense
+    const void* data
+    const intp_t* indices
+    const intp_t* indptr
+    const intp_t* rows       # CSR row ids of the pass, or NULL for rows start..start+n-1
+    intp_t start
+
+cdef void forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
+                  floating* work, floating* out) noexcept nogil
+cdef void backward_layer(const NetSpec* net, int l, const floating* params, const Input* x,
+                         intp_t n, floating* work, floating* grad, bint accumulate) noexcept nogil
+cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
+                 int n_threads) noexcept nogil

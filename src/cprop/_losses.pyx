@@ -1,0 +1,142 @@
+"""Per-sample losses and, beside each, the gradient with respect to the output pre-activation.
+
+Design
+1. Every output layer is paired with its canonical loss, so the delta at the output is always
+   d loss / d z = P - Y (softmax + cross-entropy, logistic + binary cross-entropy, identity + half
+   squared error, exp + half Poisson deviance); each loss below is written beside that fact.
+2. Sample weights enter both: row_loss[i] = sw_i * l(y_i, p_i) and D[i] = sw_i * scale * (p_i - y_i);
+   the caller chooses scale = 1 / sum(sw) so the gradient is that of the weighted mean.
+3. Probabilities are clipped to [eps, 1 - eps] inside the logarithms, with eps the dtype's machine
+   epsilon, exactly as scikit-learn's log-loss does; x*log(y) is 0 when x == 0 (xlogy).
+4. Losses accumulate in double whatever the dtype.  The per-row values are written to ``row_loss``
+   and summed by the caller in row order, so the total does not depend on the thread count.
+5. The squared error is summed over outputs (not averaged), so the reported loss is the function whose
+   gradient is applied; scikit-learn 1.9 averages it over outputs (see README, differences).
+"""
+from cython.parallel cimport prange
+from libc.math cimport log
+from libc.float cimport FLT_EPSILON, DBL_EPSILON
+
+from cprop._typedefs cimport floating, intp_t
+
+LOSS_CODES = {"squared_error": LOSS_SQUARED, "log_loss": LOSS_LOG,
+              "binary_log_loss": LOSS_BINARY_LOG, "poisson": LOSS_POISSON}
+
+
+cdef inline double _xlogy(double x, double y) noexcept nogil:
+    return 0.0 if x == 0 else x * log(y)
+
+
+cdef inline double _clip(double p, double eps) noexcept nogil:
+    return eps if p < eps else (1 - eps if p > 1 - eps else p)
+
+
+# ---- half squared error: l = 1/2 sum_j (y_j - p_j)^2, dl/dz = p - y (identity output) ---------------
+cdef inline double squared_loss(const floating* y, const floating* p, intp_t n) noexcept nogil:
+    cdef double s = 0, r
+    cdef intp_t j
+    for j in range(n):
+        r = <double>y[j] - <double>p[j]
+        s += r * r
+    return 0.5 * s
+
+
+# ---- cross-entropy: l = -sum_j y_j log p_j, dl/dz = p - y (softmax output) ---------------------------
+cdef inline double log_loss(const floating* y, const floating* p, intp_t n, double eps) noexcept nogil:
+    cdef double s = 0
+    cdef intp_t j
+    for j in range(n):
+        s -= _xlogy(y[j], _clip(p[j], eps))
+    return s
+
+
+# ---- binary cross-entropy: l = -sum_j [y log p + (1-y) log(1-p)], dl/dz = p - y (logistic output) ---
+cdef inline double binary_log_loss(const floating* y, const floating* p, intp_t n,
+                                   double eps) noexcept nogil:
+    cdef double s = 0, pc
+    cdef intp_t j
+    for j in range(n):
+        pc = _clip(p[j], eps)
+        s -= _xlogy(y[j], pc) + _xlogy(1.0 - y[j], 1.0 - pc)
+    return s
+
+
+# ---- half Poisson deviance: l = sum_j [y log(y/p) - y + p], dl/dz = p - y (p = exp(z)) --------------
+cdef inline double poisson_loss(const floating* y, const floating* p, intp_t n) noexcept nogil:
+    cdef double s = 0
+    cdef intp_t j
+    for j in range(n):
+        s += _xlogy(y[j], <double>y[j] / <double>p[j]) - y[j] + p[j]
+    return s
+
+
+cdef inline double _row_loss(int loss, const floating* y, const floating* p, intp_t n,
+                             double eps) noexcept nogil:
+    if loss == LOSS_SQUARED:
+        return squared_loss(y, p, n)
+    elif loss == LOSS_LOG:
+        return log_loss(y, p, n, eps)
+    elif loss == LOSS_BINARY_LOG:
+        return binary_log_loss(y, p, n, eps)
+    return poisson_loss(y, p, n)
+
+
+cdef inline void _one_row(int loss, const floating* y, const floating* p, floating* d, double w,
+                          double scale, intp_t n, double eps, double* out) noexcept nogil:
+    cdef intp_t j
+    cdef floating f = <floating>(w * scale)
+    out[0] = w * _row_loss(loss, y, p, n, eps)
+    if d != NULL:
+        for j in range(n):
+            d[j] = (p[j] - y[j]) * f
+
+
+cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floating* D,
+                          const floating* sw, intp_t n_rows, intp_t n_out, double scale,
+                          double* row_loss, int n_threads) noexcept nogil:
+    """row_loss[i] := sw_i l(Y_i, P_i);  D_i := sw_i * scale * (P_i - Y_i)  (D may be NULL)."""
+    cdef intp_t i
+    cdef double eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    if n_threads > 1 and n_rows * n_out > 20000:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
+                     sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
+    else:
+        for i in range(n_rows):
+            _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
+                     sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
+
+
+def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,
+                   floating[:, ::1] D, const floating[::1] sample_weight=None, double scale=1.0,
+                   int n_threads=1):
+    """Return sum_i sw_i l(Y_i, P_i) and set D := sw * scale * (P - Y).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._losses import loss_and_delta
+    >>> Y = np.array([[1.0]]); P = np.array([[3.0]]); D = np.empty((1, 1))
+    >>> float(loss_and_delta("squared_error", Y, P, D)), D
+    (2.0, array([[2.]]))
+    """
+    cdef int code
+    try:
+        code = LOSS_CODES[name]
+    except KeyError:
+        raise ValueError(f"Unknown loss {name!r}; expected one of {sorted(LOSS_CODES)}.") from None
+    if Y.shape[0] != P.shape[0] or Y.shape[1] != P.shape[1] or D.shape[0] != P.shape[0] \
+            or D.shape[1] != P.shape[1]:
+        raise ValueError("Y, P and D must have the same shape.")
+    if sample_weight is not None and sample_weight.shape[0] != Y.shape[0]:
+        raise ValueError("sample_weight must have one value per row of Y.")
+    import numpy as np
+    rows = np.zeros(Y.shape[0], dtype=np.float64)
+    cdef double[::1] rl = rows
+    if Y.shape[0] == 0 or Y.shape[1] == 0:
+        return 0.0
+    with nogil:
+        loss_delta_rows(code, &Y[0, 0], &P[0, 0], &D[0, 0],
+                        &sample_weight[0] if sample_weight is not None else NULL,
+                        Y.shape[0], Y.shape[1], scale, &rl[0], n_threads)
+    return float(sum(rows.tolist()))
