@@ -40,9 +40,21 @@ def openmp_flags(compiler_type):
     if compiler_type == "msvc":
         return ["/openmp"], []
     if sys.platform == "darwin":
-        # Apple clang has no -fopenmp driver flag: use the preprocessor form and link libomp
-        # (from llvm-openmp / Homebrew; the wheel build points CPPFLAGS/LDFLAGS at it).
-        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+        # Apple clang has no -fopenmp driver flag: use the preprocessor form and link libomp.
+        # libomp's prefix: CPROP_LIBOMP_PREFIX (the wheel build sets it to the pinned llvm-openmp
+        # that delocate bundles, see .ci/macos_libomp.sh), else Homebrew's libomp, else a conda
+        # env.  The -I/-L/rpath flags are returned here rather than left to CFLAGS/LDFLAGS because
+        # the OpenMP check links its test program with the bare compiler driver, which never sees
+        # LDFLAGS (setuptools' linker_exe is plain $CC).
+        candidates = [os.environ.get("CPROP_LIBOMP_PREFIX", ""),
+                      "/opt/homebrew/opt/libomp", "/usr/local/opt/libomp",
+                      os.environ.get("CONDA_PREFIX", "")]
+        prefix = next((c for c in candidates if c and (Path(c) / "include" / "omp.h").exists()),
+                      None)
+        if prefix is None:
+            return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+        return ([f"-I{prefix}/include", "-Xpreprocessor", "-fopenmp"],
+                [f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib", "-lomp"])
     return ["-fopenmp"], ["-fopenmp"]
 
 
