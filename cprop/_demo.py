@@ -175,9 +175,10 @@ def run(args, out=sys.stdout):
     print(f"  data: {len(X_train) + len(X_test)} images of 8x8 pixels, {n_classes} classes; "
           f"train {len(X_train)}, test {len(X_test)}; {args.dtype}", file=out)
     print(f"  settings (both): hidden_layer_sizes={p['hidden_layer_sizes']}, "
-          f"activation={p['activation']!r}, solver={p['solver']!r}, alpha={p['alpha']}, "
-          f"batch_size={p['batch_size']!r}, learning_rate_init={p['learning_rate_init']}, "
-          f"max_iter={p['max_iter']}, random_state={p['random_state']}", file=out)
+          f"activation={p['activation']!r}, solver={p['solver']!r}, alpha={p['alpha']},\n"
+          f"                   batch_size={p['batch_size']!r}, "
+          f"learning_rate_init={p['learning_rate_init']}, max_iter={p['max_iter']}, "
+          f"random_state={p['random_state']}", file=out)
     print(f"  cprop threads: {threads}", file=out)
     print(file=out)
 
