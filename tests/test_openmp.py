@@ -29,9 +29,10 @@ def test_default_respects_threadpoolctl_limits():
         assert effective_n_threads(2) == 2  # an explicit count wins
 
 
-def test_default_respects_omp_num_threads():
+def test_default_respects_omp_num_threads(tmp_path):
     code = "from cprop._openmp import effective_n_threads as e; print(e(None))"
     env = dict(os.environ, OMP_NUM_THREADS="3")
+    # cwd outside the source tree, so the child imports the installed package, not ./cprop
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=tmp_path)
     assert out.stdout.strip() == "3"
