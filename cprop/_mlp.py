@@ -131,7 +131,7 @@ class BaseMLP(BaseEstimator, ABC):
         self.max_fun = max_fun
         self.n_threads = n_threads
 
-    # -- pickling: the engine objects are caches, rebuilt on demand ---------------------------------
+    # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
         state = super().__getstate__()
         state = dict(state)
@@ -360,7 +360,8 @@ class BaseMLP(BaseEstimator, ABC):
                 )
             y_val = self._validation_targets(Y_val)
             if sp.issparse(X_train):
-                X_train, X_val = _to_engine_csr(X_train, net.dtype), _to_engine_csr(X_val, net.dtype)
+                X_train = _to_engine_csr(X_train, net.dtype)
+                X_val = _to_engine_csr(X_val, net.dtype)
         else:
             X_train, Y_train, sw_train = X, Y, sample_weight
             X_val = y_val = sw_val = None

@@ -8,7 +8,6 @@
 2. Test scores over several seeds agree within 0.01 on average -- in float64 (same trajectories),
    and with cprop training in float32, where rounding differs from the first epoch on.
 """
-import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from sklearn.datasets import (
     make_multilabel_classification,
     make_regression,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
@@ -233,7 +231,7 @@ def test_float32_follows_sklearn_float32():
             assert_allclose(W1, W2, rtol=1e-3, atol=1e-4)
 
 
-# ---- test scores over seeds -----------------------------------------------------------------------
+# ---- test scores over seeds ----------------------------------------------------------------------
 SCORE_CASES = {
     "digits": (_scaled(load_digits), MLPClassifier, SkMLPClassifier,
                dict(hidden_layer_sizes=(32,), max_iter=30)),

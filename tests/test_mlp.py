@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import expit, softmax, xlogy
+from scipy.special import expit, softmax
 
 from sklearn import config_context
 from sklearn.base import clone
@@ -75,7 +75,7 @@ def numpy_forward(est, X):
     return a
 
 
-# ---- scikit-learn's scenarios ---------------------------------------------------------------------
+# ---- scikit-learn's scenarios --------------------------------------------------------------------
 @no_convergence_warning
 def test_alpha():
     # Larger alpha yields weights closer to zero.
@@ -742,7 +742,7 @@ def test_minimum_input_sample_size():
         MLPRegressor(early_stopping=True, random_state=0).fit(X, y)
 
 
-# ---- weights, threads, interrupts, persistence ----------------------------------------------------
+# ---- weights, threads, interrupts, persistence ---------------------------------------------------
 @pytest.mark.parametrize("activation", ACTIVATION_TYPES)
 @pytest.mark.parametrize("Estimator,y", [(MLPClassifier, y_digits_multi),
                                          (MLPClassifier, y_digits_multi == 0),
