@@ -24,6 +24,13 @@ def main(argv):
     info = json.loads(out)
 
     import cprop  # the same installed package threadpoolctl just imported
+    from cprop._openmp import build_info
+
+    info_build = build_info()
+    print(f"cprop {cprop.__version__} build_info(): {info_build}")
+    if not info_build["openmp"]:
+        print("FAIL: cprop was compiled without OpenMP (CPROP_ALLOW_NO_OPENMP build?).")
+        return 1
 
     pkg_dir = os.path.realpath(os.path.dirname(cprop.__file__))
     site_dir = os.path.dirname(pkg_dir)
@@ -32,14 +39,26 @@ def main(argv):
     if not omp:
         print(f"FAIL: no OpenMP runtime loaded by cprop ({pkg_dir}); it was built without OpenMP.")
         return 1
-    shipped = [lib for lib in omp if os.path.realpath(lib["filepath"]).startswith(shipped_dirs)]
+
+    def where(lib):
+        path = os.path.realpath(lib["filepath"])
+        if path.startswith(shipped_dirs):
+            return "shipped in cprop's wheel"
+        parts = path.split(os.sep)
+        if path.startswith(site_dir + os.sep) or {"site-packages", "dist-packages"} & set(parts):
+            return "another package's copy"
+        return "from the system/toolchain"
+
     for lib in omp:
-        where = "shipped in the wheel" if lib in shipped else "from the system"
-        print(f"cprop OpenMP runtime: {lib['internal_api']} {lib.get('version')} "
-              f"({lib['num_threads']} threads) {where}: {lib['filepath']}")
-    if bundled and not shipped:
+        print(f"OpenMP runtime loaded: {lib['internal_api']} ({lib['num_threads']} threads), "
+              f"{where(lib)}: {lib['filepath']}")
+    kinds = {where(lib) for lib in omp}
+    if bundled and "shipped in cprop's wheel" not in kinds:
         print(f"FAIL: --bundled: no OpenMP runtime under {shipped_dirs}; the wheel was not "
               "repaired (auditwheel / delocate / delvewheel) or does not link OpenMP.")
+        return 1
+    if kinds == {"another package's copy"}:
+        print("FAIL: the only OpenMP runtimes loaded belong to other packages; cprop links none.")
         return 1
     print("OK")
     return 0
