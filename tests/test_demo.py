@@ -61,10 +61,12 @@ def sklearn_reference_accuracy(seed, max_iter):
 
 
 def test_demo_prints_real_accuracy_and_time_side_by_side(tmp_path):
-    res = run_cli(["demo", "--max-iter", str(MAX_ITER), "--seed", "0"], cwd=tmp_path)
+    res = run_cli(["demo", "--max-iter", str(MAX_ITER), "--seed", "0", "--n-threads", "1"],
+                  cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert f"cprop {cprop.__version__} vs scikit-learn" in out
+    assert "threads: cprop 1; scikit-learn BLAS limited to 1" in out
     assert "train 1347, test 450" in out
     assert f"max_iter={MAX_ITER}" in out
     rows = parse_rows(out)
