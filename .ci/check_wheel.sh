@@ -78,7 +78,13 @@ rm -rf "$WORK/venv-wheel" "$WORK/run-wheel"
 mkdir -p "$WORK/run-wheel"
 cp -r "$ROOT/tests" "$ROOT/.ci/check_openmp.py" "$WORK/run-wheel/"
 cd "$WORK/run-wheel"
-"$WORK/venv-wheel/bin/python" -c "import cprop, sys; print('cprop', cprop.__version__, 'from', cprop.__file__); sys.exit('FAIL: cprop imported from the source tree' if cprop.__file__.startswith('$ROOT/') else 0)"
+"$WORK/venv-wheel/bin/python" - "$ROOT" <<'PY'
+import sys
+import cprop
+print("cprop", cprop.__version__, "from", cprop.__file__)
+if cprop.__file__.startswith(sys.argv[1] + "/"):
+    sys.exit("FAIL: cprop was imported from the source tree, not the installed wheel")
+PY
 
 step "tests against the installed wheel (from a copy of tests/ in $WORK/run-wheel)"
 "$WORK/venv-wheel/bin/python" -m pytest "${PYTEST_ARGS[@]}" tests

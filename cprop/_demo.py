@@ -7,8 +7,9 @@ Design
 2. Both estimators get the *same* hyperparameters (scikit-learn's defaults unless overridden on
    the command line, ``random_state`` fixed) and the same float dtype. ``--n-threads N`` gives
    both the same budget: cprop's ``n_threads=N``, scikit-learn's BLAS limited to N threads
-   through threadpoolctl (its MLP has no other threads). Each fit is timed with ``time.perf_counter`` once, after a tiny warm-up fit of
-   each library so that one-off import and thread-pool start-up costs are not charged to either.
+   through threadpoolctl (its MLP has no other threads). Each fit is timed once with
+   ``time.perf_counter``, after a tiny warm-up fit of each library so that one-off import and
+   thread-pool start-up costs are not charged to either.
 3. The report is a fixed-format table: one row per library with test accuracy, fit time,
    epochs and final training loss, then the speed-up. ``tests/test_demo.py`` parses it.
 4. ``--plot FILE.png`` needs matplotlib (the ``plot`` extra). It is imported lazily and checked
@@ -24,8 +25,8 @@ import warnings
 
 import numpy as np
 
-DESCRIPTION = ("Train cprop's and scikit-learn's MLPClassifier on the digits data set with the same "
-               "settings; print test accuracy and fit time side by side.")
+DESCRIPTION = ("Train cprop's and scikit-learn's MLPClassifier on the digits data set with the "
+               "same settings; print test accuracy and fit time side by side.")
 # Exit status for "an optional dependency is missing".
 EXIT_MISSING_EXTRA = 2
 

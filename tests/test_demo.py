@@ -36,7 +36,7 @@ def _env():
 def run_cli(args, cwd, code=None):
     prefix = ["-m", "cprop"] if code is None else ["-c", code]
     return subprocess.run([sys.executable, *prefix, *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
 
 
 def parse_rows(stdout):
