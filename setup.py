@@ -10,6 +10,7 @@ CPROP_ALLOW_NO_OPENMP=1
                      build without OpenMP instead of failing (never used for wheels or CI).
 """
 import os
+import platform
 import sys
 import sysconfig
 import tempfile
@@ -33,6 +34,23 @@ MODULES = [
     ("_backprop", []),
     ("_train", []),
 ]
+
+# Instruction-set-specific micro-kernel modules: built with their ISA flags on the architectures
+# that have the ISA; everything else stays baseline.  cprop._gemm imports one only after CPU
+# detection says it can run (so its code, module init included, never reaches an older CPU).
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+ISA_MODULES = {
+    "_kernels_avx2": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]} if X86 else None,
+}
+MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
+
+
+def isa_flags(name, compiler_type):
+    """Per-module instruction-set flags (empty for baseline modules)."""
+    flags = ISA_MODULES.get(name.rsplit(".", 1)[-1])
+    if not flags:
+        return []
+    return flags["msvc"] if compiler_type == "msvc" else flags["unix"]
 
 
 def openmp_flags(compiler_type):
@@ -91,7 +109,8 @@ class BuildExt(build_ext):
             ocflags, olflags = [], []
         cflags, lflags = base_flags(ctype)
         for ext in self.extensions:
-            ext.extra_compile_args = cflags + ocflags + list(ext.extra_compile_args)
+            ext.extra_compile_args = (cflags + ocflags + isa_flags(ext.name, ctype)
+                                      + list(ext.extra_compile_args))
             ext.extra_link_args = lflags + olflags + list(ext.extra_link_args)
         super().build_extensions()
 

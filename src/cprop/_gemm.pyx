@@ -24,7 +24,9 @@ from libc.stdint cimport uintptr_t
 import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
-from cprop._gemm_config cimport S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS
+from cprop._gemm_config cimport S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX
+from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
 
 
@@ -88,42 +90,140 @@ cdef void dukernel_ref(intp_t kc, double alpha, const double* a, const double* b
                 c[i * ldc + j] = alpha * acc[i * DREF_NR + j] + beta * c[i * ldc + j]
 
 
-cdef struct KernelTable:
-    int s_mr
-    int s_nr
-    sukernel_t s_fn
-    int d_mr
-    int d_nr
-    dukernel_t d_fn
+cdef KernelTable _ref_table
+_ref_table.s_mr = SREF_MR
+_ref_table.s_nr = SREF_NR
+_ref_table.s_fn = sukernel_ref
+_ref_table.s_fn_half = NULL
+_ref_table.d_mr = DREF_MR
+_ref_table.d_nr = DREF_NR
+_ref_table.d_fn = dukernel_ref
+_ref_table.d_fn_half = NULL
 
-cdef KernelTable _kern
-_kern.s_mr = SREF_MR
-_kern.s_nr = SREF_NR
-_kern.s_fn = sukernel_ref
-_kern.d_mr = DREF_MR
-_kern.d_nr = DREF_NR
-_kern.d_fn = dukernel_ref
+# The kernels in use.  ``gemm`` copies this table once at entry, so ``set_kernel`` between calls
+# never changes a running product halfway.
+cdef KernelTable _kern = _ref_table
 _kernel_name = "reference"
 
 
+# ---- runtime instruction-set detection -------------------------------------------------------------
+# Compiled into this baseline module: gcc/clang ask libgcc/compiler-rt (__builtin_cpu_supports checks
+# the CPUID bits and that the OS saves the ymm state); MSVC reads CPUID leaf 1 (FMA, OSXSAVE, AVX),
+# XCR0 (xmm+ymm state enabled) and leaf 7 (AVX2).  Any other target: no AVX2.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    #include <intrin.h>
+    static int cprop_cpu_has_avx2_fma(void) {
+        int r[4];
+        __cpuid(r, 0);
+        if (r[0] < 7) return 0;
+        __cpuid(r, 1);
+        if (!((r[2] >> 12) & 1) || !((r[2] >> 27) & 1) || !((r[2] >> 28) & 1)) return 0;
+        if ((_xgetbv(0) & 6) != 6) return 0;
+        __cpuidex(r, 7, 0);
+        return (r[1] >> 5) & 1;
+    }
+    #elif (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    static int cprop_cpu_has_avx2_fma(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    #else
+    static int cprop_cpu_has_avx2_fma(void) { return 0; }
+    #endif
+    """
+    int cprop_cpu_has_avx2_fma() nogil
+
+
+def cpu_supports(str isa):
+    """True when this CPU (and OS) can run the named kernel path ('reference' always can)."""
+    if isa == "reference":
+        return True
+    if isa == "avx2":
+        return bool(cprop_cpu_has_avx2_fma())
+    return False
+
+
+def available_kernels():
+    """Kernel paths this build and CPU can run, fastest last (e.g. ['reference', 'avx2'])."""
+    names = ["reference"]
+    if cprop_cpu_has_avx2_fma():
+        try:
+            import cprop._kernels_avx2  # noqa: F401  (built only on x86; imported only when usable)
+            names.append("avx2")
+        except ImportError:
+            pass
+    return names
+
+
+def set_kernel(str name):
+    """Install the micro-kernels of one path: 'reference', 'avx2', or 'auto' (the fastest available).
+
+    Not thread-safe with respect to concurrent ``set_kernel`` calls; a product already running keeps
+    the kernels it started with.  Returns the name installed.
+
+    Examples
+    --------
+    >>> from cprop._gemm import set_kernel, kernel_info
+    >>> set_kernel("reference")
+    'reference'
+    >>> kernel_info()["name"]
+    'reference'
+    >>> _ = set_kernel("auto")
+    """
+    global _kernel_name, _kern
+    cdef KernelTable* t
+    avail = available_kernels()
+    if name == "auto":
+        name = avail[len(avail) - 1]
+    if name not in ("reference", "avx2"):
+        raise ValueError(f"unknown kernel {name!r}; expected 'auto', 'reference' or 'avx2'.")
+    if name not in avail:
+        raise RuntimeError(f"kernel {name!r} is not available on this CPU/build; available: {avail}.")
+    if name == "reference":
+        _kern = _ref_table
+    else:
+        from cprop._kernels_avx2 import table
+        t = <KernelTable*>PyCapsule_GetPointer(table(), b"cprop._kernels.KernelTable")
+        _kern = t[0]
+    _kernel_name = name
+    return name
+
+
 def kernel_info():
-    """Name and register-block sizes of the micro-kernels in use (for tests and benchmarks)."""
+    """Name and register-block sizes (MR, NR) of the micro-kernels in use, and the paths available."""
     return {"name": _kernel_name, "float32": (_kern.s_mr, _kern.s_nr),
-            "float64": (_kern.d_mr, _kern.d_nr)}
+            "float64": (_kern.d_mr, _kern.d_nr), "available": available_kernels()}
+
+
+def _init_kernel():
+    """At import: CPROP_KERNEL=reference|avx2|auto forces a path; default 'auto'."""
+    import os
+    import warnings
+    want = os.environ.get("CPROP_KERNEL", "auto").strip().lower() or "auto"
+    if want not in ("auto", "reference", "avx2"):
+        raise ValueError(f"CPROP_KERNEL={want!r} is not a kernel path; expected 'auto', "
+                         "'reference' or 'avx2'.")
+    try:
+        set_kernel(want)
+    except RuntimeError as exc:
+        warnings.warn(f"CPROP_KERNEL={want}: {exc} Using the reference kernels.", RuntimeWarning)
+        set_kernel("reference")
 
 
 # ---- block sizes -----------------------------------------------------------------------------------
-cdef inline void _blocks(bint is_float, intp_t* mc, intp_t* kc, intp_t* nc, intp_t* mr,
-                         intp_t* nr) noexcept nogil:
+cdef inline void _blocks(const KernelTable* kt, bint is_float, intp_t* mc, intp_t* kc, intp_t* nc,
+                         intp_t* mr, intp_t* nr) noexcept nogil:
     if is_float:
-        mr[0] = _kern.s_mr
-        nr[0] = _kern.s_nr
+        mr[0] = kt.s_mr
+        nr[0] = kt.s_nr
         mc[0] = (S_MC // mr[0]) * mr[0]
         kc[0] = S_KC
         nc[0] = (S_NC // nr[0]) * nr[0]
     else:
-        mr[0] = _kern.d_mr
-        nr[0] = _kern.d_nr
+        mr[0] = kt.d_mr
+        nr[0] = kt.d_nr
         mc[0] = (D_MC // mr[0]) * mr[0]
         kc[0] = D_KC
         nc[0] = (D_NC // nr[0]) * nr[0]
@@ -137,6 +237,17 @@ cdef inline intp_t _min(intp_t a, intp_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline intp_t _balanced(intp_t total, intp_t block, intp_t mult) noexcept nogil:
+    """Block size <= ``block`` (a multiple of ``mult``) splitting ``total`` into equal parts.
+
+    K = 784 with KC = 256 gives four k-blocks of 196 rather than 256, 256, 256, 16: the short last
+    block would pay a full write-back of C for little work.
+    """
+    cdef intp_t nb = (total + block - 1) // block
+    # block is a multiple of mult (see _blocks), so the result never exceeds it
+    return _min(block, _round_up((total + nb - 1) // nb, mult))
+
+
 cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
     if n_threads <= 1 or 2.0 * M * N * K < GEMM_SERIAL_FLOPS:
         return 1
@@ -144,12 +255,17 @@ cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexc
 
 
 cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
-    """Elements of workspace gemm needs: B~ (KC x NC) + one A~ (MC x KC) per thread + alignment slack."""
-    cdef intp_t mc, kc, nc, mr, nr
-    _blocks(is_float, &mc, &kc, &nc, &mr, &nr)
+    """Elements of workspace gemm needs: B~ (KC x NC) + one A~ (MC x KC) per thread + alignment slack.
+
+    An upper bound valid for every kernel path (NR <= NR_MAX), so a plan made under one path stays
+    valid after ``set_kernel``.
+    """
+    cdef intp_t mc = S_MC if is_float else D_MC
+    cdef intp_t kc = S_KC if is_float else D_KC
+    cdef intp_t nc = S_NC if is_float else D_NC
     cdef int nt = _gemm_threads(M, N, K, n_threads)
-    return (_min(kc, K if K > 0 else 1) * _round_up(_min(nc, N if N > 0 else 1), nr)
-            + nt * mc * _min(kc, K if K > 0 else 1) + 64 * (nt + 2))
+    cdef intp_t kk = _min(kc, K if K > 0 else 1)
+    return kk * _round_up(_min(nc, N if N > 0 else 1), NR_MAX) + nt * mc * kk + 64 * (nt + 2)
 
 
 cdef inline floating* _align64(floating* p) noexcept nogil:
@@ -216,25 +332,42 @@ cdef inline void _epilogue_tile(const Epilogue* epi, floating* c, intp_t ldc, in
 
 
 # ---- loops 2 and 1 around the micro-kernel (the macro-kernel) ----------------------------------------
-cdef void _macro_kernel(const floating* apack, const floating* bpack, intp_t mc, intp_t kc,
-                        intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
+cdef inline intp_t _panel_width(const KernelTable* kt, bint is_float, intp_t n, intp_t nr) noexcept nogil:
+    """Width of the B~ panel holding n <= NR valid columns: NR/2 when a half kernel can take it."""
+    if n * 2 <= nr and ((is_float and kt.s_fn_half != NULL) or (not is_float and kt.d_fn_half != NULL)):
+        return nr // 2
+    return nr
+
+
+cdef void _macro_kernel(const KernelTable* kt, const floating* apack, const floating* bpack,
+                        intp_t mc, intp_t kc, intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
                         floating alpha, floating beta, floating* C, intp_t ldc,
                         intp_t ic, intp_t jc, bint last_k, const Epilogue* epi) noexcept nogil:
     """C[ic:ic+mc, jc+q0*NR : jc+q1*NR] (+)= alpha * A~ * B~ over NR panels q0..q1-1 of B~."""
     cdef intp_t q, r, m, n, j, i
     cdef floating* ct
+    cdef sukernel_t sfn
+    cdef dukernel_t dfn
+    cdef bint half
+    cdef bint do_epi = last_k and epi != NULL and epi.kind != 0
+    cdef bint is_float = floating is float
     for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
         j = q * nr
         n = _min(nr, nc - j)
+        half = _panel_width(kt, is_float, n, nr) != nr
+        if floating is float:
+            sfn = kt.s_fn_half if half else kt.s_fn
+        else:
+            dfn = kt.d_fn_half if half else kt.d_fn
         for r in range(0, (mc + mr - 1) // mr):   # loop 1 (ir): MR panels of A~
             i = r * mr
             m = _min(mr, mc - i)
             ct = C + (ic + i) * ldc + jc + j
             if floating is float:
-                _kern.s_fn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+                sfn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
             else:
-                _kern.d_fn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
-            if last_k and epi != NULL and epi.kind != 0:
+                dfn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+            if do_epi:
                 _epilogue_tile(epi, ct, ldc, ic + i, jc + j, m, n)
 
 
@@ -249,12 +382,22 @@ cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
             _epilogue_tile(epi, C + i * ldc, ldc, i, 0, 1, N)
 
 
+cdef inline void _pack_b(const KernelTable* kt, const floating* B, intp_t rsb, intp_t csb, intp_t ncur,
+                         intp_t kcur, intp_t nr, intp_t q, floating* bpack) noexcept nogil:
+    """Panel q of B~ (the last one possibly NR/2 wide, see _panel_width)."""
+    cdef intp_t n = _min(nr, ncur - q * nr)
+    cdef bint is_float = floating is float
+    _pack_b_panel(B + q * nr * csb, rsb, csb, n, kcur, _panel_width(kt, is_float, n, nr),
+                  bpack + q * nr * kcur)
+
+
 cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                floating alpha, const floating* A, intp_t lda,
                const floating* B, intp_t ldb,
                floating beta, floating* C, intp_t ldc,
                const Epilogue* epi, floating* work, int n_threads) noexcept nogil:
     """C := alpha*op(A)*op(B) + beta*C, then the optional epilogue; ``work`` may be NULL."""
+    cdef KernelTable kt = _kern      # one snapshot: set_kernel cannot switch kernels mid-product
     cdef intp_t rsa, csa, rsb, csb
     cdef intp_t mc, kc, nc, mr, nr
     cdef intp_t kstride, jc, pc, ncur, kcur, n_ic, n_q, per_group, n_groups, n_tasks, t, g, ic_i, q, mcur, qb
@@ -287,7 +430,11 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     else:
         rsb = ldb
         csb = 1
-    _blocks(is_float, &mc, &kc, &nc, &mr, &nr)
+    _blocks(&kt, is_float, &mc, &kc, &nc, &mr, &nr)
+    # Equal blocks (a function of the shape only, never of the thread count: determinism).
+    kc = _balanced(K, kc, 8)
+    mc = _balanced(M, mc, mr)
+    nc = _balanced(N, nc, nr)
     nt = _gemm_threads(M, N, K, n_threads)
 
     if work == NULL:
@@ -323,8 +470,7 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
             # pack op(B)[pc:pc+kc, jc:jc+nc] into B~, one NR panel per iteration
             if nt > 1:
                 for q in prange(n_q, num_threads=nt, schedule='static'):
-                    _pack_b_panel(B + pc * rsb + (jc + q * nr) * csb, rsb, csb,
-                                  _min(nr, ncur - q * nr), kcur, nr, bpack + q * nr * kcur)
+                    _pack_b(&kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
                 for t in range(nt):
                     last_ic[t] = -1
                 for t in prange(n_tasks, num_threads=nt, schedule='static'):
@@ -338,19 +484,18 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                             _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
                                           _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
                         last_ic[tid] = ic_i
-                    _macro_kernel(apack, bpack, mcur, kcur, g * per_group,
+                    _macro_kernel(&kt, apack, bpack, mcur, kcur, g * per_group,
                                   _min(n_q, (g + 1) * per_group), ncur, mr, nr,
                                   alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
             else:
                 for q in range(n_q):
-                    _pack_b_panel(B + pc * rsb + (jc + q * nr) * csb, rsb, csb,
-                                  _min(nr, ncur - q * nr), kcur, nr, bpack + q * nr * kcur)
+                    _pack_b(&kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
                 for ic_i in range(n_ic):                 # loop 3 (ic): MC rows of op(A) into A~
                     mcur = _min(mc, M - ic_i * mc)
                     for qb in range(0, (mcur + mr - 1) // mr):
                         _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
                                       _min(mr, mcur - qb * mr), kcur, mr, abase + qb * mr * kcur)
-                    _macro_kernel(abase, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
+                    _macro_kernel(&kt, abase, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
                                   alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
             pc += kcur
         jc += ncur
@@ -434,3 +579,6 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
 def work_size(bint is_float, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):
     """Elements of workspace ``gemm`` needs for an M x N x K product on n_threads."""
     return gemm_work_size(is_float, M, N, K, n_threads)
+
+
+_init_kernel()

@@ -14,3 +14,6 @@ cdef enum:
     D_NC = 2040
     # Below this many flops (2*M*N*K) a product runs on one thread: the fork/join costs more.
     GEMM_SERIAL_FLOPS = 400000
+    # Widest NR of any kernel path we ship (reference 8/4, avx2 16/8): workspace sizes use it so a
+    # plan stays valid whichever kernel path is installed later.
+    NR_MAX = 16
