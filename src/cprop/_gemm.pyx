@@ -536,11 +536,13 @@ def _dims(trans_a, trans_b, A, B, C):
 
 def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
             const floating[:, ::1] B, double beta, floating[:, ::1] C, int n_threads=1,
-            const floating[::1] bias=None, int act=-1, bint reference=False):
+            const floating[::1] bias=None, int act=-1, bint reference=False,
+            const floating[:, ::1] aux=None):
     """C := alpha*op(A)*op(B) + beta*C in place (C-contiguous arrays of one dtype).
 
-    ``bias``/``act`` select the forward epilogue C := f(C + bias); ``reference`` runs the plain
-    triple loop instead (tests only).
+    ``bias``/``act`` select the forward epilogue C := f(C + bias); with ``aux`` (M x N, the layer's
+    activations a = f(z)) the backward epilogue C := C * f'(z) instead.  ``reference`` runs the
+    plain triple loop instead (tests only; no epilogue).
 
     Examples
     --------
@@ -556,12 +558,18 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
         raise ValueError(f"bias has {bias.shape[0]} values; expected N={N}.")
     if act == ACT_SOFTMAX:
         raise ValueError("softmax is row-wise and cannot be a tile epilogue.")
+    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None or act < 0):
+        raise ValueError(f"aux must be {M}x{N}, with act given and no bias (derivative epilogue).")
     cdef Epilogue epi
     epi.kind = 1 if (bias is not None or act >= 0) else 0
     epi.act = act if act >= 0 else 0
     epi.bias = <const void*>&bias[0] if bias is not None else NULL
     epi.aux = NULL
     epi.ldaux = 0
+    if aux is not None:
+        epi.kind = 2
+        epi.aux = <const void*>&aux[0, 0] if M * N > 0 else NULL
+        epi.ldaux = N
     cdef const floating* pa = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
     cdef const floating* pb = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
     cdef floating* pc = &C[0, 0] if C.shape[0] * C.shape[1] > 0 else NULL
@@ -574,6 +582,12 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
         else:
             gemm(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
                  <floating>beta, pc, ldc, &epi, NULL, n_threads)
+
+
+def block_sizes():
+    """Cache block sizes (MC, KC, NC) per dtype, before rounding to the kernel's MR/NR."""
+    return {"float32": (S_MC, S_KC, S_NC), "float64": (D_MC, D_KC, D_NC),
+            "serial_flops": GEMM_SERIAL_FLOPS}
 
 
 def work_size(bint is_float, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):
