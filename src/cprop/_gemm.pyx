@@ -17,14 +17,15 @@ Design
 6. Micro-kernels are picked through a table (``_kern``) so faster instruction sets can be installed
    at import by CPU detection; the reference kernels here are the portable baseline.
 """
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t
 
 import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
-from cprop._gemm_config cimport S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX
+from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX,
+                                 PACK_COST, DIRECT_A_MAX_N)
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
@@ -40,9 +41,9 @@ cdef enum:
     DREF_NR = 4
 
 
-cdef void sukernel_ref(intp_t kc, float alpha, const float* a, const float* b, float beta,
-                       float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]."""
+cdef void sukernel_ref(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
+                       const float* b, float beta, float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n],  A(i, p) = a[i*rsa + p*csa]."""
     cdef float acc[SREF_MR * SREF_NR]
     cdef intp_t i, j, p
     cdef float ai
@@ -50,10 +51,10 @@ cdef void sukernel_ref(intp_t kc, float alpha, const float* a, const float* b, f
         acc[i] = 0
     for p in range(kc):
         for i in range(SREF_MR):
-            ai = a[i]
+            ai = a[i * rsa]
             for j in range(SREF_NR):
                 acc[i * SREF_NR + j] += ai * b[j]
-        a += SREF_MR
+        a += csa
         b += SREF_NR
     if beta == 0:
         for i in range(m):
@@ -65,9 +66,9 @@ cdef void sukernel_ref(intp_t kc, float alpha, const float* a, const float* b, f
                 c[i * ldc + j] = alpha * acc[i * SREF_NR + j] + beta * c[i * ldc + j]
 
 
-cdef void dukernel_ref(intp_t kc, double alpha, const double* a, const double* b, double beta,
-                       double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]."""
+cdef void dukernel_ref(intp_t kc, double alpha, const double* a, intp_t rsa, intp_t csa,
+                       const double* b, double beta, double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n],  A(i, p) = a[i*rsa + p*csa]."""
     cdef double acc[DREF_MR * DREF_NR]
     cdef intp_t i, j, p
     cdef double ai
@@ -75,10 +76,10 @@ cdef void dukernel_ref(intp_t kc, double alpha, const double* a, const double* b
         acc[i] = 0
     for p in range(kc):
         for i in range(DREF_MR):
-            ai = a[i]
+            ai = a[i * rsa]
             for j in range(DREF_NR):
                 acc[i * DREF_NR + j] += ai * b[j]
-        a += DREF_MR
+        a += csa
         b += DREF_NR
     if beta == 0:
         for i in range(m):
@@ -212,6 +213,20 @@ def _init_kernel():
         set_kernel("reference")
 
 
+# Tuning knobs with their defaults from _gemm_config.pxd; ``_set_tuning`` changes them for
+# measurements (benchmarks/tune.py), never for results: none of them changes an element's arithmetic.
+cdef intp_t _direct_a_max_n = DIRECT_A_MAX_N
+
+
+def _set_tuning(direct_a_max_n=None):
+    """Change tuning knobs (measurement only); returns the previous values."""
+    global _direct_a_max_n
+    old = {"direct_a_max_n": _direct_a_max_n}
+    if direct_a_max_n is not None:
+        _direct_a_max_n = direct_a_max_n
+    return old
+
+
 # ---- block sizes -----------------------------------------------------------------------------------
 cdef inline void _blocks(const KernelTable* kt, bint is_float, intp_t* mc, intp_t* kc, intp_t* nc,
                          intp_t* mr, intp_t* nr) noexcept nogil:
@@ -254,18 +269,23 @@ cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexc
     return n_threads
 
 
-cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
-    """Elements of workspace gemm needs: B~ (KC x NC) + one A~ (MC x KC) per thread + alignment slack.
-
-    An upper bound valid for every kernel path (NR <= NR_MAX), so a plan made under one path stays
-    valid after ``set_kernel``.
-    """
+cdef inline intp_t _thread_work(bint is_float, intp_t N, intp_t K) noexcept nogil:
+    """Workspace of one thread's serial GEMM: its B~ (KC x NC) + A~ (MC x KC) + alignment slack."""
     cdef intp_t mc = S_MC if is_float else D_MC
     cdef intp_t kc = S_KC if is_float else D_KC
     cdef intp_t nc = S_NC if is_float else D_NC
-    cdef int nt = _gemm_threads(M, N, K, n_threads)
     cdef intp_t kk = _min(kc, K if K > 0 else 1)
-    return kk * _round_up(_min(nc, N if N > 0 else 1), NR_MAX) + nt * mc * kk + 64 * (nt + 2)
+    return kk * _round_up(_min(nc, N if N > 0 else 1), NR_MAX) + mc * kk + 32
+
+
+cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
+    """Elements of workspace gemm needs: per thread a B~ (KC x NC) and an A~ (MC x KC), plus slack.
+
+    An upper bound valid for every kernel path (NR <= NR_MAX) and every thread grid, so a plan made
+    under one path stays valid after ``set_kernel``.
+    """
+    cdef int nt = _gemm_threads(M, N, K, n_threads)
+    return nt * _thread_work(is_float, N, K) + 16
 
 
 cdef inline floating* _align64(floating* p) noexcept nogil:
@@ -339,18 +359,27 @@ cdef inline intp_t _panel_width(const KernelTable* kt, bint is_float, intp_t n, 
     return nr
 
 
-cdef void _macro_kernel(const KernelTable* kt, const floating* apack, const floating* bpack,
+cdef void _macro_kernel(const KernelTable* kt, const floating* apack, intp_t rsa, intp_t csa,
+                        const floating* aedge, const floating* bpack,
                         intp_t mc, intp_t kc, intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
                         floating alpha, floating beta, floating* C, intp_t ldc,
-                        intp_t ic, intp_t jc, bint last_k, const Epilogue* epi) noexcept nogil:
-    """C[ic:ic+mc, jc+q0*NR : jc+q1*NR] (+)= alpha * A~ * B~ over NR panels q0..q1-1 of B~."""
+                        intp_t ig, intp_t jg, bint last_k, const Epilogue* epi) noexcept nogil:
+    """C[:mc, q0*NR : q1*NR] (+)= alpha * A * B~ over NR panels q0..q1-1 of B~.
+
+    A is either the packed A~ (rsa = 1, csa = MR) or op(A) read in place (row-major: rsa = lda,
+    csa = 1) with its partial last MR panel packed, zero-padded, at ``aedge``.
+    (ig, jg): where C[0, 0] sits in the full product, for the epilogue's bias and aux.
+    """
     cdef intp_t q, r, m, n, j, i
     cdef floating* ct
+    cdef const floating* ap
+    cdef intp_t ars, acs
     cdef sukernel_t sfn
     cdef dukernel_t dfn
     cdef bint half
     cdef bint do_epi = last_k and epi != NULL and epi.kind != 0
     cdef bint is_float = floating is float
+    cdef bint packed = csa != 1 or rsa == 1
     for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
         j = q * nr
         n = _min(nr, nc - j)
@@ -359,16 +388,28 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, const floa
             sfn = kt.s_fn_half if half else kt.s_fn
         else:
             dfn = kt.d_fn_half if half else kt.d_fn
-        for r in range(0, (mc + mr - 1) // mr):   # loop 1 (ir): MR panels of A~
+        for r in range(0, (mc + mr - 1) // mr):   # loop 1 (ir): MR panels of A
             i = r * mr
             m = _min(mr, mc - i)
-            ct = C + (ic + i) * ldc + jc + j
-            if floating is float:
-                sfn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+            ct = C + i * ldc + j
+            if packed:
+                ap = apack + r * mr * kc
+                ars = 1
+                acs = mr
+            elif m == mr:
+                ap = apack + i * rsa
+                ars = rsa
+                acs = 1
             else:
-                dfn(kc, alpha, apack + r * mr * kc, bpack + q * nr * kc, beta, ct, ldc, m, n)
+                ap = aedge
+                ars = 1
+                acs = mr
+            if floating is float:
+                sfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
+            else:
+                dfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
             if do_epi:
-                _epilogue_tile(epi, ct, ldc, ic + i, jc + j, m, n)
+                _epilogue_tile(epi, ct, ldc, ig + i, jg + j, m, n)
 
 
 cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
@@ -391,25 +432,110 @@ cdef inline void _pack_b(const KernelTable* kt, const floating* B, intp_t rsb, i
                   bpack + q * nr * kcur)
 
 
+cdef void _gemm_serial(const KernelTable* kt, intp_t M, intp_t N, intp_t K, floating alpha,
+                       const floating* A, intp_t rsa, intp_t csa, const floating* B, intp_t rsb,
+                       intp_t csb, floating beta, floating* C, intp_t ldc, intp_t kc,
+                       const Epilogue* epi, intp_t i_off, intp_t j_off,
+                       floating* work) noexcept nogil:
+    """C := alpha*op(A)*op(B) + beta*C on one thread: loops 5, 4, 3 around the macro-kernel.
+
+    ``kc`` is fixed by the caller from the full K (it alone decides each element's summation
+    order); (i_off, j_off) place this block in the full C for the epilogue's bias/aux.
+    """
+    cdef intp_t mc, kc0, nc, mr, nr, jc, pc, ic, ncur, kcur, mcur, n_q, q, qb
+    cdef floating beta_k
+    cdef bint last_k
+    cdef bint is_float = floating is float
+    cdef floating* bpack
+    cdef floating* apack
+    # Read op(A) in place when it is row-major (csa == 1) and N spans few B~ panels: packing A
+    # would cost about as much as the product (forward X W and input gradient D W^T of an MLP).
+    cdef bint direct_a = csa == 1 and rsa != 1 and N <= _direct_a_max_n
+    _blocks(kt, is_float, &mc, &kc0, &nc, &mr, &nr)
+    mc = _balanced(M, mc, mr)
+    nc = _balanced(N, nc, nr)
+    bpack = _align64(work)
+    apack = _align64(bpack + _min(kc, K) * _round_up(_min(nc, N), nr))
+    jc = 0
+    while jc < N:                                        # loop 5 (jc): NC columns of C
+        ncur = _min(nc, N - jc)
+        n_q = (ncur + nr - 1) // nr
+        pc = 0
+        while pc < K:                                    # loop 4 (pc): KC of op(B) into B~
+            kcur = _min(kc, K - pc)
+            beta_k = beta if pc == 0 else 1
+            last_k = pc + kcur >= K
+            for q in range(n_q):
+                _pack_b(kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
+            ic = 0
+            while ic < M:                                # loop 3 (ic): MC rows of op(A)
+                mcur = _min(mc, M - ic)
+                if direct_a:
+                    # op(A) row-major and few B~ panels to amortise a copy: the micro-kernel reads
+                    # A in place; only a partial last MR panel is packed (zero-padded rows).
+                    if mcur % mr:
+                        qb = mcur // mr
+                        _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
+                                      mcur - qb * mr, kcur, mr, apack)
+                    _macro_kernel(kt, A + ic * rsa + pc * csa, rsa, csa, apack, bpack, mcur, kcur,
+                                  0, n_q, ncur, mr, nr, alpha, beta_k, C + ic * ldc + jc, ldc,
+                                  i_off + ic, j_off + jc, last_k, epi)
+                else:
+                    for qb in range(0, (mcur + mr - 1) // mr):
+                        _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
+                                      _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
+                    _macro_kernel(kt, apack, 1, mr, apack, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
+                                  alpha, beta_k, C + ic * ldc + jc, ldc, i_off + ic, j_off + jc,
+                                  last_k, epi)
+                ic += mcur
+            pc += kcur
+        jc += ncur
+
+
+cdef void _thread_grid(intp_t n_mp, intp_t n_np, intp_t mr, intp_t nr, intp_t K, int nt,
+                       int* tm, int* tn) noexcept nogil:
+    """Split C's n_mp MR-panels x n_np NR-panels over a tm x tn grid of threads (tm * tn <= nt).
+
+    Each thread packs its own B~ and A~ (no shared buffers, no barriers inside a product), so a
+    grid duplicates packing: every row of threads packs all of its B columns and every column of
+    threads all of its A rows.  Cost per thread = flops of its largest block + PACK_COST flops per
+    packed element; the cheapest grid wins.  Only panel counts enter, so the grid (and the result)
+    depends on the shape and nt, and results never depend on the grid (see gemm).
+    """
+    cdef int a, b, best_a = 1, best_b = 1
+    cdef double cost, best = -1, rows, cols
+    for a in range(1, nt + 1):
+        b = nt // a
+        if a > n_mp or b > n_np or b < 1:
+            continue
+        rows = <double>((n_mp + a - 1) // a) * mr
+        cols = <double>((n_np + b - 1) // b) * nr
+        cost = 2.0 * rows * cols * K + PACK_COST * K * (rows + cols)
+        if best < 0 or cost < best:
+            best = cost
+            best_a = a
+            best_b = b
+    tm[0] = best_a
+    tn[0] = best_b
+
+
 cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                floating alpha, const floating* A, intp_t lda,
                const floating* B, intp_t ldb,
                floating beta, floating* C, intp_t ldc,
                const Epilogue* epi, floating* work, int n_threads) noexcept nogil:
-    """C := alpha*op(A)*op(B) + beta*C, then the optional epilogue; ``work`` may be NULL."""
+    """C := alpha*op(A)*op(B) + beta*C, then the optional epilogue; ``work`` may be NULL.
+
+    Threads: C is cut into a tm x tn grid of blocks on MR/NR panel boundaries, one block per
+    thread, each computed by the serial five loops with that thread's own packing buffers: one
+    parallel region per product, no barriers.  An element's arithmetic depends only on K's
+    blocking (kc, from K alone) and on whether its MR x NR tile is an edge tile (from M, N alone),
+    never on the grid, so results are bitwise identical for any thread count.
+    """
     cdef KernelTable kt = _kern      # one snapshot: set_kernel cannot switch kernels mid-product
-    cdef intp_t rsa, csa, rsb, csb
-    cdef intp_t mc, kc, nc, mr, nr
-    cdef intp_t kstride, jc, pc, ncur, kcur, n_ic, n_q, per_group, n_groups, n_tasks, t, g, ic_i, q, mcur, qb
-    cdef floating beta_k
+    cdef intp_t rsa, csa, rsb, csb, mc, kc, nc, mr, nr, n_mp, n_np, per, r0, r1, c0, c1, t
     cdef floating* owned = NULL
-    cdef floating* bpack
-    cdef floating* abase
-    cdef floating* apack
-    cdef intp_t* last_ic
-    cdef intp_t last_ic_local[1]
-    cdef int nt, tid
-    cdef bint last_k
+    cdef int nt, tm, tn
     cdef bint is_float = floating is float
 
     if M <= 0 or N <= 0:
@@ -417,7 +543,6 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     if K <= 0 or alpha == 0:
         _scale_c(M, N, beta, C, ldc, epi)
         return
-
     if trans_a:
         rsa = 1
         csa = lda
@@ -431,77 +556,33 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
         rsb = ldb
         csb = 1
     _blocks(&kt, is_float, &mc, &kc, &nc, &mr, &nr)
-    # Equal blocks (a function of the shape only, never of the thread count: determinism).
     kc = _balanced(K, kc, 8)
-    mc = _balanced(M, mc, mr)
-    nc = _balanced(N, nc, nr)
     nt = _gemm_threads(M, N, K, n_threads)
-
     if work == NULL:
         owned = <floating*>malloc(gemm_work_size(is_float, M, N, K, nt) * sizeof(floating))
         if owned == NULL:
             return  # caller-visible only through C; callers pass their own workspace
         work = owned
-    kstride = _min(kc, K)
-    bpack = _align64(work)
-    abase = _align64(bpack + kstride * _round_up(_min(nc, N), nr))
+    n_mp = (M + mr - 1) // mr
+    n_np = (N + nr - 1) // nr
+    tm = 1
+    tn = 1
     if nt > 1:
-        last_ic = <intp_t*>malloc(nt * sizeof(intp_t))
+        _thread_grid(n_mp, n_np, mr, nr, K, nt, &tm, &tn)
+    if tm * tn == 1:
+        _gemm_serial(&kt, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, kc, epi, 0, 0,
+                     work)
     else:
-        last_ic = last_ic_local
-
-    n_ic = (M + mc - 1) // mc
-    jc = 0
-    while jc < N:                                        # loop 5 (jc): NC columns of C
-        ncur = _min(nc, N - jc)
-        n_q = (ncur + nr - 1) // nr
-        # Tasks: (MC block of rows, group of NR panels); enough groups to feed every thread.
-        n_groups = 1
-        if nt > 1:
-            n_groups = _min(n_q, (4 * nt + n_ic - 1) // n_ic)
-        per_group = (n_q + n_groups - 1) // n_groups
-        n_groups = (n_q + per_group - 1) // per_group
-        n_tasks = n_ic * n_groups
-        pc = 0
-        while pc < K:                                    # loop 4 (pc): KC of the shared dimension
-            kcur = _min(kc, K - pc)
-            beta_k = beta if pc == 0 else 1
-            last_k = pc + kcur >= K
-            # pack op(B)[pc:pc+kc, jc:jc+nc] into B~, one NR panel per iteration
-            if nt > 1:
-                for q in prange(n_q, num_threads=nt, schedule='static'):
-                    _pack_b(&kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
-                for t in range(nt):
-                    last_ic[t] = -1
-                for t in prange(n_tasks, num_threads=nt, schedule='static'):
-                    tid = threadid()
-                    ic_i = t // n_groups
-                    g = t - ic_i * n_groups
-                    mcur = _min(mc, M - ic_i * mc)
-                    apack = abase + tid * mc * kstride
-                    if last_ic[tid] != ic_i:             # loop 3 (ic): MC rows of op(A) into A~
-                        for qb in range(0, (mcur + mr - 1) // mr):
-                            _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
-                                          _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
-                        last_ic[tid] = ic_i
-                    _macro_kernel(&kt, apack, bpack, mcur, kcur, g * per_group,
-                                  _min(n_q, (g + 1) * per_group), ncur, mr, nr,
-                                  alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
-            else:
-                for q in range(n_q):
-                    _pack_b(&kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
-                for ic_i in range(n_ic):                 # loop 3 (ic): MC rows of op(A) into A~
-                    mcur = _min(mc, M - ic_i * mc)
-                    for qb in range(0, (mcur + mr - 1) // mr):
-                        _pack_a_panel(A + (ic_i * mc + qb * mr) * rsa + pc * csa, rsa, csa,
-                                      _min(mr, mcur - qb * mr), kcur, mr, abase + qb * mr * kcur)
-                    _macro_kernel(&kt, abase, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
-                                  alpha, beta_k, C, ldc, ic_i * mc, jc, last_k, epi)
-            pc += kcur
-        jc += ncur
-
-    if nt > 1:
-        free(last_ic)
+        for t in prange(tm * tn, num_threads=tm * tn, schedule='static', chunksize=1):
+            # block (t // tn, t % tn): panels split as evenly as possible, in MR/NR units
+            r0 = _min(M, ((t // tn) * n_mp // tm) * mr)
+            r1 = _min(M, ((t // tn + 1) * n_mp // tm) * mr)
+            c0 = _min(N, ((t % tn) * n_np // tn) * nr)
+            c1 = _min(N, ((t % tn + 1) * n_np // tn) * nr)
+            if r1 > r0 and c1 > c0:
+                _gemm_serial(&kt, r1 - r0, c1 - c0, K, alpha, A + r0 * rsa, rsa, csa,
+                             B + c0 * csb, rsb, csb, beta, C + r0 * ldc + c0, ldc, kc, epi, r0, c0,
+                             work + t * _thread_work(is_float, N, K))
     if owned != NULL:
         free(owned)
 

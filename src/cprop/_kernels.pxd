@@ -3,11 +3,15 @@
 # baseline _gemm never loads code built for an instruction set the CPU may lack.
 from cprop._typedefs cimport intp_t
 
-# C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]   (C never read when beta == 0)
-ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
-ctypedef void (*dukernel_t)(intp_t kc, double alpha, const double* a, const double* b, double beta,
-                            double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
+# C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n]   (C never read when beta == 0)
+# A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, when op(A) is row-major,
+# MR rows of A read in place (rsa = lda, csa = 1; all MR rows must exist).  B~ is always packed.
+ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
+                            const float* b, float beta, float* c, intp_t ldc,
+                            intp_t m, intp_t n) noexcept nogil
+ctypedef void (*dukernel_t)(intp_t kc, double alpha, const double* a, intp_t rsa, intp_t csa,
+                            const double* b, double beta, double* c, intp_t ldc,
+                            intp_t m, intp_t n) noexcept nogil
 
 cdef struct KernelTable:
     int s_mr                 # float32 register block MR x NR

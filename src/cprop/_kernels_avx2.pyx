@@ -88,9 +88,9 @@ cdef inline void _d_edge(const double* buf, intp_t ldb, double alpha, double bet
 
 
 # ---- float32 6 x 16 --------------------------------------------------------------------------------
-cdef void sukernel_avx2(intp_t kc, float alpha, const float* a, const float* b, float beta,
-                        float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(6 x kc) * B~(kc x 16) + beta * C[:m, :n]."""
+cdef void sukernel_avx2(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
+                        const float* b, float beta, float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(6 x kc) * B~(kc x 16) + beta * C[:m, :n]."""
     cdef __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps()
     cdef __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps()
     cdef __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps()
@@ -99,6 +99,7 @@ cdef void sukernel_avx2(intp_t kc, float alpha, const float* a, const float* b, 
     cdef __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps()
     cdef __m256 b0, b1, ai, va, vb
     cdef intp_t p
+    cdef intp_t o1 = rsa, o2 = 2 * rsa, o3 = 3 * rsa, o4 = 4 * rsa, o5 = 5 * rsa
     cdef float buf[S_MR * S_NR]
     cdef bint read_c = beta != 0
     for p in range(kc):
@@ -107,22 +108,22 @@ cdef void sukernel_avx2(intp_t kc, float alpha, const float* a, const float* b, 
         ai = _mm256_broadcast_ss(a)
         c00 = _mm256_fmadd_ps(ai, b0, c00)
         c01 = _mm256_fmadd_ps(ai, b1, c01)
-        ai = _mm256_broadcast_ss(a + 1)
+        ai = _mm256_broadcast_ss(a + o1)
         c10 = _mm256_fmadd_ps(ai, b0, c10)
         c11 = _mm256_fmadd_ps(ai, b1, c11)
-        ai = _mm256_broadcast_ss(a + 2)
+        ai = _mm256_broadcast_ss(a + o2)
         c20 = _mm256_fmadd_ps(ai, b0, c20)
         c21 = _mm256_fmadd_ps(ai, b1, c21)
-        ai = _mm256_broadcast_ss(a + 3)
+        ai = _mm256_broadcast_ss(a + o3)
         c30 = _mm256_fmadd_ps(ai, b0, c30)
         c31 = _mm256_fmadd_ps(ai, b1, c31)
-        ai = _mm256_broadcast_ss(a + 4)
+        ai = _mm256_broadcast_ss(a + o4)
         c40 = _mm256_fmadd_ps(ai, b0, c40)
         c41 = _mm256_fmadd_ps(ai, b1, c41)
-        ai = _mm256_broadcast_ss(a + 5)
+        ai = _mm256_broadcast_ss(a + o5)
         c50 = _mm256_fmadd_ps(ai, b0, c50)
         c51 = _mm256_fmadd_ps(ai, b1, c51)
-        a += S_MR
+        a += csa
         b += S_NR
     if m == S_MR and n == S_NR:
         va = _mm256_set1_ps(alpha)
@@ -160,24 +161,25 @@ cdef void sukernel_avx2(intp_t kc, float alpha, const float* a, const float* b, 
         _s_edge(buf, S_NR, alpha, beta, c, ldc, m, n)
 
 
-cdef void sukernel_avx2_half(intp_t kc, float alpha, const float* a, const float* b, float beta,
-                             float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(6 x kc) * B~(kc x 8) + beta * C[:m, :n]  (B~ panel 8 wide)."""
+cdef void sukernel_avx2_half(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
+                             const float* b, float beta, float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(6 x kc) * B~(kc x 8) + beta * C[:m, :n]  (B~ panel 8 wide)."""
     cdef __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps()
     cdef __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps()
     cdef __m256 b0, va, vb
     cdef intp_t p
+    cdef intp_t o1 = rsa, o2 = 2 * rsa, o3 = 3 * rsa, o4 = 4 * rsa, o5 = 5 * rsa
     cdef float buf[S_MR * 8]
     cdef bint read_c = beta != 0
     for p in range(kc):
         b0 = _mm256_loadu_ps(b)
         c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), b0, c0)
-        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c1)
-        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c2)
-        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c3)
-        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c4)
-        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c5)
-        a += S_MR
+        c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o1), b0, c1)
+        c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o2), b0, c2)
+        c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o3), b0, c3)
+        c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o4), b0, c4)
+        c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + o5), b0, c5)
+        a += csa
         b += 8
     if m == S_MR and n == 8:
         va = _mm256_set1_ps(alpha)
@@ -199,9 +201,9 @@ cdef void sukernel_avx2_half(intp_t kc, float alpha, const float* a, const float
 
 
 # ---- float64 6 x 8 ---------------------------------------------------------------------------------
-cdef void dukernel_avx2(intp_t kc, double alpha, const double* a, const double* b, double beta,
-                        double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(6 x kc) * B~(kc x 8) + beta * C[:m, :n]."""
+cdef void dukernel_avx2(intp_t kc, double alpha, const double* a, intp_t rsa, intp_t csa,
+                        const double* b, double beta, double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(6 x kc) * B~(kc x 8) + beta * C[:m, :n]."""
     cdef __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd()
     cdef __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd()
     cdef __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd()
@@ -210,6 +212,7 @@ cdef void dukernel_avx2(intp_t kc, double alpha, const double* a, const double* 
     cdef __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd()
     cdef __m256d b0, b1, ai, va, vb
     cdef intp_t p
+    cdef intp_t o1 = rsa, o2 = 2 * rsa, o3 = 3 * rsa, o4 = 4 * rsa, o5 = 5 * rsa
     cdef double buf[D_MR * D_NR]
     cdef bint read_c = beta != 0
     for p in range(kc):
@@ -218,22 +221,22 @@ cdef void dukernel_avx2(intp_t kc, double alpha, const double* a, const double* 
         ai = _mm256_broadcast_sd(a)
         c00 = _mm256_fmadd_pd(ai, b0, c00)
         c01 = _mm256_fmadd_pd(ai, b1, c01)
-        ai = _mm256_broadcast_sd(a + 1)
+        ai = _mm256_broadcast_sd(a + o1)
         c10 = _mm256_fmadd_pd(ai, b0, c10)
         c11 = _mm256_fmadd_pd(ai, b1, c11)
-        ai = _mm256_broadcast_sd(a + 2)
+        ai = _mm256_broadcast_sd(a + o2)
         c20 = _mm256_fmadd_pd(ai, b0, c20)
         c21 = _mm256_fmadd_pd(ai, b1, c21)
-        ai = _mm256_broadcast_sd(a + 3)
+        ai = _mm256_broadcast_sd(a + o3)
         c30 = _mm256_fmadd_pd(ai, b0, c30)
         c31 = _mm256_fmadd_pd(ai, b1, c31)
-        ai = _mm256_broadcast_sd(a + 4)
+        ai = _mm256_broadcast_sd(a + o4)
         c40 = _mm256_fmadd_pd(ai, b0, c40)
         c41 = _mm256_fmadd_pd(ai, b1, c41)
-        ai = _mm256_broadcast_sd(a + 5)
+        ai = _mm256_broadcast_sd(a + o5)
         c50 = _mm256_fmadd_pd(ai, b0, c50)
         c51 = _mm256_fmadd_pd(ai, b1, c51)
-        a += D_MR
+        a += csa
         b += D_NR
     if m == D_MR and n == D_NR:
         va = _mm256_set1_pd(alpha)
@@ -271,24 +274,25 @@ cdef void dukernel_avx2(intp_t kc, double alpha, const double* a, const double* 
         _d_edge(buf, D_NR, alpha, beta, c, ldc, m, n)
 
 
-cdef void dukernel_avx2_half(intp_t kc, double alpha, const double* a, const double* b, double beta,
-                             double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A~(6 x kc) * B~(kc x 4) + beta * C[:m, :n]  (B~ panel 4 wide)."""
+cdef void dukernel_avx2_half(intp_t kc, double alpha, const double* a, intp_t rsa, intp_t csa,
+                             const double* b, double beta, double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
+    """C[:m, :n] := alpha * A(6 x kc) * B~(kc x 4) + beta * C[:m, :n]  (B~ panel 4 wide)."""
     cdef __m256d c0 = _mm256_setzero_pd(), c1 = _mm256_setzero_pd(), c2 = _mm256_setzero_pd()
     cdef __m256d c3 = _mm256_setzero_pd(), c4 = _mm256_setzero_pd(), c5 = _mm256_setzero_pd()
     cdef __m256d b0, va, vb
     cdef intp_t p
+    cdef intp_t o1 = rsa, o2 = 2 * rsa, o3 = 3 * rsa, o4 = 4 * rsa, o5 = 5 * rsa
     cdef double buf[D_MR * 4]
     cdef bint read_c = beta != 0
     for p in range(kc):
         b0 = _mm256_loadu_pd(b)
         c0 = _mm256_fmadd_pd(_mm256_broadcast_sd(a), b0, c0)
-        c1 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + 1), b0, c1)
-        c2 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + 2), b0, c2)
-        c3 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + 3), b0, c3)
-        c4 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + 4), b0, c4)
-        c5 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + 5), b0, c5)
-        a += D_MR
+        c1 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + o1), b0, c1)
+        c2 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + o2), b0, c2)
+        c3 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + o3), b0, c3)
+        c4 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + o4), b0, c4)
+        c5 = _mm256_fmadd_pd(_mm256_broadcast_sd(a + o5), b0, c5)
+        a += csa
         b += 4
     if m == D_MR and n == 4:
         va = _mm256_set1_pd(alpha)
