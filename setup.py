@@ -43,14 +43,18 @@ ISA_MODULES = {
     "_kernels_avx2": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]} if X86 else None,
 }
 MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
+# Per-module, per-compiler flags that are not about the ISA.  -fno-math-errno: sqrt/sqrtf need not
+# set errno, so the optimizer updates vectorise (sqrtps); IEEE results are unchanged (not fast-math).
+MODULE_FLAGS = {
+    "_train": {"unix": ["-fno-math-errno"], "msvc": []},
+}
 
 
 def isa_flags(name, compiler_type):
-    """Per-module instruction-set flags (empty for baseline modules)."""
-    flags = ISA_MODULES.get(name.rsplit(".", 1)[-1])
-    if not flags:
-        return []
-    return flags["msvc"] if compiler_type == "msvc" else flags["unix"]
+    """Per-module instruction-set (and other per-module) flags; empty for most modules."""
+    short = name.rsplit(".", 1)[-1]
+    key = "msvc" if compiler_type == "msvc" else "unix"
+    return (ISA_MODULES.get(short) or {}).get(key, []) + MODULE_FLAGS.get(short, {}).get(key, [])
 
 
 def openmp_flags(compiler_type):

@@ -25,7 +25,8 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX,
-                                 PACK_COST, DIRECT_A_MAX_N)
+                                 PACK_COST, DIRECT_A_MAX_N,
+                                 DIRECT_AT_MAX_N)
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
@@ -216,14 +217,17 @@ def _init_kernel():
 # Tuning knobs with their defaults from _gemm_config.pxd; ``_set_tuning`` changes them for
 # measurements (benchmarks/tune.py), never for results: none of them changes an element's arithmetic.
 cdef intp_t _direct_a_max_n = DIRECT_A_MAX_N
+cdef intp_t _direct_at_max_n = DIRECT_AT_MAX_N
 
 
-def _set_tuning(direct_a_max_n=None):
+def _set_tuning(direct_a_max_n=None, direct_at_max_n=None):
     """Change tuning knobs (measurement only); returns the previous values."""
-    global _direct_a_max_n
-    old = {"direct_a_max_n": _direct_a_max_n}
+    global _direct_a_max_n, _direct_at_max_n
+    old = {"direct_a_max_n": _direct_a_max_n, "direct_at_max_n": _direct_at_max_n}
     if direct_a_max_n is not None:
         _direct_a_max_n = direct_a_max_n
+    if direct_at_max_n is not None:
+        _direct_at_max_n = direct_at_max_n
     return old
 
 
@@ -359,15 +363,15 @@ cdef inline intp_t _panel_width(const KernelTable* kt, bint is_float, intp_t n, 
     return nr
 
 
-cdef void _macro_kernel(const KernelTable* kt, const floating* apack, intp_t rsa, intp_t csa,
-                        const floating* aedge, const floating* bpack,
+cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direct, intp_t rsa,
+                        intp_t csa, const floating* aedge, const floating* bpack,
                         intp_t mc, intp_t kc, intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
                         floating alpha, floating beta, floating* C, intp_t ldc,
                         intp_t ig, intp_t jg, bint last_k, const Epilogue* epi) noexcept nogil:
     """C[:mc, q0*NR : q1*NR] (+)= alpha * A * B~ over NR panels q0..q1-1 of B~.
 
-    A is either the packed A~ (rsa = 1, csa = MR) or op(A) read in place (row-major: rsa = lda,
-    csa = 1) with its partial last MR panel packed, zero-padded, at ``aedge``.
+    A is either the packed A~ (``direct`` false) or op(A) read in place with strides (rsa, csa)
+    and its partial last MR panel packed, zero-padded, at ``aedge``.
     (ig, jg): where C[0, 0] sits in the full product, for the epilogue's bias and aux.
     """
     cdef intp_t q, r, m, n, j, i
@@ -379,7 +383,6 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, intp_t rsa
     cdef bint half
     cdef bint do_epi = last_k and epi != NULL and epi.kind != 0
     cdef bint is_float = floating is float
-    cdef bint packed = csa != 1 or rsa == 1
     for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
         j = q * nr
         n = _min(nr, nc - j)
@@ -392,14 +395,14 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, intp_t rsa
             i = r * mr
             m = _min(mr, mc - i)
             ct = C + i * ldc + j
-            if packed:
+            if not direct:
                 ap = apack + r * mr * kc
                 ars = 1
                 acs = mr
             elif m == mr:
                 ap = apack + i * rsa
                 ars = rsa
-                acs = 1
+                acs = csa
             else:
                 ap = aedge
                 ars = 1
@@ -448,9 +451,11 @@ cdef void _gemm_serial(const KernelTable* kt, intp_t M, intp_t N, intp_t K, floa
     cdef bint is_float = floating is float
     cdef floating* bpack
     cdef floating* apack
-    # Read op(A) in place when it is row-major (csa == 1) and N spans few B~ panels: packing A
-    # would cost about as much as the product (forward X W and input gradient D W^T of an MLP).
-    cdef bint direct_a = csa == 1 and rsa != 1 and N <= _direct_a_max_n
+    # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
+    # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
+    # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
+    cdef bint direct_a = ((csa == 1 and rsa != 1 and N <= _direct_a_max_n)
+                          or (rsa == 1 and csa != 1 and N <= _direct_at_max_n))
     _blocks(kt, is_float, &mc, &kc0, &nc, &mr, &nr)
     mc = _balanced(M, mc, mr)
     nc = _balanced(N, nc, nr)
@@ -477,14 +482,14 @@ cdef void _gemm_serial(const KernelTable* kt, intp_t M, intp_t N, intp_t K, floa
                         qb = mcur // mr
                         _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
                                       mcur - qb * mr, kcur, mr, apack)
-                    _macro_kernel(kt, A + ic * rsa + pc * csa, rsa, csa, apack, bpack, mcur, kcur,
+                    _macro_kernel(kt, A + ic * rsa + pc * csa, True, rsa, csa, apack, bpack, mcur, kcur,
                                   0, n_q, ncur, mr, nr, alpha, beta_k, C + ic * ldc + jc, ldc,
                                   i_off + ic, j_off + jc, last_k, epi)
                 else:
                     for qb in range(0, (mcur + mr - 1) // mr):
                         _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
                                       _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
-                    _macro_kernel(kt, apack, 1, mr, apack, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
+                    _macro_kernel(kt, apack, False, 1, mr, apack, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
                                   alpha, beta_k, C + ic * ldc + jc, ldc, i_off + ic, j_off + jc,
                                   last_k, epi)
                 ic += mcur

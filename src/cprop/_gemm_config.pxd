@@ -25,3 +25,6 @@ cdef enum:
     # panel is then reused by few B~ panels and packing costs about as much as it saves.
     # Measured on Zen 3 (benchmarks/bench.py kernel table): see the design notes in _gemm.pyx.
     DIRECT_A_MAX_N = 1024
+    # The same for a column-major op(A) (weight gradient X^T D): the kernel reads MR consecutive
+    # values of one row of X per k step, stride lda.
+    DIRECT_AT_MAX_N = 256
