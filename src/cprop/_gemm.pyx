@@ -17,7 +17,7 @@ Design
 6. Micro-kernels are picked through a table (``_kern``) so faster instruction sets can be installed
    at import by CPU detection; the reference kernels here are the portable baseline.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX,
-                                 PACK_COST, DIRECT_A_MAX_N,
+                                 BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_MAX_N,
                                  DIRECT_AT_MAX_N)
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -273,23 +273,28 @@ cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexc
     return n_threads
 
 
-cdef inline intp_t _thread_work(bint is_float, intp_t N, intp_t K) noexcept nogil:
-    """Workspace of one thread's serial GEMM: its B~ (KC x NC) + A~ (MC x KC) + alignment slack."""
-    cdef intp_t mc = S_MC if is_float else D_MC
-    cdef intp_t kc = S_KC if is_float else D_KC
-    cdef intp_t nc = S_NC if is_float else D_NC
-    cdef intp_t kk = _min(kc, K if K > 0 else 1)
-    return kk * _round_up(_min(nc, N if N > 0 else 1), NR_MAX) + mc * kk + 32
+cdef inline intp_t _b_cols(intp_t N, intp_t K, intp_t nr) noexcept nogil:
+    """Columns of op(B) packed at once (loop 5 block): B~ holds all of K for them, at most
+    BPACK_MAX elements (so K x NC never grows without bound), at least one NR panel."""
+    cdef intp_t nc = (BPACK_MAX // (K if K > 0 else 1)) // nr * nr
+    if nc < nr:
+        nc = nr
+    return nc if nc < N else N
 
 
 cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
-    """Elements of workspace gemm needs: per thread a B~ (KC x NC) and an A~ (MC x KC), plus slack.
+    """Elements of workspace gemm needs: the shared B~ (all of K x a block of columns) and one A~
+    (MC x KC) per thread, plus alignment slack.
 
-    An upper bound valid for every kernel path (NR <= NR_MAX) and every thread grid, so a plan made
-    under one path stays valid after ``set_kernel``.
+    An upper bound valid for every kernel path (NR <= NR_MAX divides NR_MAX), so a plan made under
+    one path stays valid after ``set_kernel``.
     """
+    cdef intp_t mc = S_MC if is_float else D_MC
+    cdef intp_t kc = S_KC if is_float else D_KC
     cdef int nt = _gemm_threads(M, N, K, n_threads)
-    return nt * _thread_work(is_float, N, K) + 16
+    cdef intp_t kk = K if K > 0 else 1
+    return (kk * _round_up(_b_cols(N if N > 0 else 1, kk, NR_MAX), NR_MAX)
+            + nt * (mc * _min(kc, kk) + 32) + 64)
 
 
 cdef inline floating* _align64(floating* p) noexcept nogil:
@@ -428,100 +433,52 @@ cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
 
 cdef inline void _pack_b(const KernelTable* kt, const floating* B, intp_t rsb, intp_t csb, intp_t ncur,
                          intp_t kcur, intp_t nr, intp_t q, floating* bpack) noexcept nogil:
-    """Panel q of B~ (the last one possibly NR/2 wide, see _panel_width)."""
+    """Panel q of one k-block of B~ (the last panel possibly NR/2 wide, see _panel_width)."""
     cdef intp_t n = _min(nr, ncur - q * nr)
     cdef bint is_float = floating is float
     _pack_b_panel(B + q * nr * csb, rsb, csb, n, kcur, _panel_width(kt, is_float, n, nr),
                   bpack + q * nr * kcur)
 
 
-cdef void _gemm_serial(const KernelTable* kt, intp_t M, intp_t N, intp_t K, floating alpha,
-                       const floating* A, intp_t rsa, intp_t csa, const floating* B, intp_t rsb,
-                       intp_t csb, floating beta, floating* C, intp_t ldc, intp_t kc,
-                       const Epilogue* epi, intp_t i_off, intp_t j_off,
-                       floating* work) noexcept nogil:
-    """C := alpha*op(A)*op(B) + beta*C on one thread: loops 5, 4, 3 around the macro-kernel.
+cdef void _task(const KernelTable* kt, intp_t r0, intp_t r1, intp_t q0, intp_t q1, intp_t K,
+                intp_t kc, intp_t mc, intp_t mr, intp_t nr, intp_t ncur, intp_t npad,
+                floating alpha, const floating* A, intp_t rsa, intp_t csa, bint direct_a,
+                const floating* bpack, floating beta, floating* C, intp_t ldc, intp_t jc,
+                const Epilogue* epi, floating* apack) noexcept nogil:
+    """Rows r0..r1 x NR panels q0..q1 of the current column block of C, over all of K.
 
-    ``kc`` is fixed by the caller from the full K (it alone decides each element's summation
-    order); (i_off, j_off) place this block in the full C for the epilogue's bias/aux.
+    loop 4 (pc) over k-blocks of the shared B~, loop 3 (ic) over MC rows of op(A) (packed into this
+    thread's A~, or read in place), then the macro-kernel (loops 2 and 1).
     """
-    cdef intp_t mc, kc0, nc, mr, nr, jc, pc, ic, ncur, kcur, mcur, n_q, q, qb
+    cdef intp_t pc = 0, kcur, ic, mcur, qb
     cdef floating beta_k
     cdef bint last_k
-    cdef bint is_float = floating is float
-    cdef floating* bpack
-    cdef floating* apack
-    # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
-    # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
-    # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
-    cdef bint direct_a = ((csa == 1 and rsa != 1 and N <= _direct_a_max_n)
-                          or (rsa == 1 and csa != 1 and N <= _direct_at_max_n))
-    _blocks(kt, is_float, &mc, &kc0, &nc, &mr, &nr)
-    mc = _balanced(M, mc, mr)
-    nc = _balanced(N, nc, nr)
-    bpack = _align64(work)
-    apack = _align64(bpack + _min(kc, K) * _round_up(_min(nc, N), nr))
-    jc = 0
-    while jc < N:                                        # loop 5 (jc): NC columns of C
-        ncur = _min(nc, N - jc)
-        n_q = (ncur + nr - 1) // nr
-        pc = 0
-        while pc < K:                                    # loop 4 (pc): KC of op(B) into B~
-            kcur = _min(kc, K - pc)
-            beta_k = beta if pc == 0 else 1
-            last_k = pc + kcur >= K
-            for q in range(n_q):
-                _pack_b(kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, q, bpack)
-            ic = 0
-            while ic < M:                                # loop 3 (ic): MC rows of op(A)
-                mcur = _min(mc, M - ic)
-                if direct_a:
-                    # op(A) row-major and few B~ panels to amortise a copy: the micro-kernel reads
-                    # A in place; only a partial last MR panel is packed (zero-padded rows).
-                    if mcur % mr:
-                        qb = mcur // mr
-                        _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
-                                      mcur - qb * mr, kcur, mr, apack)
-                    _macro_kernel(kt, A + ic * rsa + pc * csa, True, rsa, csa, apack, bpack, mcur, kcur,
-                                  0, n_q, ncur, mr, nr, alpha, beta_k, C + ic * ldc + jc, ldc,
-                                  i_off + ic, j_off + jc, last_k, epi)
-                else:
-                    for qb in range(0, (mcur + mr - 1) // mr):
-                        _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
-                                      _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
-                    _macro_kernel(kt, apack, False, 1, mr, apack, bpack, mcur, kcur, 0, n_q, ncur, mr, nr,
-                                  alpha, beta_k, C + ic * ldc + jc, ldc, i_off + ic, j_off + jc,
-                                  last_k, epi)
-                ic += mcur
-            pc += kcur
-        jc += ncur
-
-
-cdef void _thread_grid(intp_t n_mp, intp_t n_np, intp_t mr, intp_t nr, intp_t K, int nt,
-                       int* tm, int* tn) noexcept nogil:
-    """Split C's n_mp MR-panels x n_np NR-panels over a tm x tn grid of threads (tm * tn <= nt).
-
-    Each thread packs its own B~ and A~ (no shared buffers, no barriers inside a product), so a
-    grid duplicates packing: every row of threads packs all of its B columns and every column of
-    threads all of its A rows.  Cost per thread = flops of its largest block + PACK_COST flops per
-    packed element; the cheapest grid wins.  Only panel counts enter, so the grid (and the result)
-    depends on the shape and nt, and results never depend on the grid (see gemm).
-    """
-    cdef int a, b, best_a = 1, best_b = 1
-    cdef double cost, best = -1, rows, cols
-    for a in range(1, nt + 1):
-        b = nt // a
-        if a > n_mp or b > n_np or b < 1:
-            continue
-        rows = <double>((n_mp + a - 1) // a) * mr
-        cols = <double>((n_np + b - 1) // b) * nr
-        cost = 2.0 * rows * cols * K + PACK_COST * K * (rows + cols)
-        if best < 0 or cost < best:
-            best = cost
-            best_a = a
-            best_b = b
-    tm[0] = best_a
-    tn[0] = best_b
+    cdef const floating* bblk
+    while pc < K:                                        # loop 4 (pc): KC of the shared dimension
+        kcur = _min(kc, K - pc)
+        beta_k = beta if pc == 0 else 1
+        last_k = pc + kcur >= K
+        bblk = bpack + pc * npad                         # this k-block of B~ (kcur x npad)
+        ic = r0
+        while ic < r1:                                   # loop 3 (ic): MC rows of op(A)
+            mcur = _min(mc, r1 - ic)
+            if direct_a:
+                # the micro-kernel reads op(A) in place; only a partial last MR panel is packed
+                if mcur % mr:
+                    qb = mcur // mr
+                    _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
+                                  mcur - qb * mr, kcur, mr, apack)
+                _macro_kernel(kt, A + ic * rsa + pc * csa, True, rsa, csa, apack, bblk, mcur,
+                              kcur, q0, q1, ncur, mr, nr, alpha, beta_k, C + ic * ldc + jc, ldc,
+                              ic, jc, last_k, epi)
+            else:
+                for qb in range(0, (mcur + mr - 1) // mr):
+                    _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
+                                  _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
+                _macro_kernel(kt, apack, False, 1, mr, apack, bblk, mcur, kcur, q0, q1, ncur, mr,
+                              nr, alpha, beta_k, C + ic * ldc + jc, ldc, ic, jc, last_k, epi)
+            ic += mcur
+        pc += kcur
 
 
 cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
@@ -531,16 +488,22 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                const Epilogue* epi, floating* work, int n_threads) noexcept nogil:
     """C := alpha*op(A)*op(B) + beta*C, then the optional epilogue; ``work`` may be NULL.
 
-    Threads: C is cut into a tm x tn grid of blocks on MR/NR panel boundaries, one block per
-    thread, each computed by the serial five loops with that thread's own packing buffers: one
-    parallel region per product, no barriers.  An element's arithmetic depends only on K's
-    blocking (kc, from K alone) and on whether its MR x NR tile is an edge tile (from M, N alone),
-    never on the grid, so results are bitwise identical for any thread count.
+    Per block of columns (loop 5; usually all of N): op(B) is packed for all of K into a shared B~
+    (threads split the panels), then C is cut into tasks (ranges of MR rows x ranges of NR panels)
+    that threads take dynamically, each running loops 4..1 with its own A~.  One parallel region
+    with one barrier per column block; a thread that the OS delays does not hold up the others.
+    An element's arithmetic depends only on K's blocking (kc, from K alone) and on whether its
+    MR x NR tile is an edge tile (from M, N alone), never on tasks or threads: results are bitwise
+    identical for any thread count.
     """
     cdef KernelTable kt = _kern      # one snapshot: set_kernel cannot switch kernels mid-product
-    cdef intp_t rsa, csa, rsb, csb, mc, kc, nc, mr, nr, n_mp, n_np, per, r0, r1, c0, c1, t
+    cdef intp_t rsa, csa, rsb, csb, mc, kc, nc, mr, nr, n_mp, n_q, jc, ncur, npad, pc, kcur
+    cdef intp_t t, u, n_rt, n_ct, n_tasks, n_units
     cdef floating* owned = NULL
-    cdef int nt, tm, tn
+    cdef floating* bpack
+    cdef floating* abase
+    cdef int nt
+    cdef bint direct_a
     cdef bint is_float = floating is float
 
     if M <= 0 or N <= 0:
@@ -562,32 +525,59 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
         csb = 1
     _blocks(&kt, is_float, &mc, &kc, &nc, &mr, &nr)
     kc = _balanced(K, kc, 8)
+    nc = _balanced(N, _b_cols(N, K, NR_MAX), nr)     # NR_MAX: the bound gemm_work_size uses
     nt = _gemm_threads(M, N, K, n_threads)
+    # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
+    # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
+    # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
+    direct_a = ((csa == 1 and rsa != 1 and N <= _direct_a_max_n)
+                or (rsa == 1 and csa != 1 and N <= _direct_at_max_n))
     if work == NULL:
         owned = <floating*>malloc(gemm_work_size(is_float, M, N, K, nt) * sizeof(floating))
         if owned == NULL:
             return  # caller-visible only through C; callers pass their own workspace
         work = owned
+    bpack = _align64(work)
+    abase = _align64(bpack + K * _round_up(nc, nr))
     n_mp = (M + mr - 1) // mr
-    n_np = (N + nr - 1) // nr
-    tm = 1
-    tn = 1
-    if nt > 1:
-        _thread_grid(n_mp, n_np, mr, nr, K, nt, &tm, &tn)
-    if tm * tn == 1:
-        _gemm_serial(&kt, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, kc, epi, 0, 0,
-                     work)
-    else:
-        for t in prange(tm * tn, num_threads=tm * tn, schedule='static', chunksize=1):
-            # block (t // tn, t % tn): panels split as evenly as possible, in MR/NR units
-            r0 = _min(M, ((t // tn) * n_mp // tm) * mr)
-            r1 = _min(M, ((t // tn + 1) * n_mp // tm) * mr)
-            c0 = _min(N, ((t % tn) * n_np // tn) * nr)
-            c1 = _min(N, ((t % tn + 1) * n_np // tn) * nr)
-            if r1 > r0 and c1 > c0:
-                _gemm_serial(&kt, r1 - r0, c1 - c0, K, alpha, A + r0 * rsa, rsa, csa,
-                             B + c0 * csb, rsb, csb, beta, C + r0 * ldc + c0, ldc, kc, epi, r0, c0,
-                             work + t * _thread_work(is_float, N, K))
+
+    jc = 0
+    while jc < N:                                        # loop 5 (jc): columns of C
+        ncur = _min(nc, N - jc)
+        n_q = (ncur + nr - 1) // nr
+        npad = n_q * nr
+        # Tasks: row ranges first (no duplicated packing), then column ranges if rows run out;
+        # about TASKS_PER_THREAD per thread so dynamic scheduling can balance.
+        n_rt = 1
+        n_ct = 1
+        if nt > 1:
+            n_rt = _min(n_mp, nt * TASKS_PER_THREAD)
+            n_ct = _min(n_q, (nt * TASKS_PER_THREAD + n_rt - 1) // n_rt)
+        n_tasks = n_rt * n_ct
+        if nt == 1:
+            pc = 0
+            while pc < K:
+                kcur = _min(kc, K - pc)
+                for t in range(n_q):
+                    _pack_b(&kt, B + pc * rsb + jc * csb, rsb, csb, ncur, kcur, nr, t,
+                            bpack + pc * npad)
+                pc += kcur
+            _task(&kt, 0, M, 0, n_q, K, kc, mc, mr, nr, ncur, npad, alpha, A, rsa, csa, direct_a,
+                  bpack, beta, C, ldc, jc, epi, abase)
+        else:
+            n_units = ((K + kc - 1) // kc) * n_q         # (k-block, panel) pairs of B~
+            with parallel(num_threads=nt):
+                for u in prange(n_units, schedule='static'):
+                    _pack_b(&kt, B + (u // n_q) * kc * rsb + jc * csb, rsb, csb, ncur,
+                            _min(kc, K - (u // n_q) * kc), nr, u % n_q,
+                            bpack + (u // n_q) * kc * npad)
+                for t in prange(n_tasks, schedule='dynamic'):
+                    _task(&kt, _min(M, ((t // n_ct) * n_mp // n_rt) * mr),
+                          _min(M, ((t // n_ct + 1) * n_mp // n_rt) * mr),
+                          (t % n_ct) * n_q // n_ct, (t % n_ct + 1) * n_q // n_ct,
+                          K, kc, mc, mr, nr, ncur, npad, alpha, A, rsa, csa, direct_a, bpack,
+                          beta, C, ldc, jc, epi, abase + threadid() * (mc * _min(kc, K) + 32))
+        jc += ncur
     if owned != NULL:
         free(owned)
 

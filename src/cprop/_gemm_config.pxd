@@ -17,10 +17,13 @@ cdef enum:
     # Widest NR of any kernel path we ship (reference 8/4, avx2 16/8): workspace sizes use it so a
     # plan stays valid whichever kernel path is installed later.
     NR_MAX = 16
-    # Thread grid cost model (_gemm._thread_grid): one packed element costs about as much time as
-    # this many flops (about one element per cycle packed vs 32 flops per cycle in the AVX2 kernel,
-    # less with cache hits).  Measured: 16-32 give the same grids for the benchmark shapes.
-    PACK_COST = 24
+    # B~ holds all of K for a block of columns (packed once, shared by the threads); this caps
+    # its size in elements (16 MiB of float32: L3-sized on Zen 3), narrowing the column block
+    # when K is large.
+    BPACK_MAX = 4194304
+    # Tasks per thread in a parallel product, for dynamic load balancing (a thread delayed by
+    # the OS or by a busy neighbour core gives its remaining tasks to the others).
+    TASKS_PER_THREAD = 4
     # The micro-kernel reads a row-major op(A) in place (no A~) when N is at most this: each A
     # panel is then reused by few B~ panels and packing costs about as much as it saves.
     # Measured on Zen 3 (benchmarks/bench.py kernel table): see the design notes in _gemm.pyx.
