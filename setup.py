@@ -125,7 +125,8 @@ def extensions():
             f"cprop.{name}",
             [f"src/cprop/{name}.pyx"],
             include_dirs=[np.get_include()],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                           ("CPROP_DEBUG_BUILD", "1" if DEBUG else "0")],
             extra_compile_args=list(extra),
         )
         for name, extra in MODULES

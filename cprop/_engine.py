@@ -193,6 +193,8 @@ class Network:
         sw = self._check_sw(sample_weight, n)
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.intp)
+            if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
+                raise ValueError(f"order must hold {n} row indices in [0, {n}).")
         batch_size = int(batch_size)
         if grad is None:
             grad = np.empty_like(params)

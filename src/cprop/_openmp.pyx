@@ -10,11 +10,27 @@ Design
 """
 import os
 
-cimport openmp
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int cprop_omp_max_threads(void) { return omp_get_max_threads(); }
+    #define CPROP_HAVE_OPENMP 1
+    #else
+    static int cprop_omp_max_threads(void) { return 1; }
+    #define CPROP_HAVE_OPENMP 0
+    #endif
+    #ifndef CPROP_DEBUG_BUILD
+    #define CPROP_DEBUG_BUILD 0
+    #endif
+    """
+    int cprop_omp_max_threads() noexcept nogil
+    int CPROP_HAVE_OPENMP
+    int CPROP_DEBUG_BUILD
 
 
 cdef int effective_n_threads_c(int n_threads) noexcept nogil:
-    cdef int nt = openmp.omp_get_max_threads()
+    cdef int nt = cprop_omp_max_threads()
     if n_threads > 0:
         return n_threads
     return nt if nt > 0 else 1
@@ -27,9 +43,16 @@ def _cpu_count():
         return os.cpu_count() or 1
 
 
-def openmp_enabled():
-    """True when the engine was compiled with OpenMP (always so for wheels and CI builds)."""
-    return openmp.omp_get_max_threads() >= 1
+def build_info():
+    """How this engine was built: ``{"openmp": bool, "debug": bool}``.
+
+    Examples
+    --------
+    >>> from cprop._openmp import build_info
+    >>> sorted(build_info())
+    ['debug', 'openmp']
+    """
+    return {"openmp": bool(CPROP_HAVE_OPENMP), "debug": bool(CPROP_DEBUG_BUILD)}
 
 
 def effective_n_threads(n_threads=None):
@@ -54,7 +77,7 @@ def effective_n_threads(n_threads=None):
     """
     if n_threads == 0:
         raise ValueError("n_threads=0 is not allowed; use None for the default or a positive count.")
-    max_threads = openmp.omp_get_max_threads()
+    max_threads = cprop_omp_max_threads()
     if n_threads is None:
         if os.environ.get("OMP_NUM_THREADS"):
             return max(1, max_threads)

@@ -1,0 +1,149 @@
+"""One compiled epoch of mini-batch SGD / Adam against a plain numpy implementation of the same rules."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit, softmax
+
+from cprop._engine import Network, OptimizerState
+
+NP_ACT = {"identity": lambda z: z, "logistic": expit, "tanh": np.tanh,
+          "relu": lambda z: np.maximum(z, 0), "softmax": lambda z: softmax(z, axis=1),
+          "exp": np.exp}
+NP_DERIV = {"identity": lambda a: np.ones_like(a), "logistic": lambda a: a * (1 - a),
+            "tanh": lambda a: 1 - a ** 2, "relu": lambda a: (a > 0).astype(a.dtype)}
+
+
+def _numpy_loss(out, Y, P):
+    eps = np.finfo(P.dtype).eps
+    if out == "identity":
+        return 0.5 * ((Y - P) ** 2).sum(1)
+    if out == "softmax":
+        return -(Y * np.log(np.clip(P, eps, 1 - eps))).sum(1)
+    Pc = np.clip(P, eps, 1 - eps)
+    return -(Y * np.log(Pc) + (1 - Y) * np.log(1 - Pc)).sum(1)
+
+
+def numpy_epoch(Ws, bs, hidden, out, X, Y, sw, order, batch, alpha, opt, st):
+    """Reference: forward, loss, backward by the chain rule, then the optimizer, batch by batch."""
+    n = X.shape[0]
+    acc = 0.0
+    for start in range(0, n, batch):
+        idx = order[start:start + batch]
+        A = [X[idx]]
+        acts = [hidden] * (len(Ws) - 1) + [out]
+        for W, b, a in zip(Ws, bs, acts):
+            A.append(NP_ACT[a](A[-1] @ W + b))
+        w = sw[idx] if sw is not None else np.ones(len(idx))
+        S = w.sum()
+        loss = (w * _numpy_loss(out, Y[idx], A[-1])).sum() / S
+        loss += 0.5 * alpha * sum((W ** 2).sum() for W in Ws) / S
+        acc += loss * len(idx)
+        D = (A[-1] - Y[idx]) * w[:, None] / S
+        gW, gb = [None] * len(Ws), [None] * len(Ws)
+        for l in range(len(Ws) - 1, -1, -1):
+            gW[l] = A[l].T @ D + alpha / S * Ws[l]
+            gb[l] = D.sum(0)
+            if l:
+                D = (D @ Ws[l].T) * NP_DERIV[hidden](A[l])
+        params, grads = Ws + bs, gW + gb
+        if opt == "adam":
+            st["t"] += 1
+            lr = st["lr"] * np.sqrt(1 - 0.999 ** st["t"]) / (1 - 0.9 ** st["t"])
+            for i, (p, g) in enumerate(zip(params, grads)):
+                st["m"][i] = 0.9 * st["m"][i] + 0.1 * g
+                st["v"][i] = 0.999 * st["v"][i] + 0.001 * g ** 2
+                p -= lr * st["m"][i] / (np.sqrt(st["v"][i]) + 1e-8)
+        else:
+            for i, (p, g) in enumerate(zip(params, grads)):
+                st["m"][i] = st["mu"] * st["m"][i] - st["lr"] * g
+                p += (st["mu"] * st["m"][i] - st["lr"] * g) if st["nesterov"] else st["m"][i]
+    return acc / n
+
+
+@pytest.mark.parametrize("opt,nesterov", [("adam", False), ("sgd", True), ("sgd", False)])
+@pytest.mark.parametrize("hidden,out", [("relu", "softmax"), ("tanh", "identity"),
+                                        ("logistic", "logistic")])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_epochs_match_numpy_reference(opt, nesterov, hidden, out, weighted, sparse):
+    rng = np.random.default_rng(0)
+    n, sizes, batch, alpha = 103, [9, 11, 7, 3], 16, 0.01
+    X = rng.standard_normal((n, sizes[0]))
+    if out == "softmax":
+        Y = np.eye(3)[rng.integers(0, 3, n)]
+    elif out == "logistic":
+        Y = (rng.random((n, 3)) > 0.5).astype(float)
+    else:
+        Y = rng.standard_normal((n, 3))
+    sw = rng.random(n) + 0.5 if weighted else None
+    net = Network(sizes, hidden, out, np.float64, n_threads=2)
+    params = net.init_params(np.random.RandomState(0))
+    Ws = [W.copy() for W in net.coefs(params)]
+    bs = [b.copy() for b in net.intercepts(params)]
+    lr = 0.05 if opt == "sgd" else 0.01
+    state = OptimizerState(opt, net.n_params, np.float64, learning_rate=lr, momentum=0.9,
+                           nesterov=nesterov)
+    st = {"t": 0, "lr": lr, "mu": 0.9, "nesterov": nesterov,
+          "m": [np.zeros_like(p) for p in Ws + bs], "v": [np.zeros_like(p) for p in Ws + bs]}
+    Xin = sp.csr_matrix(X) if sparse else X
+    for epoch in range(3):
+        order = np.random.RandomState(epoch).permutation(n) if epoch != 1 else None
+        loss = net.train_epoch(params, state, Xin, Y, sw, order=order, batch_size=batch,
+                               alpha=alpha)
+        ref = numpy_epoch(Ws, bs, hidden, out, X, Y, sw,
+                          order if order is not None else np.arange(n), batch, alpha, opt, st)
+        assert loss == pytest.approx(ref, rel=1e-11)
+    for W, Wr in zip(net.coefs(params), Ws):
+        np.testing.assert_allclose(W, Wr, rtol=1e-10, atol=1e-12)
+    for b, br in zip(net.intercepts(params), bs):
+        np.testing.assert_allclose(b, br, rtol=1e-10, atol=1e-12)
+    if opt == "adam":
+        assert state.t == st["t"] == 3 * int(np.ceil(n / batch))
+
+
+def test_float32_training_stays_float32_and_tracks_float64():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 10))
+    Y = np.eye(4)[rng.integers(0, 4, 200)]
+    res = {}
+    for dt in (np.float32, np.float64):
+        net = Network([10, 16, 4], "relu", "softmax", dt)
+        p = net.init_params(np.random.RandomState(0))
+        st = OptimizerState("adam", net.n_params, dt, learning_rate=1e-3)
+        losses = [net.train_epoch(p, st, X.astype(dt), Y.astype(dt), batch_size=32)
+                  for _ in range(5)]
+        assert p.dtype == dt and st.s1.dtype == dt
+        res[dt] = (losses, p)
+    np.testing.assert_allclose(res[np.float32][0], res[np.float64][0], rtol=1e-4)
+    np.testing.assert_allclose(res[np.float32][1], res[np.float64][1], rtol=1e-3, atol=1e-4)
+
+
+def test_training_reduces_loss_on_a_learnable_problem():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((500, 5))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)  # XOR-like: needs the hidden layer
+    Y = np.eye(2)[y]
+    net = Network([5, 32, 2], "relu", "softmax", np.float64)
+    p = net.init_params(np.random.RandomState(0))
+    st = OptimizerState("adam", net.n_params, np.float64, learning_rate=0.01)
+    first = net.train_epoch(p, st, X, Y, batch_size=50)
+    for _ in range(60):
+        last = net.train_epoch(p, st, X, Y, batch_size=50)
+    assert last < 0.5 * first
+    acc = (net.predict(p, X).argmax(1) == y).mean()
+    assert acc > 0.9
+
+
+def test_train_epoch_rejects_bad_arguments():
+    net = Network([3, 4, 2], "relu", "softmax", np.float64)
+    p = net.init_params(np.random.RandomState(0))
+    st = OptimizerState("adam", net.n_params, np.float64)
+    X, Y = np.zeros((6, 3)), np.eye(2)[[0, 1, 0, 1, 0, 1]]
+    with pytest.raises(ValueError, match="order"):
+        net.train_epoch(p, st, X, Y, order=np.arange(5), batch_size=2)
+    with pytest.raises(ValueError, match="order"):
+        net.train_epoch(p, st, X, Y, order=np.arange(1, 7), batch_size=2)
+    with pytest.raises(ValueError, match="at least one sample"):
+        net.train_epoch(p, st, X[:0], Y[:0], batch_size=2)
+    with pytest.raises(ValueError, match="solver"):
+        OptimizerState("rmsprop", net.n_params, np.float64)
