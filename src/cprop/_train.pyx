@@ -27,6 +27,11 @@ from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 
 cdef enum:
+    # A pass (one mini-batch, or one chunk of rows) with fewer GEMM flops than this runs every
+    # kernel on one thread: ~0.2 ms of work at 80 GFLOP/s, a few dozen fork/joins -- and on a
+    # shared machine each fork may wait for a time slice.  Whole small-data fits (digits: ~6e6
+    # flops per batch of 200) then never touch OpenMP.  Results do not depend on it.
+    PASS_SERIAL_FLOPS = 16000000
     GATHER_AHEAD = 4         # rows prefetched ahead when gathering a batch
     UPDATE_CHUNK = 8192
     SOLVER_SGD = 0
@@ -187,6 +192,18 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
+cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
+    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads."""
+    cdef double w_all = 0, w_after = 0
+    cdef int l
+    for l in range(net.L):
+        w_all += <double>net.sizes[l] * net.sizes[l + 1]
+        if l > 0:
+            w_after += <double>net.sizes[l] * net.sizes[l + 1]
+    if 2.0 * rows * (2 * w_all + w_after) < PASS_SERIAL_FLOPS:
+        net.n_threads = 1
+
+
 cdef class _Spec:
     """Keeps a plan's arrays alive and exposes them as a NetSpec."""
     cdef NetSpec spec
@@ -251,6 +268,7 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
     _check_plan(plan, params.shape[0], n_features)
     cdef _Spec s = _Spec(plan)
     cdef Py_ssize_t n = out.shape[0], start, cn, cap = s.spec.cap
+    _serial_if_small(&s.spec, cap if cap < n else n)
     if n == 0:
         return
     work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
@@ -286,6 +304,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef _Spec s = _Spec(plan)
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], start, cn, cap = net.cap, i
+    _serial_if_small(net, cap if cap < n else n)
     cdef int l
     if n == 0:
         raise ValueError("loss_grad needs at least one sample.")
@@ -359,6 +378,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
         raise ValueError("order must hold one row index per sample.")
     if solver not in SOLVER_CODES:
         raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
+    _serial_if_small(net, batch_size if batch_size < n else n)
     opt.kind = SOLVER_CODES[solver]
     opt.momentum = momentum
     opt.nesterov = nesterov
