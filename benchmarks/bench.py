@@ -187,13 +187,15 @@ def mlp_shapes(batch, fan_in, fan_out):
             (f"{batch}x{fan_in}x{fan_out} grad D W^T", batch, fan_in, fan_out, False, True)]
 
 
-def bench_kernel(threads, reps, squares, paths):
+def bench_kernel(threads, reps, squares, paths, quick=False):
     shapes = [(f"{n}^3", n, n, n, False, False) for n in squares]
-    shapes += mlp_shapes(200, 784, 100) + mlp_shapes(256, 784, 512) + mlp_shapes(1024, 784, 1024)
+    shapes += mlp_shapes(200, 784, 100)
+    if not quick:
+        shapes += mlp_shapes(256, 784, 512) + mlp_shapes(1024, 784, 1024)
     rows = []
     rng = np.random.default_rng(1)
     old = kernel_info()["name"]
-    for dt in (np.float32, np.float64):
+    for dt in ((np.float32,) if quick else (np.float32, np.float64)):
         for label, M, N, K, ta, tb in shapes:
             A = rng.standard_normal((K, M) if ta else (M, K)).astype(dt)
             B = rng.standard_normal((N, K) if tb else (K, N)).astype(dt)
@@ -511,7 +513,9 @@ def bench_memory(nt):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions (~2 min)")
+    ap.add_argument("--quick", action="store_true",
+                    help="float32 kernel at 1024 and W1 shapes, W1 only, 3 repetitions (a few "
+                         "minutes on an idle 2-core machine)")
     ap.add_argument("--threads", default=None, help="comma list (default: 1 and all CPUs)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per measurement")
     ap.add_argument("--only", default="peak,kernel,train,small,predict,memory",
@@ -537,12 +541,12 @@ def main(argv=None):
     if "peak" in only or "train" in only or "predict" in only:
         peak = bench_peak(threads, reps, 1024 if args.quick else 2048)
     if "kernel" in only:
-        bench_kernel(threads, reps, [256, 1024] if args.quick else [256, 512, 1024, 2048], paths)
+        bench_kernel(threads, reps, [1024] if args.quick else [256, 512, 1024, 2048], paths,
+                     args.quick)
     if "train" in only:
         names = (args.workloads.split(",") if args.workloads
-                 else (["W1", "W3"] if args.quick else ["W1", "W2", "W3"]))
-        bench_workloads(names, threads, max(3, reps - 2) if not args.quick else 3, peak,
-                        not args.engine)
+                 else (["W1"] if args.quick else ["W1", "W2", "W3"]))
+        bench_workloads(names, threads, max(3, reps - 2), peak, not args.engine)
     if "small" in only:
         bench_small(threads[-1:], 3 if args.quick else 5)
     if "predict" in only:
