@@ -548,7 +548,7 @@ def main(argv=None):
                  else (["W1"] if args.quick else ["W1", "W2", "W3"]))
         bench_workloads(names, threads, max(3, reps - 2), peak, not args.engine)
     if "small" in only:
-        bench_small(threads[-1:], 3 if args.quick else 5)
+        bench_small(threads, 3 if args.quick else 5)
     if "predict" in only:
         bench_predict(threads, reps, peak)
     if "memory" in only:
