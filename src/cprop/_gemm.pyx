@@ -1,21 +1,30 @@
 """C := alpha*op(A)*op(B) + beta*C, our own GEMM in the BLIS design (row-major, float32/float64).
 
 Design
-1. Five loops around a micro-kernel (BLIS KernelsHowTo): loop 5 (jc) over NC columns of C, loop 4 (pc)
-   over KC of the shared dimension with op(B) packed into B~, loop 3 (ic) over MC rows with op(A) packed
-   into A~, loop 2 (jr) over NR-wide panels of B~, loop 1 (ir) over MR-tall panels of A~, and the
-   micro-kernel computing one MR x NR tile of C in registers.
+1. Five loops around a micro-kernel (BLIS KernelsHowTo): loop 5 (jc) over column blocks of C with
+   op(B) packed into B~ for all of K, loop 4 (pc) over KC of the shared dimension, loop 3 (ic) over
+   MC rows with op(A) packed into A~, loop 2 (jr) over NR-wide panels of B~, loop 1 (ir) over
+   MR-tall panels of A~, and the micro-kernel computing one MR x NR tile of C in registers.
 2. Transposes live in packing only: op(A)(i, p) = A[i*rsa + p*csa], op(B)(p, j) = B[p*rsb + j*csb].
    X*W (forward), X^T*D (weight gradient) and D*W^T (input gradient) are the same code.
 3. Packed panels are zero-padded to MR/NR, so the micro-kernel never branches on edges; it applies
-   alpha, beta and the edge mask only at write-back, and with beta == 0 it never reads C.
-4. An optional epilogue runs on each tile right after its last k-block is written, while the tile is
+   alpha, beta and the edge mask only at write-back, and with beta == 0 it never reads C.  A last
+   B~ panel of at most NR/2 columns is packed NR/2 wide for a half-width kernel (N = 100: 6 full
+   panels + 4 columns).
+4. When N spans few B~ panels (the MLP case), packing A costs about what it saves: the micro-kernel
+   takes A's strides and reads op(A) in place (row-major X, D; or MR consecutive values of a row of
+   X per k step for X^T), packing only a partial last MR panel (DIRECT_A*_MAX_N in _gemm_config).
+5. An optional epilogue runs on each tile right after its last k-block is written, while the tile is
    in L1: bias + activation (forward) or the activation derivative (backward).
-5. Threads split the C tiles of each (jc, pc) step: tasks are (MC row block, group of NR panels),
-   each C element is owned by one task and its k-sum runs in one fixed order, so results are bitwise
-   identical for any thread count.  B~ is packed cooperatively, A~ per thread.
-6. Micro-kernels are picked through a table (``_kern``) so faster instruction sets can be installed
-   at import by CPU detection; the reference kernels here are the portable baseline.
+6. Threads: B~ is packed cooperatively, then tasks (MR-aligned row ranges x NR-aligned panel
+   ranges, about TASKS_PER_THREAD per thread) are taken dynamically, each with its own A~; one
+   parallel region and one barrier per column block.  Each C element is owned by one task and its
+   k-sum runs in one fixed order (kc from K alone), so results are bitwise identical for any thread
+   count.  Products under GEMM_SERIAL_FLOPS run on the calling thread.
+7. Micro-kernels come from a table (``_kern``, see _kernels.pxd): the portable reference kernels here,
+   or an instruction-set module (``_kernels_avx2``, built with -mavx2 -mfma) imported only after
+   CPU detection.  ``CPROP_KERNEL=reference|avx2|auto`` picks at import, ``set_kernel`` at run time;
+   ``gemm`` copies the table once per call.  Block sizes and workspace never depend on the kernel.
 """
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
@@ -44,7 +53,11 @@ cdef enum:
 
 cdef void sukernel_ref(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
                        const float* b, float beta, float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n],  A(i, p) = a[i*rsa + p*csa]."""
+    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]  (packed A~ only).
+
+    The table says direct_a = False, so rsa = 1, csa = MR always: constant indexing keeps gcc
+    vectorising the j loop (with a runtime stride it vectorised across k with shuffles, 4x slower).
+    """
     cdef float acc[SREF_MR * SREF_NR]
     cdef intp_t i, j, p
     cdef float ai
@@ -52,10 +65,10 @@ cdef void sukernel_ref(intp_t kc, float alpha, const float* a, intp_t rsa, intp_
         acc[i] = 0
     for p in range(kc):
         for i in range(SREF_MR):
-            ai = a[i * rsa]
+            ai = a[i]
             for j in range(SREF_NR):
                 acc[i * SREF_NR + j] += ai * b[j]
-        a += csa
+        a += SREF_MR
         b += SREF_NR
     if beta == 0:
         for i in range(m):
@@ -69,7 +82,11 @@ cdef void sukernel_ref(intp_t kc, float alpha, const float* a, intp_t rsa, intp_
 
 cdef void dukernel_ref(intp_t kc, double alpha, const double* a, intp_t rsa, intp_t csa,
                        const double* b, double beta, double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil:
-    """C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n],  A(i, p) = a[i*rsa + p*csa]."""
+    """C[:m, :n] := alpha * A~(MR x kc) * B~(kc x NR) + beta * C[:m, :n]  (packed A~ only).
+
+    The table says direct_a = False, so rsa = 1, csa = MR always: constant indexing keeps gcc
+    vectorising the j loop (with a runtime stride it vectorised across k with shuffles, 4x slower).
+    """
     cdef double acc[DREF_MR * DREF_NR]
     cdef intp_t i, j, p
     cdef double ai
@@ -77,10 +94,10 @@ cdef void dukernel_ref(intp_t kc, double alpha, const double* a, intp_t rsa, int
         acc[i] = 0
     for p in range(kc):
         for i in range(DREF_MR):
-            ai = a[i * rsa]
+            ai = a[i]
             for j in range(DREF_NR):
                 acc[i * DREF_NR + j] += ai * b[j]
-        a += csa
+        a += DREF_MR
         b += DREF_NR
     if beta == 0:
         for i in range(m):
@@ -101,6 +118,7 @@ _ref_table.d_mr = DREF_MR
 _ref_table.d_nr = DREF_NR
 _ref_table.d_fn = dukernel_ref
 _ref_table.d_fn_half = NULL
+_ref_table.direct_a = False
 
 # The kernels in use.  ``gemm`` copies this table once at entry, so ``set_kernel`` between calls
 # never changes a running product halfway.
@@ -530,8 +548,8 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
     # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
     # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
-    direct_a = ((csa == 1 and rsa != 1 and N <= _direct_a_max_n)
-                or (rsa == 1 and csa != 1 and N <= _direct_at_max_n))
+    direct_a = kt.direct_a and ((csa == 1 and rsa != 1 and N <= _direct_a_max_n)
+                                or (rsa == 1 and csa != 1 and N <= _direct_at_max_n))
     if work == NULL:
         owned = <floating*>malloc(gemm_work_size(is_float, M, N, K, nt) * sizeof(floating))
         if owned == NULL:

@@ -1,9 +1,10 @@
 # GEMM block sizes: the one place they live.
 #
-# Origin: BLIS's haswell/zen configurations (bli_cntx_init_zen.c: sgemm MC=144 KC=256 NC=4080, dgemm
-# MC=72 KC=256 NC=4080), rounded so MC is a multiple of every MR we ship and NC of every NR.
-# KC*NR*sizeof panels stay in L1, MC*KC (A~, one per thread) in L2 (512 KiB on Zen 3),
-# KC*NC (B~, shared) in L3.
+# Origin: BLIS's haswell/zen configurations (bli_cntx_init_zen.c: sgemm MR x NR = 6 x 16, MC=144
+# KC=256 NC=4080; dgemm 6 x 8, MC=72 KC=256 NC=4080), rounded so MC is a multiple of every MR we
+# ship and NC of every NR.  KC*NR*sizeof panels stay in L1, MC*KC (A~, one per thread) in L2
+# (512 KiB on Zen 3), B~ (shared) in L3.  _gemm balances blocks (K = 784 -> 4 x 196, not
+# 3 x 256 + 16); the balanced sizes depend on the shape only, never on the thread count.
 
 cdef enum:
     S_MC = 144

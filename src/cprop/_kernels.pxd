@@ -4,8 +4,8 @@
 from cprop._typedefs cimport intp_t
 
 # C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n]   (C never read when beta == 0)
-# A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, when op(A) is row-major,
-# MR rows of A read in place (rsa = lda, csa = 1; all MR rows must exist).  B~ is always packed.
+# A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, for a table with direct_a,
+# op(A) read in place (any strides; all MR rows must exist).  B~ is always packed.
 ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
                             const float* b, float beta, float* c, intp_t ldc,
                             intp_t m, intp_t n) noexcept nogil
@@ -22,3 +22,4 @@ cdef struct KernelTable:
     int d_nr
     dukernel_t d_fn
     dukernel_t d_fn_half
+    bint direct_a            # kernels honour any A strides (else only packed A~: rsa = 1, csa = MR)

@@ -339,6 +339,7 @@ _table.d_mr = D_MR
 _table.d_nr = D_NR
 _table.d_fn = dukernel_avx2
 _table.d_fn_half = dukernel_avx2_half
+_table.direct_a = True
 
 
 def table():
