@@ -10,6 +10,7 @@ CPROP_ALLOW_NO_OPENMP=1
                      build without OpenMP instead of failing (never used for wheels or CI).
 """
 import os
+import platform
 import sys
 import sysconfig
 import tempfile
@@ -33,6 +34,27 @@ MODULES = [
     ("_backprop", []),
     ("_train", []),
 ]
+
+# Instruction-set-specific micro-kernel modules: built with their ISA flags on the architectures
+# that have the ISA; everything else stays baseline.  cprop._gemm imports one only after CPU
+# detection says it can run (so its code, module init included, never reaches an older CPU).
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+ISA_MODULES = {
+    "_kernels_avx2": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]} if X86 else None,
+}
+MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
+# Per-module, per-compiler flags that are not about the ISA.  -fno-math-errno: sqrt/sqrtf need not
+# set errno, so the optimizer updates vectorise (sqrtps); IEEE results are unchanged (not fast-math).
+MODULE_FLAGS = {
+    "_train": {"unix": ["-fno-math-errno"], "msvc": []},
+}
+
+
+def isa_flags(name, compiler_type):
+    """Per-module instruction-set (and other per-module) flags; empty for most modules."""
+    short = name.rsplit(".", 1)[-1]
+    key = "msvc" if compiler_type == "msvc" else "unix"
+    return (ISA_MODULES.get(short) or {}).get(key, []) + MODULE_FLAGS.get(short, {}).get(key, [])
 
 
 def openmp_flags(compiler_type):
@@ -103,7 +125,8 @@ class BuildExt(build_ext):
             ocflags, olflags = [], []
         cflags, lflags = base_flags(ctype)
         for ext in self.extensions:
-            ext.extra_compile_args = cflags + ocflags + list(ext.extra_compile_args)
+            ext.extra_compile_args = (cflags + ocflags + isa_flags(ext.name, ctype)
+                                      + list(ext.extra_compile_args))
             ext.extra_link_args = lflags + olflags + list(ext.extra_link_args)
         super().build_extensions()
 

@@ -12,10 +12,8 @@ cdef struct Epilogue:
     const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
     intp_t ldaux
 
-ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
-ctypedef void (*dukernel_t)(intp_t kc, double alpha, const double* a, const double* b, double beta,
-                            double* c, intp_t ldc, intp_t m, intp_t n) noexcept nogil
+# Micro-kernel types and the kernel table live in _kernels.pxd (shared with the ISA modules).
+from cprop._kernels cimport sukernel_t, dukernel_t, KernelTable
 
 cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil
 
