@@ -28,6 +28,7 @@ Design
 """
 from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
+from libc.math cimport NAN
 from libc.stdint cimport uintptr_t
 
 import numpy as np
@@ -553,7 +554,12 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     if work == NULL:
         owned = <floating*>malloc(gemm_work_size(is_float, M, N, K, nt) * sizeof(floating))
         if owned == NULL:
-            return  # caller-visible only through C; callers pass their own workspace
+            # Callers in cprop always pass a workspace (plans, gemm_py); a direct cdef caller
+            # that passes NULL gets C filled with NaN, never silently stale values.
+            for jc in range(M):
+                for pc in range(N):
+                    C[jc * ldc + pc] = <floating>NAN
+            return
         work = owned
     bpack = _align64(work)
     abase = _align64(bpack + K * _round_up(nc, nr))
@@ -669,13 +675,18 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
     cdef floating* pc = &C[0, 0] if C.shape[0] * C.shape[1] > 0 else NULL
     cdef intp_t lda = A.shape[1], ldb = B.shape[1], ldc = C.shape[1]
     cdef intp_t m = M, n = N, k = K
+    # The workspace comes from numpy, so an allocation failure is a MemoryError here rather than
+    # a silent no-op inside the kernel.
+    work_arr = np.empty(max(1, gemm_work_size(floating is float, m, n, k, n_threads)),
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
     with nogil:
         if reference:
             gemm_naive(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
                        <floating>beta, pc, ldc)
         else:
             gemm(trans_a, trans_b, m, n, k, <floating>alpha, pa, lda, pb, ldb,
-                 <floating>beta, pc, ldc, &epi, NULL, n_threads)
+                 <floating>beta, pc, ldc, &epi, &work[0], n_threads)
 
 
 def block_sizes():
