@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -385,7 +385,11 @@ class BaseMLP(BaseEstimator, ABC):
             for _ in range(self.max_iter):
                 order = None
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # scikit-learn's utils.shuffle(sample_idx, random_state=rs) draws exactly
+                    # this (a shuffled arange indexing the array), without its validation cost.
+                    perm = np.arange(n_samples)
+                    self._random_state.shuffle(perm)
+                    sample_idx = sample_idx[perm]
                     order = sample_idx
                 self.loss_ = net.train_epoch(params, state, X_train, Y_train, sw_train, order,
                                              batch_size, alpha)
