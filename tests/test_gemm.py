@@ -242,7 +242,8 @@ def _kernel_in_subprocess(value):
     return subprocess.run(
         [sys.executable, "-c", "import warnings; warnings.simplefilter('error');"
          "from cprop._gemm import kernel_info; print(kernel_info()['name'])"],
-        env=env, capture_output=True, text=True)
+        env=env, capture_output=True, text=True,
+        cwd=root)  # not the source tree: `-c` puts the cwd first on sys.path
 
 
 def test_environment_variable_forces_path():
