@@ -37,17 +37,37 @@ OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
 FULL_BATCH_CHUNK = 4096
 
 
-def _as_input(X, dtype):
-    """(dense, data, indices, indptr, n_features) for the kernels: C-contiguous dense or CSR."""
+def to_engine_csr(X, dtype):
+    """CSR with sorted indices, ``dtype`` data and intp indices: the layout the kernels read.
+
+    Converting once (estimators do it per fit) means later calls pass X to the kernels uncopied.
+    """
+    X = sp.csr_matrix(X)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    if X.data.dtype == dtype and X.indices.dtype == np.intp and X.indptr.dtype == np.intp:
+        return X
+    out = sp.csr_matrix(X.shape, dtype=dtype)
+    # Assigned after construction: the constructor would narrow int64 indices back to int32.
+    out.data = np.ascontiguousarray(X.data, dtype=dtype)
+    out.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
+    out.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+    out.has_sorted_indices = True
+    return out
+
+
+def as_engine_input(X, dtype):
+    """X as the kernels read it: C-contiguous ``dtype`` rows, or ``to_engine_csr``."""
     if sp.issparse(X):
-        X = sp.csr_matrix(X) if not sp.isspmatrix_csr(X) else X
-        if not X.has_sorted_indices:
-            X = X.sorted_indices()
-        data = np.ascontiguousarray(X.data, dtype=dtype)
-        indices = np.ascontiguousarray(X.indices, dtype=np.intp)
-        indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
-        return None, data, indices, indptr, X.shape[1]
-    X = np.ascontiguousarray(X, dtype=dtype)
+        return to_engine_csr(X, dtype)
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _as_input(X, dtype):
+    """(dense, data, indices, indptr, n_features) for the kernels."""
+    X = as_engine_input(X, dtype)
+    if sp.issparse(X):
+        return None, X.data, X.indices, X.indptr, X.shape[1]
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D; got an array of shape {X.shape}.")
     return X, None, None, None, X.shape[1]
@@ -243,6 +263,6 @@ class OptimizerState:
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.t = 0
+        # SGD uses s1 (velocity) only; the kernel takes both vectors for either solver.
         self.s1 = np.zeros(n_params, dtype=dtype)
-        # SGD keeps one state vector; the kernel still takes two (s2 unused there).
-        self.s2 = np.zeros(n_params if solver == "adam" else n_params, dtype=dtype)
+        self.s2 = np.zeros(n_params, dtype=dtype)

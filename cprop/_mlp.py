@@ -39,31 +39,11 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._engine import Network, OptimizerState
+from ._engine import Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _to_engine_csr(X, dtype):
-    """CSR with sorted indices, ``dtype`` data and intp indices, so the engine never copies it."""
-    X = sp.csr_matrix(X)
-    if not X.has_sorted_indices:
-        X = X.sorted_indices()
-    out = sp.csr_matrix(X.shape, dtype=dtype)
-    # Assigned after construction: the constructor would narrow int64 indices back to int32.
-    out.data = np.ascontiguousarray(X.data, dtype=dtype)
-    out.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
-    out.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
-    out.has_sorted_indices = True
-    return out
-
-
-def _as_engine_input(X, dtype):
-    if sp.issparse(X):
-        return _to_engine_csr(X, dtype)
-    return np.ascontiguousarray(X, dtype=dtype)
 
 
 class BaseMLP(BaseEstimator, ABC):
@@ -201,7 +181,7 @@ class BaseMLP(BaseEstimator, ABC):
         if dtype not in _FLOATS:
             dtype = np.dtype(np.float64)
         net = self._network(self._layer_units(), dtype)
-        return net.predict(self._flat_params(net), _as_engine_input(X, dtype))
+        return net.predict(self._flat_params(net), as_engine_input(X, dtype))
 
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
@@ -276,7 +256,7 @@ class BaseMLP(BaseEstimator, ABC):
         params = self._flat_params(net)
         if params is not self.__dict__.get("_params"):
             self._expose(net, params)
-        X = _as_engine_input(X, dtype)
+        X = as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
@@ -360,8 +340,8 @@ class BaseMLP(BaseEstimator, ABC):
                 )
             y_val = self._validation_targets(Y_val)
             if sp.issparse(X_train):
-                X_train = _to_engine_csr(X_train, net.dtype)
-                X_val = _to_engine_csr(X_val, net.dtype)
+                X_train = to_engine_csr(X_train, net.dtype)
+                X_val = to_engine_csr(X_val, net.dtype)
         else:
             X_train, Y_train, sw_train = X, Y, sample_weight
             X_val = y_val = sw_val = None

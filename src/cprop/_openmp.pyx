@@ -29,13 +29,6 @@ cdef extern from *:
     int CPROP_DEBUG_BUILD
 
 
-cdef int effective_n_threads_c(int n_threads) noexcept nogil:
-    cdef int nt = cprop_omp_max_threads()
-    if n_threads > 0:
-        return n_threads
-    return nt if nt > 0 else 1
-
-
 def _cpu_count():
     try:
         return len(os.sched_getaffinity(0))

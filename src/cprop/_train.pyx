@@ -232,15 +232,25 @@ cdef class _Spec:
         self.spec.n_threads = plan["n_threads"]
 
 
-cdef inline void _set_input(Input* x, const floating* dense, const floating* data,
-                            const intp_t* indices, const intp_t* indptr) noexcept nogil:
-    x.sparse = data != NULL or indptr != NULL
-    x.dense = <const void*>dense
-    x.data = <const void*>data
-    x.indices = indices
-    x.indptr = indptr
+cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indices,
+                     const intp_t[::1] indptr):
+    """x := the first-layer input: CSR when ``indptr`` is given, else dense rows set per pass."""
+    x.sparse = indptr is not None
+    x.dense = NULL
+    x.data = <const void*>&data[0] if data is not None and data.shape[0] > 0 else NULL
+    x.indices = &indices[0] if indices is not None and indices.shape[0] > 0 else NULL
+    x.indptr = &indptr[0] if indptr is not None else NULL
     x.rows = NULL
     x.start = 0
+
+
+cdef inline void _contiguous_rows(Input* x, const floating* dense, intp_t start,
+                                  intp_t n_features) noexcept nogil:
+    """Point x at rows start.. of the input, read in place (no gather)."""
+    if x.sparse:
+        x.start = start
+    else:
+        x.dense = <const void*>(dense + start * n_features)
 
 
 def _check_plan(dict plan, Py_ssize_t n_params, Py_ssize_t n_features):
@@ -275,17 +285,12 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
     cdef floating[::1] work = work_arr
     cdef Input x
     cdef const floating* dense = &X[0, 0] if X is not None else NULL
-    _set_input(&x, NULL, &X_data[0] if X_data is not None and X_data.shape[0] > 0 else NULL,
-               &X_indices[0] if X_indices is not None and X_indices.shape[0] > 0 else NULL,
-               &X_indptr[0] if X_indptr is not None else NULL)
+    _set_input(&x, X_data, X_indices, X_indptr)
     with nogil:
         start = 0
         while start < n:
             cn = cap if start + cap <= n else n - start
-            if x.sparse:
-                x.start = start
-            else:
-                x.dense = <const void*>(dense + start * n_features)
+            _contiguous_rows(&x, dense, start, n_features)
             forward(&s.spec, &params[0], &x, cn, &work[0], &out[start, 0])
             start += cn
 
@@ -317,9 +322,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef double sw_sum = 0, lsum = 0, sumsq = 0
     cdef floating* wk = &work[0]
     cdef Input x
-    _set_input(&x, NULL, &X_data[0] if X_data is not None and X_data.shape[0] > 0 else NULL,
-               &X_indices[0] if X_indices is not None and X_indices.shape[0] > 0 else NULL,
-               &X_indptr[0] if X_indptr is not None else NULL)
+    _set_input(&x, X_data, X_indices, X_indptr)
     with nogil:
         if sw == NULL:
             sw_sum = n
@@ -329,10 +332,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
         start = 0
         while start < n:
             cn = cap if start + cap <= n else n - start
-            if x.sparse:
-                x.start = start
-            else:
-                x.dense = <const void*>(dense + start * n_features)
+            _contiguous_rows(&x, dense, start, n_features)
             forward(net, &params[0], &x, cn, wk, NULL)
             loss_delta_rows(net.loss, &Y[start, 0], wk + net.a_off[net.L], wk + net.d_off[net.L],
                             (sw + start) if sw != NULL else NULL, cn, n_out, 1.0 / sw_sum,
@@ -405,9 +405,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef const floating* swb
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
-    _set_input(&x, NULL, &X_data[0] if X_data is not None and X_data.shape[0] > 0 else NULL,
-               &X_indices[0] if X_indices is not None and X_indices.shape[0] > 0 else NULL,
-               &X_indptr[0] if X_indptr is not None else NULL)
+    _set_input(&x, X_data, X_indices, X_indptr)
     with nogil:
         start = 0
         while start < n:
@@ -428,10 +426,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 else:
                     swb = NULL
             else:
-                if x.sparse:
-                    x.start = start
-                else:
-                    x.dense = <const void*>(dense + start * n_features)
+                _contiguous_rows(&x, dense, start, n_features)
                 Yb = &Y[start, 0]
                 swb = (sw + start) if sw != NULL else NULL
             sw_sum = 0

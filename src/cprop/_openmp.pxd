@@ -1,1 +1,0 @@
-cdef int effective_n_threads_c(int n_threads) noexcept nogil
