@@ -47,6 +47,7 @@ MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not No
 # set errno, so the optimizer updates vectorise (sqrtps); IEEE results are unchanged (not fast-math).
 MODULE_FLAGS = {
     "_train": {"unix": ["-fno-math-errno"], "msvc": []},
+    "_kernels_avx2": {"unix": ["-funroll-loops"], "msvc": []},
 }
 
 

@@ -15,10 +15,16 @@ Method
    thread so idle OpenBLAS workers do not spin on the cores.
 2. Systems are interleaved: every repetition runs each system once, in rotating order; tables give
    the median over repetitions and [min-max].  Nothing here is a test: no timing is asserted.
-3. GFLOP/s of training counts the GEMM work of an epoch: forward 2 N sum(W) + weight gradients
+   Between two timed runs the benchmark sleeps ``--settle`` seconds (default 0.15): OpenBLAS
+   workers spin for about 2^28 cycles after their last call and PyTorch's OpenMP workers for a
+   while too, and a spinning thread steals a core from whichever system runs next.
+3. Training, small-data fits and prediction run each system in its own spawned process (built
+   once, then asked for one timed run per repetition): one library's thread pool never shares an
+   address space, allocator or OpenMP runtime with another's, as for a user who imports one.
+4. GFLOP/s of training counts the GEMM work of an epoch: forward 2 N sum(W) + weight gradients
    2 N sum(W) + input gradients of the layers after the first, sum(W) = sum of fan_in * fan_out.
    "% of peak" divides by numpy's float32 GEMM GFLOP/s at 2048 on the same thread count.
-4. Memory: each system runs one W1 epoch in a fresh subprocess holding the same data; the peak
+5. Memory: each system runs one W1 epoch in a fresh subprocess holding the same data; the peak
    resident set (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere a 1 ms
    polling thread) minus the resident set just before the epoch is the extra memory.  tracemalloc
    would not see cprop's (or OpenBLAS's) malloc, RSS sees everything.
@@ -26,12 +32,16 @@ Method
 import argparse
 import datetime
 import gc
+import functools
+import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 
 import numpy as np
@@ -50,10 +60,11 @@ try:
 except ImportError:
     CpropMLP = None
 
+# PyTorch is imported only inside its own worker process (TorchEpoch), never beside cprop.
 try:
-    import torch
-except ImportError:
-    torch = None
+    TORCH_VERSION = importlib.metadata.version("torch")
+except importlib.metadata.PackageNotFoundError:
+    TORCH_VERSION = None
 
 WORKLOADS = {
     "W1": dict(hidden=(100,), batch=200),
@@ -87,7 +98,7 @@ def machine_header():
         f"machine: {cpu}; {os.cpu_count()} logical CPUs; {platform.system()} {platform.machine()}",
         f"load average at start: {load}",
         f"python {platform.python_version()}, numpy {np.__version__}, "
-        f"scikit-learn {_version('sklearn')}, torch {torch.__version__ if torch else 'not installed'}",
+        f"scikit-learn {_version('sklearn')}, torch {TORCH_VERSION or 'not installed'}",
         f"BLAS: {'; '.join(blas) or 'unknown'}",
         f"cprop {cprop.__version__}: kernel {kernel_info()['name']} "
         f"(float32 {kernel_info()['float32']}, float64 {kernel_info()['float64']}), "
@@ -120,6 +131,9 @@ def fmt_rate(work, ts, unit=1e9, prec=1):
     return f"{work / med / unit:.{prec}f} [{work / hi / unit:.{prec}f}-{work / lo / unit:.{prec}f}]"
 
 
+SETTLE = 0.15   # seconds between timed runs (see Method 2); --settle changes it
+
+
 def interleave(systems, reps):
     """Run each (name, fn) once per repetition in rotating order; returns {name: [seconds]}."""
     times = {name: [] for name, _ in systems}
@@ -127,9 +141,64 @@ def interleave(systems, reps):
         order = systems[r % len(systems):] + systems[:r % len(systems)]
         for name, fn in order:
             gc.collect()
+            time.sleep(SETTLE)
             t = fn()
             times[name].append(t)
     return times
+
+
+# ---- one system per process ----------------------------------------------------------------------
+def _serve(conn, factory, args):
+    """Child side of ``Remote``: build ``factory(*args)`` once, then time it on each request."""
+    try:
+        fn = factory(*args)
+        conn.send(("ready", None, None))
+        while conn.recv() is not None:
+            gc.collect()
+            t = fn()
+            conn.send(("ok", t, getattr(fn, "info", None)))
+    except BaseException:                       # report, never hang the parent
+        conn.send(("error", traceback.format_exc(), None))
+    finally:
+        conn.close()
+
+
+class Remote:
+    """A system built in its own spawned process; calling it times one run there.
+
+    ``factory`` and ``args`` must be picklable (module-level); the child builds its data itself.
+    ``info`` holds what the system's ``info`` attribute said after the last run (e.g. accuracy).
+    """
+
+    def __init__(self, factory, *args):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, factory, args), daemon=True)
+        self.proc.start()
+        child.close()
+        self.info = None
+        self._reply()
+
+    def _reply(self):
+        kind, value, info = self.conn.recv()
+        if kind == "error":
+            self.close()
+            raise RuntimeError(f"benchmark worker failed:\n{value}")
+        self.info = info
+        return value
+
+    def __call__(self):
+        self.conn.send("run")
+        return self._reply()
+
+    def close(self):
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 def table(title, header, rows, notes=()):
@@ -230,6 +299,7 @@ def bench_kernel(threads, reps, squares, paths, quick=False):
 
 
 # ---- training epochs -----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def make_data(n=N_SAMPLES, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.random((n, N_FEATURES), dtype=np.float32)
@@ -286,6 +356,8 @@ class SklearnEpoch:
 
 class TorchEpoch:
     def __init__(self, X, y, hidden, batch, nt):
+        import torch
+        self.torch = torch
         self.nt, self.batch = nt, batch
         torch.manual_seed(0)
         layers, prev = [], N_FEATURES
@@ -300,7 +372,7 @@ class TorchEpoch:
         self.y = torch.from_numpy(y.astype(np.int64))
 
     def epoch(self):
-        perm = torch.randperm(self.X.shape[0])
+        perm = self.torch.randperm(self.X.shape[0])
         for s in range(0, self.X.shape[0], self.batch):
             idx = perm[s:s + self.batch]
             self.opt.zero_grad(set_to_none=True)
@@ -309,13 +381,37 @@ class TorchEpoch:
             self.opt.step()
 
     def __call__(self):
-        torch.set_num_threads(self.nt)
+        self.torch.set_num_threads(self.nt)
         with threadpool_limits(limits=1, user_api="blas"):
             return timed(self.epoch)
 
 
-def bench_workloads(names, threads, reps, peak, use_estimator):
+def epoch_system(kind, hidden, batch, nt, use_estimator):
+    """Factory for ``Remote``: one system's epoch runner on the shared synthetic data."""
     X, y = make_data()
+    if kind == "cprop":
+        return CpropEpoch(X, y, hidden, batch, nt, use_estimator)
+    if kind == "sklearn":
+        return SklearnEpoch(X, y, hidden, batch, nt)
+    return TorchEpoch(X, y, hidden, batch, nt)
+
+
+def run_remote(systems, reps, warmup=True):
+    """Start each (name, factory, args) in its own process, interleave ``reps`` runs, stop them."""
+    remotes = []
+    try:
+        for name, factory, args in systems:
+            remotes.append((name, Remote(factory, *args)))
+        if warmup:
+            for _, fn in remotes:   # one untimed run each (page faults, thread pools)
+                fn()
+        return interleave(remotes, reps), {name: fn.info for name, fn in remotes}
+    finally:
+        for _, fn in remotes:
+            fn.close()
+
+
+def bench_workloads(names, threads, reps, peak, use_estimator):
     rows = []
     results = {}
     for name in names:
@@ -323,25 +419,22 @@ def bench_workloads(names, threads, reps, peak, use_estimator):
         sizes = [N_FEATURES, *wl["hidden"], N_CLASSES]
         flops = train_flops(sizes, N_SAMPLES)
         for nt in threads:
-            systems = [("cprop", CpropEpoch(X, y, wl["hidden"], wl["batch"], nt, use_estimator)),
-                       ("sklearn", SklearnEpoch(X, y, wl["hidden"], wl["batch"], nt))]
-            if torch is not None:
-                systems.append(("torch", TorchEpoch(X, y, wl["hidden"], wl["batch"], nt)))
-            for _, fn in systems:   # warm-up epoch each (page faults, thread pools)
-                fn()
-            ts = interleave(systems, reps)
+            args = (wl["hidden"], wl["batch"], nt, use_estimator)
+            systems = [(kind, epoch_system, (kind, *args))
+                       for kind in ("cprop", "sklearn", "torch") if kind != "torch" or TORCH_VERSION]
+            ts, _ = run_remote(systems, reps)
             c = stats(ts["cprop"])[0]
             pk = peak.get(("float32", nt))
             row = [name, nt, fmt_t(ts["cprop"]), fmt_rate(flops, ts["cprop"]),
                    f"{100 * flops / c / 1e9 / pk:.0f}%" if pk else "n/a",
                    fmt_t(ts["sklearn"]), f"{stats(ts['sklearn'])[0] / c:.1f}x"]
-            if torch is not None:
+            if TORCH_VERSION:
                 row += [fmt_t(ts["torch"]), f"{stats(ts['torch'])[0] / c:.1f}x"]
             rows.append(row)
             results[(name, nt)] = {k: stats(v) for k, v in ts.items()}
     header = ["workload", "threads", "cprop s/epoch", "cprop GFLOP/s", "% of peak",
               "sklearn s/epoch", "sklearn/cprop"]
-    if torch is not None:
+    if TORCH_VERSION:
         header += ["torch s/epoch", "torch/cprop"]
     via = ("cprop.MLPClassifier.partial_fit" if use_estimator and CpropMLP is not None
            else "cprop._engine.Network.train_epoch")
@@ -349,45 +442,60 @@ def bench_workloads(names, threads, reps, peak, use_estimator):
           "median [min-max]", header, rows,
           [f"W1: hidden (100,), batch 200; W2: (512, 256), batch 256; W3: (1024,), batch 1024. "
            f"cprop via {via}; scikit-learn MLPClassifier.partial_fit (one epoch, float32 input)"
-           + ("; PyTorch nn.Sequential + Adam, plain loop" if torch is not None
+           + ("; PyTorch nn.Sequential + Adam, plain loop" if TORCH_VERSION
               else "; PyTorch not installed") + ". % of peak: float32 numpy GEMM at the same "
            "thread count."])
     return results
 
 
 # ---- small data, predict, memory -----------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def small_data(dname):
+    """Standardised float32 train/test split of a scikit-learn toy dataset."""
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    X, y = {"digits": load_digits, "breast_cancer": load_breast_cancer}[dname](return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0, stratify=y)
+    sc = StandardScaler().fit(Xtr)
+    return sc.transform(Xtr).astype(np.float32), sc.transform(Xte).astype(np.float32), ytr, yte
+
+
+class SmallFit:
+    """A whole Adam fit (hidden (100,), max_iter=200); ``info`` is the test accuracy."""
+
+    def __init__(self, kind, dname, nt):
+        self.kind, self.nt = kind, nt
+        self.data = small_data(dname)
+        self.info = None
+
+    def __call__(self):
+        Xtr, Xte, ytr, yte = self.data
+        if self.kind == "cprop":
+            est = CpropMLP(hidden_layer_sizes=(100,), solver="adam", max_iter=200, random_state=0,
+                           n_threads=self.nt)
+        else:
+            from sklearn.neural_network import MLPClassifier
+            est = MLPClassifier(hidden_layer_sizes=(100,), solver="adam", max_iter=200,
+                                random_state=0)
+        lim = self.nt if self.kind == "sklearn" else 1
+        with warnings.catch_warnings(), threadpool_limits(limits=lim, user_api="blas"):
+            warnings.simplefilter("ignore")
+            t = timed(lambda: est.fit(Xtr, ytr))
+        self.info = est.score(Xte, yte)
+        return t
+
+
 def bench_small(threads, reps):
     if CpropMLP is None:
         table("small data: whole fits", ["note"],
-              [["skipped: cprop.MLPClassifier is not importable on this branch (the estimator "
-                "lives on another branch); rerun after the merge"]])
+              [["skipped: cprop.MLPClassifier is not importable"]])
         return
-    from sklearn.datasets import load_breast_cancer, load_digits
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.preprocessing import StandardScaler
     rows = []
-    for dname, loader in (("digits", load_digits), ("breast_cancer", load_breast_cancer)):
-        X, y = loader(return_X_y=True)
-        Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0, stratify=y)
-        sc = StandardScaler().fit(Xtr)
-        Xtr, Xte = sc.transform(Xtr).astype(np.float32), sc.transform(Xte).astype(np.float32)
+    for dname in ("digits", "breast_cancer"):
         for nt in threads:
-            acc = {}
-
-            def fit(cls, key, **kw):
-                def run():
-                    est = cls(hidden_layer_sizes=(100,), solver="adam", max_iter=200,
-                              random_state=0, **kw)
-                    lim = nt if key == "sklearn" else 1
-                    with warnings.catch_warnings(), threadpool_limits(limits=lim, user_api="blas"):
-                        warnings.simplefilter("ignore")
-                        t = timed(lambda: est.fit(Xtr, ytr))
-                    acc[key] = est.score(Xte, yte)
-                    return t
-                return run
-            ts = interleave([("cprop", fit(CpropMLP, "cprop", n_threads=nt)),
-                             ("sklearn", fit(MLPClassifier, "sklearn"))], reps)
+            ts, acc = run_remote([(k, SmallFit, (k, dname, nt)) for k in ("cprop", "sklearn")],
+                                 reps)
             rows.append([dname, nt, fmt_t(ts["cprop"]), f"{acc['cprop']:.3f}",
                          fmt_t(ts["sklearn"]), f"{acc['sklearn']:.3f}",
                          f"{stats(ts['sklearn'])[0] / stats(ts['cprop'])[0]:.1f}x"])
@@ -396,31 +504,40 @@ def bench_small(threads, reps):
            "sklearn/cprop"], rows)
 
 
+class PredictRun:
+    """predict_proba of the W1 network on the synthetic data; both systems get the same weights
+    (scikit-learn's, after a deterministic partial_fit), and cprop's output is checked first."""
+
+    def __init__(self, kind, nt):
+        from sklearn.neural_network import MLPClassifier
+        self.kind, self.nt = kind, nt
+        self.X, y = make_data()
+        self.sk = MLPClassifier(hidden_layer_sizes=(100,), max_iter=1, batch_size=200,
+                                random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.sk.partial_fit(self.X[:2000], y[:2000], classes=np.arange(N_CLASSES))
+        if kind == "cprop":
+            self.net = Network([N_FEATURES, 100, N_CLASSES], "relu", "softmax", np.float32, nt)
+            self.params = self.net.pack([c.astype(np.float32) for c in self.sk.coefs_],
+                                        [b.astype(np.float32) for b in self.sk.intercepts_])
+            np.testing.assert_allclose(self.net.predict(self.params, self.X),
+                                       self.sk.predict_proba(self.X), rtol=1e-3, atol=1e-5)
+
+    def __call__(self):
+        if self.kind == "cprop":
+            with threadpool_limits(limits=1, user_api="blas"):
+                return timed(lambda: self.net.predict(self.params, self.X))
+        with threadpool_limits(limits=self.nt, user_api="blas"):
+            return timed(lambda: self.sk.predict_proba(self.X))
+
+
 def bench_predict(threads, reps, peak):
-    from sklearn.neural_network import MLPClassifier
-    X, y = make_data()
     sizes = [N_FEATURES, 100, N_CLASSES]
     flops = 2.0 * N_SAMPLES * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    sk = MLPClassifier(hidden_layer_sizes=(100,), max_iter=1, batch_size=200, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sk.partial_fit(X[:2000], y[:2000], classes=np.arange(N_CLASSES))
     rows = []
     for nt in threads:
-        net = Network(sizes, "relu", "softmax", np.float32, nt)
-        params = net.pack([c.astype(np.float32) for c in sk.coefs_],
-                          [b.astype(np.float32) for b in sk.intercepts_])
-
-        def c_run(net=net, params=params):
-            with threadpool_limits(limits=1, user_api="blas"):
-                return timed(lambda: net.predict(params, X))
-
-        def s_run(nt=nt):
-            with threadpool_limits(limits=nt, user_api="blas"):
-                return timed(lambda: sk.predict_proba(X))
-        np.testing.assert_allclose(net.predict(params, X), sk.predict_proba(X), rtol=1e-3,
-                                   atol=1e-5)
-        ts = interleave([("cprop", c_run), ("sklearn", s_run)], reps)
+        ts, _ = run_remote([(k, PredictRun, (k, nt)) for k in ("cprop", "sklearn")], reps)
         pk = peak.get(("float32", nt))
         c = stats(ts["cprop"])[0]
         rows.append([nt, fmt_rate(N_SAMPLES, ts["cprop"], 1e6, 2), fmt_rate(flops, ts["cprop"]),
@@ -512,6 +629,7 @@ def bench_memory(nt):
 
 
 def main(argv=None):
+    global SETTLE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="float32 kernel at 1024 and W1 shapes, W1 only, 3 repetitions (a few "
@@ -522,9 +640,13 @@ def main(argv=None):
                     help="comma list of sections")
     ap.add_argument("--workloads", default=None, help="comma list among W1,W2,W3")
     ap.add_argument("--paths", default=None, help="cprop kernel paths to compare in 'kernel'")
+    ap.add_argument("--settle", type=float, default=SETTLE,
+                    help="seconds to sleep before each timed run (lets other pools' spinning "
+                         "threads go idle)")
     ap.add_argument("--engine", action="store_true",
                     help="time cprop's engine even if cprop.MLPClassifier is importable")
     args = ap.parse_args(argv)
+    SETTLE = args.settle
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = ([int(t) for t in args.threads.split(",")] if args.threads
                else sorted({1, ncpu}))
@@ -536,7 +658,9 @@ def main(argv=None):
     print("# cprop benchmark" + (" (--quick)" if args.quick else ""))
     for line in machine_header():
         print(f"- {line}")
-    print(f"- threads {threads}, {reps} repetitions per measurement, systems interleaved")
+    print(f"- threads {threads}, {reps} repetitions per measurement, systems interleaved, "
+          f"{SETTLE:g} s settle before each run; training, small fits and predict in one process "
+          "per system")
     peak = {}
     if "peak" in only or "train" in only or "predict" in only:
         peak = bench_peak(threads, reps, 1024 if args.quick else 2048)

@@ -1,4 +1,5 @@
 from cprop._typedefs cimport floating, intp_t
+from cprop._prefetch cimport RowPrefetch
 
 # A network and the layout of its buffers; every pointer is owned by the Python caller (a plan).
 cdef struct NetSpec:
@@ -29,6 +30,7 @@ cdef struct Input:
 cdef void forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
                   floating* work, floating* out) noexcept nogil
 cdef void backward_layer(const NetSpec* net, int l, const floating* params, const Input* x,
-                         intp_t n, floating* work, floating* grad, bint accumulate) noexcept nogil
+                         intp_t n, floating* work, floating* grad, bint accumulate,
+                         const RowPrefetch* prefetch) noexcept nogil
 cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
                  int n_threads) noexcept nogil

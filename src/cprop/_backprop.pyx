@@ -14,6 +14,9 @@ Design
 4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 split over column blocks
    of the output so each gradient element is summed in row order by one thread.
 5. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
+6. The caller may name rows to prefetch during the first layer's weight-gradient product (the
+   last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
+   reads cache rather than DRAM.
 """
 from cython.parallel cimport prange
 from libc.string cimport memset
@@ -145,6 +148,7 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
         epi.bias = <const void*>(params + net.b_off[l])
         epi.aux = NULL
         epi.ldaux = 0
+        epi.prefetch = NULL
         gemm(False, False, n, fan_out, fan_in, <floating>1, A, fan_in, params + net.w_off[l],
              fan_out, <floating>0, Z, fan_out, &epi, work + net.gemm_off, net.n_threads)
         if act == ACT_SOFTMAX:
@@ -153,8 +157,12 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
 
 # ---- backward, one layer ---------------------------------------------------------------------------
 cdef void backward_layer(const NetSpec* net, int l, const floating* params, const Input* x,
-                         intp_t n, floating* work, floating* grad, bint accumulate) noexcept nogil:
-    """Gradients of W_l, b_l from D_{l+1} (unscaled sums), then D_l for l > 0."""
+                         intp_t n, floating* work, floating* grad, bint accumulate,
+                         const RowPrefetch* prefetch) noexcept nogil:
+    """Gradients of W_l, b_l from D_{l+1} (unscaled sums), then D_l for l > 0.
+
+    ``prefetch`` (or NULL): rows fetched into cache during the weight-gradient product (l == 0).
+    """
     cdef intp_t fan_in = net.sizes[l], fan_out = net.sizes[l + 1]
     cdef const floating* D = work + net.d_off[l + 1]
     cdef const floating* A
@@ -164,8 +172,14 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         _sparse_weight_grad(x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate, net.n_threads)
         return
     A = (<const floating*>x.dense) if l == 0 else work + net.a_off[l]
+    epi.kind = EPI_NONE
+    epi.act = 0
+    epi.bias = NULL
+    epi.aux = NULL
+    epi.ldaux = 0
+    epi.prefetch = prefetch if l == 0 else NULL
     gemm(True, False, fan_in, fan_out, n, <floating>1, A, fan_in, D, fan_out,
-         <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out, NULL,
+         <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out, &epi,
          work + net.gemm_off, net.n_threads)
     if l > 0:
         epi.kind = EPI_MUL_DERIV
@@ -173,6 +187,7 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         epi.bias = NULL
         epi.aux = <const void*>(work + net.a_off[l])
         epi.ldaux = fan_in
+        epi.prefetch = NULL
         gemm(False, True, n, fan_in, fan_out, <floating>1, D, fan_out, params + net.w_off[l],
              fan_out, <floating>0, work + net.d_off[l], fan_in, &epi, work + net.gemm_off,
              net.n_threads)

@@ -1,4 +1,5 @@
 from cprop._typedefs cimport floating, intp_t
+from cprop._prefetch cimport RowPrefetch
 
 cdef enum:
     EPI_NONE = 0
@@ -11,6 +12,7 @@ cdef struct Epilogue:
     const void* bias     # floating[N] or NULL
     const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
     intp_t ldaux
+    const RowPrefetch* prefetch   # rows to prefetch while the product runs, or NULL
 
 # Micro-kernel types and the kernel table live in _kernels.pxd (shared with the ISA modules).
 from cprop._kernels cimport sukernel_t, dukernel_t, KernelTable

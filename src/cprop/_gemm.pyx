@@ -15,7 +15,9 @@ Design
    takes A's strides and reads op(A) in place (row-major X, D; or MR consecutive values of a row of
    X per k step for X^T), packing only a partial last MR panel (DIRECT_A*_MAX_N in _gemm_config).
 5. An optional epilogue runs on each tile right after its last k-block is written, while the tile is
-   in L1: bias + activation (forward) or the activation derivative (backward).
+   in L1: bias + activation (forward) or the activation derivative (backward).  The epilogue may
+   also name rows to prefetch (the next mini-batch's rows of X): their cache lines are spread
+   evenly over the tiles, a few after each micro-kernel call, so the loads overlap arithmetic.
 6. Threads: B~ is packed cooperatively, then tasks (MR-aligned row ranges x NR-aligned panel
    ranges, about TASKS_PER_THREAD per thread) are taken dynamically, each with its own A~; one
    parallel region and one barrier per column block.  Each C element is owned by one task and its
@@ -40,6 +42,16 @@ from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
+from cprop._prefetch cimport RowPrefetch, prefetch_row_lines
+
+
+# Prefetch work of one product: tile t (numbered k-block, then MR panel, then NR panel) fetches
+# lines t*per .. t*per+per-1 of the rows.
+cdef struct _PfPlan:
+    const RowPrefetch* rows
+    intp_t per
+    intp_t n_mp              # MR panels of C
+    intp_t n_qt              # NR panels of C
 
 
 # ---- reference micro-kernels (portable baseline) ---------------------------------------------------
@@ -391,7 +403,8 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
                         intp_t csa, const floating* aedge, const floating* bpack,
                         intp_t mc, intp_t kc, intp_t q0, intp_t q1, intp_t nc, intp_t mr, intp_t nr,
                         floating alpha, floating beta, floating* C, intp_t ldc,
-                        intp_t ig, intp_t jg, bint last_k, const Epilogue* epi) noexcept nogil:
+                        intp_t ig, intp_t jg, bint last_k, const Epilogue* epi,
+                        const _PfPlan* pf, intp_t kb) noexcept nogil:
     """C[:mc, q0*NR : q1*NR] (+)= alpha * A * B~ over NR panels q0..q1-1 of B~.
 
     A is either the packed A~ (``direct`` false) or op(A) read in place with strides (rsa, csa)
@@ -407,6 +420,8 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
     cdef bint half
     cdef bint do_epi = last_k and epi != NULL and epi.kind != 0
     cdef bint is_float = floating is float
+    # prefetch numbering of this call's first tile (divisions once per call, not per tile)
+    cdef intp_t pf_tile = (kb * pf.n_mp + ig // mr) * pf.n_qt + jg // nr if pf != NULL else 0
     for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
         j = q * nr
         n = _min(nr, nc - j)
@@ -437,6 +452,8 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
                 dfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
             if do_epi:
                 _epilogue_tile(epi, ct, ldc, ig + i, jg + j, m, n)
+            if pf != NULL:
+                prefetch_row_lines(pf.rows, (pf_tile + r * pf.n_qt + q) * pf.per, pf.per)
 
 
 cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
@@ -463,7 +480,7 @@ cdef void _task(const KernelTable* kt, intp_t r0, intp_t r1, intp_t q0, intp_t q
                 intp_t kc, intp_t mc, intp_t mr, intp_t nr, intp_t ncur, intp_t npad,
                 floating alpha, const floating* A, intp_t rsa, intp_t csa, bint direct_a,
                 const floating* bpack, floating beta, floating* C, intp_t ldc, intp_t jc,
-                const Epilogue* epi, floating* apack) noexcept nogil:
+                const Epilogue* epi, const _PfPlan* pf, floating* apack) noexcept nogil:
     """Rows r0..r1 x NR panels q0..q1 of the current column block of C, over all of K.
 
     loop 4 (pc) over k-blocks of the shared B~, loop 3 (ic) over MC rows of op(A) (packed into this
@@ -489,13 +506,14 @@ cdef void _task(const KernelTable* kt, intp_t r0, intp_t r1, intp_t q0, intp_t q
                                   mcur - qb * mr, kcur, mr, apack)
                 _macro_kernel(kt, A + ic * rsa + pc * csa, True, rsa, csa, apack, bblk, mcur,
                               kcur, q0, q1, ncur, mr, nr, alpha, beta_k, C + ic * ldc + jc, ldc,
-                              ic, jc, last_k, epi)
+                              ic, jc, last_k, epi, pf, pc // kc)
             else:
                 for qb in range(0, (mcur + mr - 1) // mr):
                     _pack_a_panel(A + (ic + qb * mr) * rsa + pc * csa, rsa, csa,
                                   _min(mr, mcur - qb * mr), kcur, mr, apack + qb * mr * kcur)
                 _macro_kernel(kt, apack, False, 1, mr, apack, bblk, mcur, kcur, q0, q1, ncur, mr,
-                              nr, alpha, beta_k, C + ic * ldc + jc, ldc, ic, jc, last_k, epi)
+                              nr, alpha, beta_k, C + ic * ldc + jc, ldc, ic, jc, last_k, epi,
+                              pf, pc // kc)
             ic += mcur
         pc += kcur
 
@@ -524,6 +542,8 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     cdef int nt
     cdef bint direct_a
     cdef bint is_float = floating is float
+    cdef _PfPlan pfplan
+    cdef const _PfPlan* pf = NULL
 
     if M <= 0 or N <= 0:
         return
@@ -564,6 +584,14 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     bpack = _align64(work)
     abase = _align64(bpack + K * _round_up(nc, nr))
     n_mp = (M + mr - 1) // mr
+    if epi != NULL and epi.prefetch != NULL and epi.prefetch.n_rows > 0:
+        pfplan.rows = epi.prefetch
+        pfplan.n_mp = n_mp
+        pfplan.n_qt = (N + nr - 1) // nr
+        t = ((K + kc - 1) // kc) * n_mp * pfplan.n_qt                      # tiles
+        u = epi.prefetch.n_rows * ((epi.prefetch.row_bytes + 63) // 64 + 1)   # lines
+        pfplan.per = (u + t - 1) // t
+        pf = &pfplan
 
     jc = 0
     while jc < N:                                        # loop 5 (jc): columns of C
@@ -587,7 +615,7 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                             bpack + pc * npad)
                 pc += kcur
             _task(&kt, 0, M, 0, n_q, K, kc, mc, mr, nr, ncur, npad, alpha, A, rsa, csa, direct_a,
-                  bpack, beta, C, ldc, jc, epi, abase)
+                  bpack, beta, C, ldc, jc, epi, pf, abase)
         else:
             n_units = ((K + kc - 1) // kc) * n_q         # (k-block, panel) pairs of B~
             with parallel(num_threads=nt):
@@ -600,7 +628,7 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
                           _min(M, ((t // n_ct + 1) * n_mp // n_rt) * mr),
                           (t % n_ct) * n_q // n_ct, (t % n_ct + 1) * n_q // n_ct,
                           K, kc, mc, mr, nr, ncur, npad, alpha, A, rsa, csa, direct_a, bpack,
-                          beta, C, ldc, jc, epi, abase + threadid() * (mc * _min(kc, K) + 32))
+                          beta, C, ldc, jc, epi, pf, abase + threadid() * (mc * _min(kc, K) + 32))
         jc += ncur
     if owned != NULL:
         free(owned)
@@ -666,6 +694,7 @@ def gemm_py(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A,
     epi.bias = <const void*>&bias[0] if bias is not None else NULL
     epi.aux = NULL
     epi.ldaux = 0
+    epi.prefetch = NULL
     if aux is not None:
         epi.kind = 2
         epi.aux = <const void*>&aux[0, 0] if M * N > 0 else NULL

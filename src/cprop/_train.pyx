@@ -25,6 +25,7 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
+from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
 
 cdef enum:
     # A pass (one mini-batch, or one chunk of rows) with fewer GEMM flops than this runs every
@@ -145,22 +146,6 @@ cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2)
 
 
 # ---- gathering batch rows --------------------------------------------------------------------------
-cdef extern from *:
-    """
-    /* Prefetch hint for the row gather: SSE's prefetcht0 on x86 (baseline there), the compiler
-       builtin elsewhere on gcc/clang, nothing otherwise. */
-    #if defined(__SSE__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 1)
-    #include <xmmintrin.h>
-    #define CPROP_PREFETCH(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
-    #elif defined(__GNUC__)
-    #define CPROP_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-    #else
-    #define CPROP_PREFETCH(p) ((void)(p))
-    #endif
-    """
-    void CPROP_PREFETCH(const void* p) nogil
-
-
 cdef inline void _copy_row(const floating* src, const floating* nxt, intp_t ld,
                            floating* dst) noexcept nogil:
     """dst := src (one row), prefetching row ``nxt`` (the row GATHER_AHEAD later) meanwhile."""
@@ -340,7 +325,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
             for i in range(cn):
                 lsum += rows[i]
             for l in range(net.L - 1, -1, -1):
-                backward_layer(net, l, &params[0], &x, cn, wk, &grad[0], start > 0)
+                backward_layer(net, l, &params[0], &x, cn, wk, &grad[0], start > 0, NULL)
             start += cn
         for l in range(net.L):
             sumsq += _l2_into_grad(&params[net.w_off[l]], &grad[net.w_off[l]],
@@ -405,6 +390,12 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef const floating* swb
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
+    cdef RowPrefetch pf
+    pf.base = <const char*>dense
+    pf.ld = n_features * sizeof(floating)
+    pf.row_bytes = pf.ld
+    pf.rows = NULL
+    pf.n_rows = 0
     _set_input(&x, X_data, X_indices, X_indptr)
     with nogil:
         start = 0
@@ -447,8 +438,13 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 t += 1
                 opt.lr = learning_rate * sqrt(1 - pow(beta_2, t)) / (1 - pow(beta_1, t))
             sumsq = 0
+            # the next batch's rows of X are fetched during layer 0's weight-gradient product
+            pf.n_rows = 0
+            if idx != NULL and not x.sparse and start + cn < n:
+                pf.rows = idx + start + cn
+                pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
             for l in range(net.L - 1, -1, -1):
-                backward_layer(net, l, P, &x, cn, wk, G, False)
+                backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
                 sumsq += _update(P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
                                  S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
                                  <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
