@@ -38,7 +38,7 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL_FLOPS, NR_MAX,
                                  BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_MAX_N,
-                                 DIRECT_AT_MAX_N)
+                                 DIRECT_AT_MAX_N, DIRECT_A_OUTER)
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
@@ -249,16 +249,20 @@ def _init_kernel():
 # measurements (benchmarks/tune.py), never for results: none of them changes an element's arithmetic.
 cdef intp_t _direct_a_max_n = DIRECT_A_MAX_N
 cdef intp_t _direct_at_max_n = DIRECT_AT_MAX_N
+cdef bint _direct_a_outer = DIRECT_A_OUTER
 
 
-def _set_tuning(direct_a_max_n=None, direct_at_max_n=None):
+def _set_tuning(direct_a_max_n=None, direct_at_max_n=None, direct_a_outer=None):
     """Change tuning knobs (measurement only); returns the previous values."""
-    global _direct_a_max_n, _direct_at_max_n
-    old = {"direct_a_max_n": _direct_a_max_n, "direct_at_max_n": _direct_at_max_n}
+    global _direct_a_max_n, _direct_at_max_n, _direct_a_outer
+    old = {"direct_a_max_n": _direct_a_max_n, "direct_at_max_n": _direct_at_max_n,
+           "direct_a_outer": _direct_a_outer}
     if direct_a_max_n is not None:
         _direct_a_max_n = direct_a_max_n
     if direct_at_max_n is not None:
         _direct_at_max_n = direct_at_max_n
+    if direct_a_outer is not None:
+        _direct_a_outer = direct_a_outer
     return old
 
 
@@ -411,7 +415,8 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
     and its partial last MR panel packed, zero-padded, at ``aedge``.
     (ig, jg): where C[0, 0] sits in the full product, for the epilogue's bias and aux.
     """
-    cdef intp_t q, r, m, n, j, i
+    cdef intp_t q, r, m, n, j, i, o, v, n_out, n_in
+    cdef intp_t n_rp = (mc + mr - 1) // mr
     cdef floating* ct
     cdef const floating* ap
     cdef intp_t ars, acs
@@ -420,17 +425,25 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
     cdef bint half
     cdef bint do_epi = last_k and epi != NULL and epi.kind != 0
     cdef bint is_float = floating is float
+    # With A read in place, its MR rows are the scattered operand: keep one MR panel of A in L1
+    # across the NR panels of B~ (loop 1 outside loop 2), B~ streaming from L2 as one sequential
+    # stream.  Packed A~ keeps BLIS's order (a B~ panel in L1 across the A~ panels).
+    cdef bint a_outer = direct and _direct_a_outer
     # prefetch numbering of this call's first tile (divisions once per call, not per tile)
     cdef intp_t pf_tile = (kb * pf.n_mp + ig // mr) * pf.n_qt + jg // nr if pf != NULL else 0
-    for q in range(q0, q1):                       # loop 2 (jr): NR panels of B~
-        j = q * nr
-        n = _min(nr, nc - j)
-        half = _panel_width(kt, is_float, n, nr) != nr
-        if floating is float:
-            sfn = kt.s_fn_half if half else kt.s_fn
-        else:
-            dfn = kt.d_fn_half if half else kt.d_fn
-        for r in range(0, (mc + mr - 1) // mr):   # loop 1 (ir): MR panels of A
+    n_out = n_rp if a_outer else q1 - q0
+    n_in = q1 - q0 if a_outer else n_rp
+    for o in range(n_out):                        # loop 2 (jr) over loop 1 (ir), or the reverse
+        for v in range(n_in):
+            if a_outer:
+                r = o
+                q = q0 + v
+            else:
+                q = q0 + o
+                r = v
+            j = q * nr
+            n = _min(nr, nc - j)
+            half = _panel_width(kt, is_float, n, nr) != nr
             i = r * mr
             m = _min(mr, mc - i)
             ct = C + i * ldc + j
@@ -447,8 +460,10 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
                 ars = 1
                 acs = mr
             if floating is float:
+                sfn = kt.s_fn_half if half else kt.s_fn
                 sfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
             else:
+                dfn = kt.d_fn_half if half else kt.d_fn
                 dfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
             if do_epi:
                 _epilogue_tile(epi, ct, ldc, ig + i, jg + j, m, n)

@@ -34,3 +34,6 @@ cdef enum:
     # The same for a column-major op(A) (weight gradient X^T D): the kernel reads MR consecutive
     # values of one row of X per k step, stride lda.
     DIRECT_AT_MAX_N = 256
+    # With A read in place, loop 1 (MR panels of A) runs outside loop 2 (NR panels of B~): see
+    # _macro_kernel.  Measured on Zen 3 (predict and the MLP shapes): see the design notes.
+    DIRECT_A_OUTER = 1
