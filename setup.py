@@ -43,12 +43,14 @@ ISA_MODULES = {
     "_kernels_avx2": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]} if X86 else None,
 }
 MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
-# Per-module, per-compiler flags that are not about the ISA.  Not -funroll-loops for the micro-kernels:
-# gcc 12 then spilled one accumulator of the float64 6x8 kernel to the stack (half speed, seen in
-# the benchmark's kernel table); check `objdump -d` for (%rsp) in the k loop after any flag change.  -fno-math-errno: sqrt/sqrtf need not
-# set errno, so the optimizer updates vectorise (sqrtps); IEEE results are unchanged (not fast-math).
+# Per-module, per-compiler flags that are not about the ISA.  -fno-math-errno: sqrt/sqrtf need not
+# set errno, so the optimizer updates (_optim.pxd, built in both modules) vectorise (sqrtps); IEEE
+# results are unchanged (not fast-math).  Not -funroll-loops for the micro-kernels: gcc 12 then
+# spilled one accumulator of the float64 6x8 kernel to the stack (half speed, seen in the
+# benchmark's kernel table); check `objdump -d` for (%rsp) in the k loop after any flag change.
 MODULE_FLAGS = {
     "_train": {"unix": ["-fno-math-errno"], "msvc": []},
+    "_kernels_avx2": {"unix": ["-fno-math-errno"], "msvc": []},
 }
 
 

@@ -13,6 +13,10 @@ import os
 import pytest
 from threadpoolctl import threadpool_limits
 
+from cprop._gemm import available_kernels, kernel_info, set_kernel
+
+KERNEL_PATHS = ["reference", "avx2"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_default_thread():
@@ -21,3 +25,17 @@ def _one_default_thread():
         return
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
+
+
+@pytest.fixture(params=KERNEL_PATHS)
+def kernel(request):
+    """Install one kernel path (GEMM micro-kernels, epilogues, optimizer updates) for the test,
+    restoring the previous one afterwards; skipped where the CPU or build lacks the path."""
+    name = request.param
+    if name not in available_kernels():
+        pytest.skip(f"kernel path {name!r} not available on this CPU/build "
+                    f"(available: {available_kernels()})")
+    old = kernel_info()["name"]
+    set_kernel(name)
+    yield name
+    set_kernel(old)

@@ -18,22 +18,9 @@ from cprop import _gemm
 from cprop._activations import ACTIVATION_CODES
 from cprop._gemm import available_kernels, block_sizes, gemm_py, kernel_info, set_kernel, work_size
 
-PATHS = ["reference", "avx2"]
 DTYPES = [np.float32, np.float64]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
-
-
-@pytest.fixture(params=PATHS)
-def kernel(request):
-    """Install one kernel path for the test, restoring the previous one afterwards."""
-    name = request.param
-    if name not in available_kernels():
-        pytest.skip(f"kernel path {name!r} not available on this CPU/build "
-                    f"(available: {available_kernels()})")
-    old = kernel_info()["name"]
-    set_kernel(name)
-    yield name
-    set_kernel(old)
+# The ``kernel`` fixture (conftest.py) installs each kernel path in turn.
 
 
 def _operands(M, N, K, ta, tb, dtype, rng):

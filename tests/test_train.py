@@ -65,7 +65,8 @@ def numpy_epoch(Ws, bs, hidden, out, X, Y, sw, order, batch, alpha, opt, st):
                                         ("logistic", "logistic")])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_epochs_match_numpy_reference(opt, nesterov, hidden, out, weighted, sparse):
+def test_epochs_match_numpy_reference(kernel, opt, nesterov, hidden, out, weighted, sparse):
+    """Every kernel path: each brings its own build of the optimizer update and the epilogues."""
     rng = np.random.default_rng(0)
     n, sizes, batch, alpha = 103, [9, 11, 7, 3], 16, 0.01
     X = rng.standard_normal((n, sizes[0]))

@@ -41,7 +41,8 @@ from cprop._gemm_config cimport (S_MC, S_KC, S_NC, D_MC, D_KC, D_NC, GEMM_SERIAL
                                  DIRECT_AT_MAX_N, DIRECT_A_OUTER)
 from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from cprop._activations cimport act_forward_row, act_backward_row, ACT_SOFTMAX
+from cprop._activations cimport ACT_SOFTMAX
+from cprop._epilogue cimport epilogue_tile
 from cprop._prefetch cimport RowPrefetch, prefetch_row_lines
 
 
@@ -132,6 +133,10 @@ _ref_table.d_nr = DREF_NR
 _ref_table.d_fn = dukernel_ref
 _ref_table.d_fn_half = NULL
 _ref_table.direct_a = False
+_ref_table.s_epi = _s_epi_ref
+_ref_table.d_epi = _d_epi_ref
+_ref_table.s_update = NULL
+_ref_table.d_update = NULL
 
 # The kernels in use.  ``gemm`` copies this table once at entry, so ``set_kernel`` between calls
 # never changes a running product halfway.
@@ -222,6 +227,11 @@ def set_kernel(str name):
         _kern = t[0]
     _kernel_name = name
     return name
+
+
+cdef KernelTable current_kernels() noexcept nogil:
+    """A copy of the kernel table in use."""
+    return _kern
 
 
 def kernel_info():
@@ -380,19 +390,16 @@ cdef void _pack_b_panel(const floating* B, intp_t rsb, intp_t csb, intp_t n, int
 
 
 # ---- epilogue on one finished tile -----------------------------------------------------------------
-cdef inline void _epilogue_tile(const Epilogue* epi, floating* c, intp_t ldc, intp_t i0, intp_t j0,
-                                intp_t m, intp_t n) noexcept nogil:
-    cdef intp_t i
-    cdef const floating* bias
-    cdef const floating* aux
-    if epi.kind == 1:    # EPI_BIAS_ACT
-        bias = <const floating*>epi.bias
-        for i in range(m):
-            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act)
-    elif epi.kind == 2:  # EPI_MUL_DERIV
-        aux = <const floating*>epi.aux
-        for i in range(m):
-            act_backward_row(c + i * ldc, aux + (i0 + i) * epi.ldaux + j0, n, epi.act)
+# _epilogue.epilogue_tile compiled in this (baseline) module: the reference table's epilogue, and
+# the K == 0 path's.  An instruction-set module's table brings its own build of the same code.
+cdef void _s_epi_ref(const Epilogue* epi, float* c, intp_t ldc, intp_t i0, intp_t j0, intp_t m,
+                     intp_t n) noexcept nogil:
+    epilogue_tile(epi, c, ldc, i0, j0, m, n)
+
+
+cdef void _d_epi_ref(const Epilogue* epi, double* c, intp_t ldc, intp_t i0, intp_t j0, intp_t m,
+                     intp_t n) noexcept nogil:
+    epilogue_tile(epi, c, ldc, i0, j0, m, n)
 
 
 # ---- loops 2 and 1 around the micro-kernel (the macro-kernel) ----------------------------------------
@@ -466,7 +473,10 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
                 dfn = kt.d_fn_half if half else kt.d_fn
                 dfn(kc, alpha, ap, ars, acs, bpack + q * nr * kc, beta, ct, ldc, m, n)
             if do_epi:
-                _epilogue_tile(epi, ct, ldc, ig + i, jg + j, m, n)
+                if floating is float:
+                    kt.s_epi(epi, ct, ldc, ig + i, jg + j, m, n)
+                else:
+                    kt.d_epi(epi, ct, ldc, ig + i, jg + j, m, n)
             if pf != NULL:
                 prefetch_row_lines(pf.rows, (pf_tile + r * pf.n_qt + q) * pf.per, pf.per)
 
@@ -479,7 +489,7 @@ cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
         for j in range(N):
             C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
         if epi != NULL and epi.kind != 0:
-            _epilogue_tile(epi, C + i * ldc, ldc, i, 0, 1, N)
+            epilogue_tile(epi, C + i * ldc, ldc, i, 0, 1, N)
 
 
 cdef inline void _pack_b(const KernelTable* kt, const floating* B, intp_t rsb, intp_t csb, intp_t ncur,

@@ -8,7 +8,9 @@ Design
    No Python runs per mini-batch.
 2. Updates are elementwise over fixed chunks of UPDATE_CHUNK values; the L2 term alpha*W/sum(sw) is
    added to the gradient inside the same pass, which also sums the squares of the weights for the
-   reported loss (chunk partials combined in chunk order, never an OpenMP reduction).
+   reported loss (chunk partials combined in chunk order, never an OpenMP reduction).  The loop
+   itself (_optim.update_chunk) comes from the installed kernel path when it has one (AVX2: 8-wide
+   sqrt/div), else from this module's baseline build.
 3. ``loss_grad`` gives L-BFGS the full-batch loss and gradient: row chunks of ``cap`` rows are
    accumulated into the gradient in chunk order, then the L2 term is added once.
 4. Optimizers follow scikit-learn's update rules exactly: SGD with momentum / Nesterov momentum
@@ -16,7 +18,7 @@ Design
    lr * sqrt(1 - b2^t) / (1 - b1^t), then p -= lr_t m / (sqrt(v) + eps)).
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf, pow
+from libc.math cimport sqrt, pow
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
@@ -26,6 +28,9 @@ from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
+from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM, update_chunk
+from cprop._gemm cimport current_kernels
+from cprop._kernels cimport KernelTable, supdate_t, dupdate_t
 
 cdef enum:
     # A pass (one mini-batch, or one chunk of rows) with fewer GEMM flops than this runs every
@@ -35,101 +40,50 @@ cdef enum:
     PASS_SERIAL_FLOPS = 16000000
     GATHER_AHEAD = 4         # rows prefetched ahead when gathering a batch
     UPDATE_CHUNK = 8192
-    SOLVER_SGD = 0
-    SOLVER_ADAM = 1
 
 SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
 
 
-cdef struct Optim:
-    int kind
-    double lr            # SGD: learning rate; Adam: bias-corrected lr_t of the current step
-    double momentum
-    bint nesterov
-    double beta1
-    double beta2
-    double eps
-
-
 # ---- parameter updates ----------------------------------------------------------------------------
-cdef inline double _sumsq(const floating* p, intp_t n) noexcept nogil:
-    """sum(p^2) in double, four interleaved partial sums (a fixed order, so deterministic)."""
-    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef intp_t i = 0
-    while i + 4 <= n:
-        s0 += <double>p[i] * p[i]
-        s1 += <double>p[i + 1] * p[i + 1]
-        s2 += <double>p[i + 2] * p[i + 2]
-        s3 += <double>p[i + 3] * p[i + 3]
-        i += 4
-    while i < n:
-        s0 += <double>p[i] * p[i]
-        i += 1
-    return (s0 + s1) + (s2 + s3)
+# The baseline build of the elementwise update (_optim.update_chunk compiled with this module's
+# flags); a kernel table with an update of its own (the AVX2 path) replaces it.
+cdef double _s_update_base(float* p, const float* g, float* s1, float* s2, intp_t n, float l2,
+                           const Optim* opt, bint want_sumsq) noexcept nogil:
+    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
 
 
-cdef inline floating _sqrt(floating x) noexcept nogil:
+cdef double _d_update_base(double* p, const double* g, double* s1, double* s2, intp_t n, double l2,
+                           const Optim* opt, bint want_sumsq) noexcept nogil:
+    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
+
+
+cdef inline double _update_one(const KernelTable* kt, floating* p, const floating* g, floating* s1,
+                               floating* s2, intp_t n, floating l2, const Optim* opt,
+                               bint want_sumsq) noexcept nogil:
     if floating is float:
-        return sqrtf(x)
+        return kt.s_update(p, g, s1, s2, n, l2, opt, want_sumsq)
     else:
-        return sqrt(x)
+        return kt.d_update(p, g, s1, s2, n, l2, opt, want_sumsq)
 
 
-cdef inline double _update_chunk(floating* p, const floating* g, floating* s1, floating* s2,
-                                 intp_t n, floating l2, const Optim* opt, bint want_sumsq) noexcept nogil:
-    # One branch-free loop per rule, all in the parameter's precision (sqrtf for float32), so the
-    # compiler vectorises it; the sum of squares (for the reported loss) is a separate pass.
-    cdef intp_t i
-    cdef double sumsq = _sumsq(p, n) if want_sumsq else 0
-    cdef floating w, gi, v, m
-    cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum
-    cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
-    cdef floating one = 1
-    if opt.kind == SOLVER_SGD:
-        if opt.nesterov:
-            for i in range(n):
-                w = p[i]
-                gi = g[i] + l2 * w
-                v = mu * s1[i] - lr * gi
-                s1[i] = v
-                p[i] = w + (mu * v - lr * gi)
-        else:
-            for i in range(n):
-                w = p[i]
-                gi = g[i] + l2 * w
-                v = mu * s1[i] - lr * gi
-                s1[i] = v
-                p[i] = w + v
-    else:
-        for i in range(n):
-            w = p[i]
-            gi = g[i] + l2 * w
-            m = b1 * s1[i] + (one - b1) * gi
-            v = b2 * s2[i] + (one - b2) * (gi * gi)
-            s1[i] = m
-            s2[i] = v
-            p[i] = w + (-lr * m / (_sqrt(v) + eps))
-    return sumsq
-
-
-cdef double _update(floating* p, const floating* g, floating* s1, floating* s2, intp_t n,
-                    floating l2, const Optim* opt, bint want_sumsq, double* partial,
-                    int n_threads) noexcept nogil:
+cdef double _update(const KernelTable* kt, floating* p, const floating* g, floating* s1,
+                    floating* s2, intp_t n, floating l2, const Optim* opt, bint want_sumsq,
+                    double* partial, int n_threads) noexcept nogil:
     """p, s1, s2 := optimizer step with gradient g + l2*p; returns sum(p_old^2) if want_sumsq."""
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     cdef double total = 0
     if n_threads > 1 and nc > 1:
         for c in prange(nc, num_threads=n_threads, schedule='static'):
-            partial[c] = _update_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                       s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
-                                       UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                       l2, opt, want_sumsq)
+            partial[c] = _update_one(kt, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                     s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
+                                     UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                     l2, opt, want_sumsq)
     else:
         for c in range(nc):
-            partial[c] = _update_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                       s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
-                                       UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                       l2, opt, want_sumsq)
+            partial[c] = _update_one(kt, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                     s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
+                                     UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                     l2, opt, want_sumsq)
     for c in range(nc):
         total += partial[c]
     return total
@@ -391,6 +345,12 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
     cdef RowPrefetch pf
+    # the kernel path's elementwise update, or the baseline one; one snapshot for the epoch
+    cdef KernelTable kt = current_kernels()
+    if kt.s_update == NULL:
+        kt.s_update = _s_update_base
+    if kt.d_update == NULL:
+        kt.d_update = _d_update_base
     pf.base = <const char*>dense
     pf.ld = n_features * sizeof(floating)
     pf.row_bytes = pf.ld
@@ -445,11 +405,12 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
             for l in range(net.L - 1, -1, -1):
                 backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                sumsq += _update(P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                sumsq += _update(&kt, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
                                  S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
                                  <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
-                _update(P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l], S2 + net.b_off[l],
-                        net.sizes[l + 1], <floating>0, &opt, False, &partial[0], net.n_threads)
+                _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt, False, &partial[0],
+                        net.n_threads)
             accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
             start += cn
     return accumulated, t

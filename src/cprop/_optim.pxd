@@ -1,0 +1,81 @@
+# Optimizer updates, elementwise: one chunk of parameters at a time.
+#
+# Inline here so each module that cimports them compiles them with its own flags: cprop._train (the
+# baseline build) and cprop._kernels_avx2 (-mavx2 -mfma: 8-wide sqrt/div, half the time per update),
+# whose table hands the AVX2 build to _train when that kernel path is installed.
+from libc.math cimport sqrt, sqrtf
+from cprop._typedefs cimport floating, intp_t
+
+cdef enum:
+    SOLVER_SGD = 0
+    SOLVER_ADAM = 1
+
+
+cdef struct Optim:
+    int kind
+    double lr            # SGD: learning rate; Adam: bias-corrected lr_t of the current step
+    double momentum
+    bint nesterov
+    double beta1
+    double beta2
+    double eps
+
+
+cdef inline double sum_squares(const floating* p, intp_t n) noexcept nogil:
+    """sum(p^2) in double, four interleaved partial sums (a fixed order, so deterministic)."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef intp_t i = 0
+    while i + 4 <= n:
+        s0 += <double>p[i] * p[i]
+        s1 += <double>p[i + 1] * p[i + 1]
+        s2 += <double>p[i + 2] * p[i + 2]
+        s3 += <double>p[i + 3] * p[i + 3]
+        i += 4
+    while i < n:
+        s0 += <double>p[i] * p[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline double update_chunk(floating* p, const floating* g, floating* s1, floating* s2,
+                                intp_t n, floating l2, const Optim* opt, bint want_sumsq) noexcept nogil:
+    # One branch-free loop per rule, all in the parameter's precision (sqrtf for float32), so the
+    # compiler vectorises it; the sum of squares (for the reported loss) is a separate pass.
+    cdef intp_t i
+    cdef double sumsq = sum_squares(p, n) if want_sumsq else 0
+    cdef floating w, gi, v, m
+    cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum
+    cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
+    cdef floating one = 1
+    if opt.kind == SOLVER_SGD:
+        if opt.nesterov:
+            for i in range(n):
+                w = p[i]
+                gi = g[i] + l2 * w
+                v = mu * s1[i] - lr * gi
+                s1[i] = v
+                p[i] = w + (mu * v - lr * gi)
+        else:
+            for i in range(n):
+                w = p[i]
+                gi = g[i] + l2 * w
+                v = mu * s1[i] - lr * gi
+                s1[i] = v
+                p[i] = w + v
+    else:
+        for i in range(n):
+            w = p[i]
+            gi = g[i] + l2 * w
+            m = b1 * s1[i] + (one - b1) * gi
+            v = b2 * s2[i] + (one - b2) * (gi * gi)
+            s1[i] = m
+            s2[i] = v
+            p[i] = w + (-lr * m / (_sqrt(v) + eps))
+    return sumsq
