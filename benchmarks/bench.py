@@ -23,7 +23,8 @@ Method
    address space, allocator or OpenMP runtime with another's, as for a user who imports one.
 4. GFLOP/s of training counts the GEMM work of an epoch: forward 2 N sum(W) + weight gradients
    2 N sum(W) + input gradients of the layers after the first, sum(W) = sum of fan_in * fan_out.
-   "% of peak" divides by numpy's float32 GEMM GFLOP/s at 2048 on the same thread count.
+   "% of peak" divides by numpy's float32 GEMM GFLOP/s at 2048 on the same thread count, taken
+   from its fastest repetition (the median of a noisy stretch understates the machine).
 5. Memory: each system runs one W1 epoch in a fresh subprocess holding the same data; the peak
    resident set (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere a 1 ms
    polling thread) minus the resident set just before the epoch is the extra memory.  tracemalloc
@@ -242,10 +243,15 @@ def bench_peak(threads, reps, size):
         flops = 2.0 * size ** 3
         for nt in threads:
             ts = interleave([("numpy", numpy_gemm(A, B, C, nt))], reps)["numpy"]
-            peak[(np.dtype(dt).name, nt)] = flops / stats(ts)[0] / 1e9
-            rows.append([np.dtype(dt).name, nt, fmt_rate(flops, ts)])
+            # The fastest repetition: noise only ever slows a run down, so it is the best estimate
+            # of what the machine can do (a median taken while another tenant held a core made
+            # "% of peak" read 97% in one run).  Percentages divide medians by it: conservative.
+            peak[(np.dtype(dt).name, nt)] = flops / min(ts) / 1e9
+            rows.append([np.dtype(dt).name, nt, fmt_rate(flops, ts),
+                         f"{peak[(np.dtype(dt).name, nt)]:.1f}"])
     table(f"peak: numpy GEMM at {size}, GFLOP/s (median [min-max])",
-          ["dtype", "threads", "numpy GFLOP/s"], rows)
+          ["dtype", "threads", "numpy GFLOP/s", "peak (fastest run)"], rows,
+          ["'% of peak' below divides a median rate by the fastest run here."])
     return peak
 
 
@@ -443,7 +449,7 @@ def bench_workloads(names, threads, reps, peak, use_estimator):
           [f"W1: hidden (100,), batch 200; W2: (512, 256), batch 256; W3: (1024,), batch 1024. "
            f"cprop via {via}; scikit-learn MLPClassifier.partial_fit (one epoch, float32 input)"
            + ("; PyTorch nn.Sequential + Adam, plain loop" if TORCH_VERSION
-              else "; PyTorch not installed") + ". % of peak: float32 numpy GEMM at the same "
+              else "; PyTorch not installed") + ". % of peak: fastest float32 numpy GEMM at the same "
            "thread count."])
     return results
 
