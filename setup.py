@@ -44,12 +44,12 @@ ISA_MODULES = {
 }
 MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
 # Per-module, per-compiler flags that are not about the ISA.  -fno-math-errno: sqrt/sqrtf need not
-# set errno, so the optimizer updates (_optim.pxd, built in both modules) vectorise (sqrtps); IEEE
+# set errno, so the optimizer updates (_optim.pxd, built into both kernel tables) vectorise; IEEE
 # results are unchanged (not fast-math).  Not -funroll-loops for the micro-kernels: gcc 12 then
 # spilled one accumulator of the float64 6x8 kernel to the stack (half speed, seen in the
 # benchmark's kernel table); check `objdump -d` for (%rsp) in the k loop after any flag change.
 MODULE_FLAGS = {
-    "_train": {"unix": ["-fno-math-errno"], "msvc": []},
+    "_gemm": {"unix": ["-fno-math-errno"], "msvc": []},
     "_kernels_avx2": {"unix": ["-fno-math-errno"], "msvc": []},
 }
 

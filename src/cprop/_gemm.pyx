@@ -43,6 +43,7 @@ from cprop._kernels cimport KernelTable, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cprop._activations cimport ACT_SOFTMAX
 from cprop._epilogue cimport epilogue_tile
+from cprop._optim cimport Optim, update_chunk
 from cprop._prefetch cimport RowPrefetch, prefetch_row_lines
 
 
@@ -135,8 +136,8 @@ _ref_table.d_fn_half = NULL
 _ref_table.direct_a = False
 _ref_table.s_epi = _s_epi_ref
 _ref_table.d_epi = _d_epi_ref
-_ref_table.s_update = NULL
-_ref_table.d_update = NULL
+_ref_table.s_update = _s_update_ref
+_ref_table.d_update = _d_update_ref
 
 # The kernels in use.  ``gemm`` copies this table once at entry, so ``set_kernel`` between calls
 # never changes a running product halfway.
@@ -389,9 +390,10 @@ cdef void _pack_b_panel(const floating* B, intp_t rsb, intp_t csb, intp_t n, int
                     dst[p * nr + j] = 0
 
 
-# ---- epilogue on one finished tile -----------------------------------------------------------------
-# _epilogue.epilogue_tile compiled in this (baseline) module: the reference table's epilogue, and
-# the K == 0 path's.  An instruction-set module's table brings its own build of the same code.
+# ---- elementwise kernels of the reference table ----------------------------------------------------
+# _epilogue.epilogue_tile and _optim.update_chunk compiled in this (baseline) module.  An
+# instruction-set module's table brings its own build of the same sources.  (The optimizer update
+# is not GEMM's business; it rides in the table so that one switch selects every ISA build.)
 cdef void _s_epi_ref(const Epilogue* epi, float* c, intp_t ldc, intp_t i0, intp_t j0, intp_t m,
                      intp_t n) noexcept nogil:
     epilogue_tile(epi, c, ldc, i0, j0, m, n)
@@ -400,6 +402,16 @@ cdef void _s_epi_ref(const Epilogue* epi, float* c, intp_t ldc, intp_t i0, intp_
 cdef void _d_epi_ref(const Epilogue* epi, double* c, intp_t ldc, intp_t i0, intp_t j0, intp_t m,
                      intp_t n) noexcept nogil:
     epilogue_tile(epi, c, ldc, i0, j0, m, n)
+
+
+cdef double _s_update_ref(float* p, const float* g, float* s1, float* s2, intp_t n, float l2,
+                          const Optim* opt, bint want_sumsq) noexcept nogil:
+    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
+
+
+cdef double _d_update_ref(double* p, const double* g, double* s1, double* s2, intp_t n, double l2,
+                          const Optim* opt, bint want_sumsq) noexcept nogil:
+    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
 
 
 # ---- loops 2 and 1 around the micro-kernel (the macro-kernel) ----------------------------------------
@@ -481,15 +493,18 @@ cdef void _macro_kernel(const KernelTable* kt, const floating* apack, bint direc
                 prefetch_row_lines(pf.rows, (pf_tile + r * pf.n_qt + q) * pf.per, pf.per)
 
 
-cdef void _scale_c(intp_t M, intp_t N, floating beta, floating* C, intp_t ldc,
-                   const Epilogue* epi) noexcept nogil:
+cdef void _scale_c(const KernelTable* kt, intp_t M, intp_t N, floating beta, floating* C,
+                   intp_t ldc, const Epilogue* epi) noexcept nogil:
     """C := beta*C (C never read when beta == 0), then the epilogue: the K == 0 or alpha == 0 case."""
     cdef intp_t i, j
     for i in range(M):
         for j in range(N):
             C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
         if epi != NULL and epi.kind != 0:
-            epilogue_tile(epi, C + i * ldc, ldc, i, 0, 1, N)
+            if floating is float:
+                kt.s_epi(epi, C + i * ldc, ldc, i, 0, 1, N)
+            else:
+                kt.d_epi(epi, C + i * ldc, ldc, i, 0, 1, N)
 
 
 cdef inline void _pack_b(const KernelTable* kt, const floating* B, intp_t rsb, intp_t csb, intp_t ncur,
@@ -573,7 +588,7 @@ cdef void gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
     if M <= 0 or N <= 0:
         return
     if K <= 0 or alpha == 0:
-        _scale_c(M, N, beta, C, ldc, epi)
+        _scale_c(&kt, M, N, beta, C, ldc, epi)
         return
     if trans_a:
         rsa = 1

@@ -53,5 +53,5 @@ cdef struct KernelTable:
     bint direct_a            # kernels honour any A strides (else only packed A~: rsa = 1, csa = MR)
     sepi_t s_epi             # tile epilogues built for this path
     depi_t d_epi
-    supdate_t s_update       # optimizer update built for this path, or NULL (the caller's baseline)
+    supdate_t s_update       # optimizer update built for this path
     dupdate_t d_update

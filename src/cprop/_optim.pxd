@@ -1,8 +1,8 @@
 # Optimizer updates, elementwise: one chunk of parameters at a time.
 #
-# Inline here so each module that cimports them compiles them with its own flags: cprop._train (the
-# baseline build) and cprop._kernels_avx2 (-mavx2 -mfma: 8-wide sqrt/div, half the time per update),
-# whose table hands the AVX2 build to _train when that kernel path is installed.
+# Inline here so each module that cimports them compiles them with its own flags: cprop._gemm (the
+# baseline build, in the reference kernel table) and cprop._kernels_avx2 (-mavx2 -mfma: 8-wide
+# sqrt/div, half the time per update).  cprop._train calls the installed table's build.
 from libc.math cimport sqrt, sqrtf
 from cprop._typedefs cimport floating, intp_t
 

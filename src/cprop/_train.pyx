@@ -9,8 +9,8 @@ Design
 2. Updates are elementwise over fixed chunks of UPDATE_CHUNK values; the L2 term alpha*W/sum(sw) is
    added to the gradient inside the same pass, which also sums the squares of the weights for the
    reported loss (chunk partials combined in chunk order, never an OpenMP reduction).  The loop
-   itself (_optim.update_chunk) comes from the installed kernel path when it has one (AVX2: 8-wide
-   sqrt/div), else from this module's baseline build.
+   itself (_optim.update_chunk) comes from the installed kernel path's table: the baseline build
+   (reference) or the AVX2 one (8-wide sqrt/div).
 3. ``loss_grad`` gives L-BFGS the full-batch loss and gradient: row chunks of ``cap`` rows are
    accumulated into the gradient in chunk order, then the L2 term is added once.
 4. Optimizers follow scikit-learn's update rules exactly: SGD with momentum / Nesterov momentum
@@ -28,7 +28,7 @@ from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
-from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM, update_chunk
+from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM
 from cprop._gemm cimport current_kernels
 from cprop._kernels cimport KernelTable, supdate_t, dupdate_t
 
@@ -45,18 +45,6 @@ SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
 
 
 # ---- parameter updates ----------------------------------------------------------------------------
-# The baseline build of the elementwise update (_optim.update_chunk compiled with this module's
-# flags); a kernel table with an update of its own (the AVX2 path) replaces it.
-cdef double _s_update_base(float* p, const float* g, float* s1, float* s2, intp_t n, float l2,
-                           const Optim* opt, bint want_sumsq) noexcept nogil:
-    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
-
-
-cdef double _d_update_base(double* p, const double* g, double* s1, double* s2, intp_t n, double l2,
-                           const Optim* opt, bint want_sumsq) noexcept nogil:
-    return update_chunk(p, g, s1, s2, n, l2, opt, want_sumsq)
-
-
 cdef inline double _update_one(const KernelTable* kt, floating* p, const floating* g, floating* s1,
                                floating* s2, intp_t n, floating l2, const Optim* opt,
                                bint want_sumsq) noexcept nogil:
@@ -345,12 +333,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
     cdef RowPrefetch pf
-    # the kernel path's elementwise update, or the baseline one; one snapshot for the epoch
+    # the kernel path's build of the elementwise update; one snapshot for the epoch
     cdef KernelTable kt = current_kernels()
-    if kt.s_update == NULL:
-        kt.s_update = _s_update_base
-    if kt.d_update == NULL:
-        kt.d_update = _d_update_base
     pf.base = <const char*>dense
     pf.ld = n_features * sizeof(floating)
     pf.row_bytes = pf.ld
