@@ -1,4 +1,4 @@
-"""Build the compiled engine (src/cprop/*.pyx) into the cprop package.
+"""Build the compiled engine (src/cprop/*.pyx, some rendered from *.pyx.tp) into the cprop package.
 
 Only extensions and compile flags live here; metadata is in pyproject.toml.
 
@@ -135,7 +135,20 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def render_templates():
+    """src/cprop/*.pyx.tp -> *.pyx (Cython's Tempita, as scikit-learn does): one source for kernels
+    that differ only in dtype and intrinsic names.  Rewritten only when the text changes, so an
+    unchanged template does not force a rebuild."""
+    from Cython import Tempita
+    for tp in sorted((HERE / "src" / "cprop").glob("*.pyx.tp")):
+        out = tp.with_suffix("")
+        text = Tempita.sub(tp.read_text(encoding="utf-8"))
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            out.write_text(text, encoding="utf-8")
+
+
 def extensions():
+    render_templates()
     exts = [
         Extension(
             f"cprop.{name}",
