@@ -52,9 +52,9 @@ class ProgressBar:
         """Progress inside the running epoch (rows of it done so far)."""
         self._show(self.done + int(rows_in_epoch))
 
-    def end_epoch(self, rows, loss):
+    def end_epoch(self, rows, loss, partial=False):
         self.done += int(rows)
-        self.epoch += 1
+        self.epoch += 0 if partial else 1
         self.loss = loss
         self._show(self.done, force=True)
 

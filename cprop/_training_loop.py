@@ -225,7 +225,7 @@ def record_epoch(est, lr, seconds, rows, val_loss, val_score, callbacks, bar, pa
     est.learning_rate_curve_.append(lr)
     est.epoch_times_.append(seconds)
     if bar is not None:
-        bar.end_epoch(rows, est.loss_)
+        bar.end_epoch(rows, est.loss_, partial)
     stop = False
     for cb in callbacks:
         if cb(est, rec) is True:
