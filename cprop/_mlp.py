@@ -388,6 +388,7 @@ class BaseMLP(BaseEstimator, ABC):
         callbacks = list(self.callbacks) if self.callbacks else []
         bar = _loop.progress_bar(self, n_samples, incremental)
         hook = bar.update if bar is not None else None
+        say = bar.write if bar is not None else print
         interrupted = False
         try:
             self.n_iter_ = 0
@@ -426,7 +427,7 @@ class BaseMLP(BaseEstimator, ABC):
                                        (), bar, partial=True)
                     raise KeyboardInterrupt
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                    say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
                 val_loss = val_score = None
                 if val is not None:
@@ -434,7 +435,7 @@ class BaseMLP(BaseEstimator, ABC):
                     val_loss = _loop.validation_loss(self.out_activation_, out, val.Y, val.sw)
                     self.validation_loss_curve_.append(val_loss)
                     val_score = _loop.validation_score(self, out, val, val_loss, scorer)
-                self._update_no_improvement_count(early_stopping, params, val_score)
+                self._update_no_improvement_count(early_stopping, params, val_score, say)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     state.learning_rate = (float(self.learning_rate_init)
                                            / (self.t_ + 1) ** self.power_t)
@@ -448,12 +449,12 @@ class BaseMLP(BaseEstimator, ABC):
                     else:
                         msg = ("Training loss did not improve more than tol=%f for %d "
                                "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(msg):
+                    if self._trigger_stopping(msg, say):
                         break
                     self._no_improvement_count = 0
                 if stop:
                     if self.verbose:
-                        print("A callback asked to stop training. Stopping.")
+                        say("A callback asked to stop training. Stopping.")
                     break
 
                 if incremental:
@@ -478,28 +479,28 @@ class BaseMLP(BaseEstimator, ABC):
             # a user's own partial_fit loop must stop too; the model above is consistent
             raise KeyboardInterrupt
 
-    def _trigger_stopping(self, msg):
+    def _trigger_stopping(self, msg, say=print):
         """scikit-learn's rule: stop, unless SGD with the 'adaptive' schedule can divide its
         learning rate by 5 (it stops once the rate is <= 1e-6)."""
         state = self._optimizer
         if not (self.solver == "sgd" and self.learning_rate == "adaptive"):
             if self.verbose:
-                print(msg + " Stopping.")
+                say(msg + " Stopping.")
             return True
         if state.learning_rate <= 1e-6:
             if self.verbose:
-                print(msg + " Learning rate too small. Stopping.")
+                say(msg + " Learning rate too small. Stopping.")
             return True
         state.learning_rate /= 5.0
         if self.verbose:
-            print(msg + " Setting learning rate to %f" % state.learning_rate)
+            say(msg + " Setting learning rate to %f" % state.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, early_stopping, params, val_score):
+    def _update_no_improvement_count(self, early_stopping, params, val_score, say=print):
         if val_score is not None:
             self.validation_scores_.append(val_score)
             if self.verbose:
-                print("Validation score: %f" % self.validation_scores_[-1])
+                say("Validation score: %f" % self.validation_scores_[-1])
         if early_stopping:
             last_valid_score = self.validation_scores_[-1]
             if last_valid_score < (self.best_validation_score_ + self.tol):
@@ -606,12 +607,15 @@ _PARAMS_DOC = """
         Size of minibatches for stochastic optimizers ('auto': ``min(200, n_samples)``).
         Not used by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
         Learning rate schedule for 'sgd': 'constant' keeps ``learning_rate_init``;
         'invscaling' uses ``learning_rate_init / pow(t, power_t)`` after each epoch, t being the
         number of samples seen; 'adaptive' divides the rate by 5 each time
         ``n_iter_no_change`` consecutive epochs fail to improve the training loss (or the
-        validation score with early stopping) by ``tol``.
+        validation score with early stopping) by ``tol``. 'cosine' (cprop; 'sgd' and 'adam')
+        sets epoch e's rate to ``learning_rate_init * (1 + cos(pi * e / max_iter)) / 2``, after
+        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``). 'adam' ignores the
+        other schedules, as in scikit-learn.
 
     learning_rate_init : float, default=0.001
         The initial learning rate ('sgd' and 'adam').
@@ -634,8 +638,11 @@ _PARAMS_DOC = """
         not improve by at least ``tol`` for ``n_iter_no_change`` consecutive epochs (unless the
         learning rate is 'adaptive'); for 'lbfgs' it is the projected-gradient tolerance.
 
-    verbose : bool, default=False
+    verbose : bool or int, default=False
         Whether to print progress messages to stdout (every solver, 'lbfgs' included).
+        ``verbose >= 2`` also shows a progress bar on stderr during ``fit`` with 'sgd'/'adam'
+        (rate and ETA to ``max_iter``; it advances inside long epochs), drawn by tqdm when it
+        is installed and as one plain line otherwise.
 
     warm_start : bool, default=False
         When True, reuse the solution of the previous call to fit as initialization.
@@ -673,6 +680,42 @@ _PARAMS_DOC = """
         Number of OpenMP threads of the compiled engine. None follows ``OMP_NUM_THREADS`` and
         threadpoolctl limits, else all usable CPUs; -1 means all CPUs, -2 all but one, ...
         Results are bitwise identical for every thread count.
+
+    scoring : str, callable or None, default=None
+        Validation score for early stopping and ``validation_scores_`` ('sgd'/'adam'): None
+        is the estimator's ``score`` (scikit-learn's behaviour), 'loss' minus the validation
+        loss (``validation_loss_curve_``), else any scorer name or callable
+        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept.
+
+    callbacks : list of callables or None, default=None
+        Each is called after every epoch ('sgd'/'adam') as ``callback(estimator, record)``
+        with a read-only ``cprop.callbacks.EpochRecord``; returning True stops training
+        cleanly. An ``on_train_begin(estimator)`` method, if present, is called when a fit
+        starts. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
+        objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
+
+    n_init : int, default=1
+        Number of fits from different initialisations (seeds drawn from ``random_state``);
+        the best is kept: by validation score when there is validation data (``X_val`` or
+        ``early_stopping``), else by the lowest final loss. Every restart is described in
+        ``restarts_``. Ignored when ``warm_start`` continues a fitted model.
+
+    warmup_iter : int, default=0
+        With ``learning_rate='cosine'``: the first ``warmup_iter`` epochs raise the rate
+        linearly, ``learning_rate_init * (e + 1) / warmup_iter``, before the cosine decay over
+        the remaining ``max_iter - warmup_iter`` epochs.
+"""
+
+_NOTES_DOC = """
+    Notes
+    -----
+    Ctrl-C (KeyboardInterrupt) stops 'sgd'/'adam' within a few milliseconds, also inside a
+    long epoch (the compiled loop checks for it about every 1e9 floating-point operations).
+    The batches done in the interrupted epoch are kept and counted: that epoch appears in
+    ``n_iter_``, ``loss_curve_`` (its loss over the rows done) and ``t_`` (the rows done), and
+    the optimizer state matches the weights. ``fit`` then warns "Training interrupted by
+    user." and returns, as scikit-learn does; ``partial_fit`` re-raises KeyboardInterrupt so
+    that a loop of calls stops.
 """
 
 _ATTRS_DOC = """
@@ -687,11 +730,32 @@ _ATTRS_DOC = """
         The loss at the end of each epoch ('sgd'/'adam').
 
     validation_scores_ : list of shape (`n_iter_`,) or None
-        The score at each epoch on the held-out validation set ({score}); None unless
-        ``early_stopping=True``.
+        The score at each epoch on the held-out validation set ({score}, or ``scoring``);
+        None without validation data (``early_stopping=True`` or ``X_val``).
 
     best_validation_score_ : float or None
-        The best validation score ({score}); None unless ``early_stopping=True``.
+        The best validation score ({score}, or ``scoring``); None without validation data.
+
+    validation_loss_curve_ : list of shape (`n_iter_`,) or None
+        The loss on the validation data at the end of each epoch (the data loss of the
+        objective, without the L2 term, weighted by ``sample_weight_val``); None without
+        validation data.
+
+    learning_rate_curve_ : list of shape (`n_iter_`,)
+        The learning rate of each epoch ('sgd'/'adam'; Adam's before its bias correction).
+
+    epoch_times_ : list of shape (`n_iter_`,)
+        The wall time of each epoch in seconds, validation included ('sgd'/'adam').
+
+    history_ : list of cprop.callbacks.EpochRecord
+        One record per epoch, as handed to ``callbacks`` ('sgd'/'adam').
+
+    restarts_ : list of dict
+        With ``n_init > 1``: per restart its ``seed``, ``n_iter``, final ``loss``, the
+        ``score`` it was ranked by, and copies of its ``coefs`` and ``intercepts``.
+
+    best_restart_ : int
+        With ``n_init > 1``: the index in ``restarts_`` of the kept model.
 
     t_ : int
         The number of training samples seen by the solver during fitting.
@@ -733,11 +797,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Parameters
     ----------""" + _PARAMS_DOC + """
+    class_weight : dict, list of dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (and ``sample_weight_val``)
+        as in scikit-learn's other classifiers: a dict ``{class: weight}`` (missing classes
+        weigh 1), or 'balanced': ``n_samples / (n_classes * np.bincount(y))`` computed on the
+        data passed to ``fit`` (not available to ``partial_fit``). Multilabel targets take
+        'balanced' or a list of one dict ``{0: w0, 1: w1}`` per label column; a sample's
+        weight is the product over its columns.
+
     Attributes
     ----------
     classes_ : ndarray or list of ndarray of shape (n_classes,)
         Class labels for each output.
-""" + _ATTRS_DOC.format(score="accuracy") + """
+""" + _ATTRS_DOC.format(score="accuracy") + _NOTES_DOC + """
     See Also
     --------
     MLPRegressor : Multi-layer perceptron regressor.
@@ -973,7 +1045,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         summed over outputs, the function whose gradient is applied.
 """ + _PARAMS_DOC + """
     Attributes
-    ----------""" + _ATTRS_DOC.format(score="R2") + """
+    ----------""" + _ATTRS_DOC.format(score="R2") + _NOTES_DOC + """
     See Also
     --------
     MLPClassifier : Multi-layer perceptron classifier.

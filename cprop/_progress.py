@@ -59,7 +59,7 @@ class ProgressBar:
         self._show(self.done, force=True)
 
     def _show(self, pos, force=False):
-        desc = f"epoch {self.epoch0 + self.epoch + 1}"
+        desc = f"epoch {self.epoch0 + min(self.epoch + 1, self.max_iter)}"
         if self._tqdm is not None:
             self._tqdm.n = pos
             self._tqdm.set_description(desc, refresh=False)
@@ -81,10 +81,20 @@ class ProgressBar:
                         f"{rate:.0f} samples/s{loss}]")
         self.file.flush()
 
+    def write(self, msg):
+        """Print a line to stdout without breaking the bar (the verbose epoch lines)."""
+        if self._tqdm is not None:
+            self._tqdm.write(msg, file=sys.stdout)
+            return
+        if self._last_print:
+            self.file.write("\n")         # end the bar's line; it is drawn again below
+            self.file.flush()
+            self._last_print = 0.0
+        print(msg, flush=True)
+
     def close(self):
         if self._tqdm is not None:
             self._tqdm.close()
-        else:
-            self._show(self.done, force=True)
+        elif self._last_print:
             self.file.write("\n")
             self.file.flush()
