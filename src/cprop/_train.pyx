@@ -16,7 +16,7 @@ Design
 4. Optimizers follow scikit-learn's update rules exactly: SGD with momentum / Nesterov momentum
    (v := mu v - lr g; p += v, or p += mu v - lr g) and Adam (bias-corrected step size
    lr * sqrt(1 - b2^t) / (1 - b1^t), then p -= lr_t m / (sqrt(v) + eps)).
-5. Interrupts and progress inside an epoch: after a batch, once about ``poll_flops`` GEMM flops
+5. Interrupts and progress inside an epoch (and a long full-batch pass): after a batch, once about ``poll_flops`` GEMM flops
    have run since the last poll, the loop takes the GIL, runs pending signal handlers
    (``PyErr_CheckSignals``: Ctrl-C) and calls the caller's ``hook(rows_done)``.  An exception from
    either ends the epoch after that complete batch: the caller gets the rows done, the loss over
@@ -241,6 +241,8 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     """Full-batch loss (returned) and gradient (into ``grad``), as scikit-learn's ``_backprop``.
 
     loss = sum_i sw_i l_i / S + alpha/(2S) sum ||W||^2 and grad = its gradient, S = sum_i sw_i.
+    Pending signals are handled every ~DEFAULT_POLL_FLOPS flops (design note 5); a Ctrl-C stops
+    the pass and is raised here (``grad`` is then incomplete and must be discarded).
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0]:
@@ -261,7 +263,13 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef double sw_sum = 0, lsum = 0, sumsq = 0
     cdef floating* wk = &work[0]
     cdef Input x
+    cdef double row_flops = 0, since_poll = 0, poll_flops = DEFAULT_POLL_FLOPS
+    cdef bint stop = False
     _set_input(&x, X_data, X_indices, X_indptr)
+    exc = None
+    for l in range(net.L):
+        row_flops += 2.0 * (2.0 * net.sizes[l] * net.sizes[l + 1]
+                            + (net.sizes[l] * net.sizes[l + 1] if l > 0 else 0))
     with nogil:
         if sw == NULL:
             sw_sum = n
@@ -281,9 +289,22 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
             for l in range(net.L - 1, -1, -1):
                 backward_layer(net, l, &params[0], &x, cn, wk, &grad[0], start > 0, NULL)
             start += cn
+            since_poll += row_flops * cn
+            if since_poll >= poll_flops and start < n:
+                since_poll = 0
+                with gil:
+                    try:
+                        PyErr_CheckSignals()
+                    except BaseException as e:
+                        exc = e
+                        stop = True
+                if stop:
+                    break
         for l in range(net.L):
             sumsq += _l2_into_grad(&params[net.w_off[l]], &grad[net.w_off[l]],
                                    net.sizes[l] * net.sizes[l + 1], <floating>(alpha / sw_sum))
+    if exc is not None:
+        raise exc
     return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum
 
 
