@@ -11,7 +11,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 
@@ -145,6 +144,21 @@ def test_partial_fit_records_validation_history():
     assert_allclose(clf.validation_loss_curve_[-1],
                     log_loss(y_val_dig, clf.predict_proba(X_val_dig), labels=clf.classes_),
                     rtol=1e-12)
+
+
+def test_sparse_validation_data_and_lbfgs_restarts():
+    import scipy.sparse as sp
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0, scoring="accuracy")
+    a.fit(sp.csr_matrix(X_tr_dig), y_tr_dig, X_val=sp.csc_matrix(X_val_dig), y_val=y_val_dig)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0, scoring="accuracy")
+    b.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert_allclose(a.validation_loss_curve_, b.validation_loss_curve_, rtol=1e-12)
+    assert a.validation_scores_ == b.validation_scores_
+    # lbfgs trains on X only and ranks its restarts by the score on X_val
+    lb = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=20, n_init=2,
+                       random_state=0).fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    scores = [r["score"] for r in lb.restarts_]
+    assert lb.score(X_val_dig, y_val_dig) == max(scores)
 
 
 def test_bad_validation_data():
