@@ -695,7 +695,7 @@ _PARAMS_DOC = """
         objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
 
     n_init : int, default=1
-        Number of fits from different initialisations (seeds drawn from ``random_state``);
+        Number of ``fit`` runs from different initialisations (seeds drawn from ``random_state``);
         the best is kept: by validation score when there is validation data (``X_val`` or
         ``early_stopping``), else by the lowest final loss. Every restart is described in
         ``restarts_``. Ignored when ``warm_start`` continues a fitted model.
@@ -862,12 +862,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         linear classifiers combine them (multilabel: the product over the label columns)."""
         if self.class_weight is None:
             return sample_weight
-        if incremental and isinstance(self.class_weight, str):
-            raise ValueError(
-                "class_weight='balanced' is not supported by partial_fit: the class frequencies "
-                "of all the data are unknown. Compute them once, e.g. with "
-                "sklearn.utils.class_weight.compute_class_weight('balanced', classes=classes, "
-                "y=y_all), and pass class_weight=dict(zip(classes, weights)).")
         cw = compute_sample_weight(self.class_weight, _loop.class_labels(self, Y))
         return cw if sample_weight is None else sample_weight * cw
 
@@ -973,6 +967,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self : object
             Trained MLP model.
         """
+        _loop.check_loop_params(self, incremental=True)
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -980,7 +975,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             else:
                 self._label_binarizer.fit(classes)
         validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
-        _loop.check_loop_params(self)
         if not hasattr(self, "coefs_"):
             _loop.callbacks_begin(self)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True,
@@ -1160,7 +1154,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             Trained MLP model.
         """
         validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
-        _loop.check_loop_params(self)
+        _loop.check_loop_params(self, incremental=True)
         if not hasattr(self, "coefs_"):
             _loop.callbacks_begin(self)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True,

@@ -33,8 +33,9 @@ from .callbacks import EpochRecord
 
 
 # ---- parameters ---------------------------------------------------------------------------------
-def check_loop_params(est):
-    """The checks ``_parameter_constraints`` cannot express, as InvalidParameterErrors."""
+def check_loop_params(est, incremental=False):
+    """The checks ``_parameter_constraints`` cannot express (InvalidParameterErrors), made
+    before ``fit``/``partial_fit`` changes anything."""
     if est.callbacks is not None:
         for i, cb in enumerate(est.callbacks):
             if not callable(cb):
@@ -52,6 +53,12 @@ def check_loop_params(est):
             f"The 'class_weight' parameter of {type(est).__name__} must be None, 'balanced', a "
             "dict {class: weight} or (multilabel) a list of one dict {0: w0, 1: w1} per label "
             f"column. Got {cw!r} instead.")
+    if incremental and isinstance(cw, str):
+        raise ValueError(
+            "class_weight='balanced' is not supported by partial_fit: the class frequencies "
+            "of all the data are unknown. Compute them once, e.g. with "
+            "sklearn.utils.class_weight.compute_class_weight('balanced', classes=classes, "
+            "y=y_all), and pass class_weight=dict(zip(classes, weights)).")
 
 
 def callbacks_begin(est):
