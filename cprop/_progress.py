@@ -5,8 +5,8 @@ Design
    sooner), so its rate is samples/s and its ETA the time to ``max_iter``.
 2. It advances inside an epoch: the compiled epoch calls ``update(rows_done)`` every ~1e9 GEMM
    flops (see ``cprop._train``), and the estimator calls ``end_epoch`` after each epoch.
-3. Without tqdm the bar is one line rewritten in place with a carriage return, at most every
-   0.1 s, and ended with a newline by ``close``.
+3. The bar is redrawn at most every 0.1 s (and after each epoch).  Without tqdm it is one line
+   rewritten in place with a carriage return, ended with a newline by ``close``.
 """
 import sys
 import time
@@ -59,6 +59,10 @@ class ProgressBar:
         self._show(self.done, force=True)
 
     def _show(self, pos, force=False):
+        now = time.perf_counter()
+        if not force and now - self._last_print < 0.1:
+            return
+        self._last_print = now
         desc = f"epoch {self.epoch0 + min(self.epoch + 1, self.max_iter)}"
         if self._tqdm is not None:
             self._tqdm.n = pos
@@ -67,10 +71,6 @@ class ProgressBar:
                 self._tqdm.set_postfix(loss=f"{self.loss:.5g}", refresh=False)
             self._tqdm.refresh()
             return
-        now = time.perf_counter()
-        if not force and now - self._last_print < 0.1:
-            return
-        self._last_print = now
         elapsed = now - self._start
         rate = pos / elapsed if elapsed > 0 else 0.0
         eta = (self.total - pos) / rate if rate > 0 else 0.0
