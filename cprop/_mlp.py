@@ -407,25 +407,26 @@ class BaseMLP(BaseEstimator, ABC):
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
                     order = sample_idx
-                info = {}
+                info, pending = {}, None
                 try:
                     self.loss_ = net.train_epoch(params, state, X_train, Y_train, sw_train, order,
                                                  batch_size, alpha, hook=hook, info=info)
                     rows = n_samples
-                except KeyboardInterrupt:
+                except BaseException as exc:
                     if not info:       # before the compiled epoch changed anything
                         raise
-                    # Ctrl-C inside the compiled epoch: the batches it finished are kept and
-                    # counted (weights, Adam's step count, t_, n_iter_ and loss_curve_ agree)
-                    interrupted = True
+                    # Ctrl-C (or another signal handler's exception) inside the compiled epoch:
+                    # the batches it finished are kept and counted (weights, Adam's step count,
+                    # t_, n_iter_ and loss_curve_ agree), then the exception goes on
+                    pending = exc
                     self.loss_, rows = info["loss"], info["rows"]
                 self.n_iter_ += 1
                 self.t_ += rows
                 self.loss_curve_.append(self.loss_)
-                if interrupted:
+                if pending is not None:
                     _loop.record_epoch(self, lr, time.perf_counter() - t0, rows, None, None,
                                        (), bar, partial=True)
-                    raise KeyboardInterrupt
+                    raise pending
                 if self.verbose:
                     say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 

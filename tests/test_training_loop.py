@@ -619,3 +619,19 @@ def test_n_init_by_validation_score():
 def test_bad_loop_parameters(params, match):
     with pytest.raises(InvalidParameterError, match=match):
         MLPClassifier(max_iter=2, **params).fit(X_tr_dig, y_tr_dig)
+
+
+def test_other_exception_inside_an_epoch_propagates_after_bookkeeping(monkeypatch):
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+
+    def update(self, rows):
+        if rows == 96:
+            raise RuntimeError("from a signal handler")
+
+    monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
+    clf = MLPClassifier(hidden_layer_sizes=(9,), batch_size=48, random_state=0, max_iter=5,
+                        verbose=2)
+    with pytest.raises(RuntimeError, match="from a signal handler"):
+        clf.fit(X_tr_dig, y_tr_dig)
+    assert clf.n_iter_ == 1 and clf.t_ == 96 and len(clf.loss_curve_) == 1
+    assert clf._optimizer.t == 2 and clf.history_[-1].partial
