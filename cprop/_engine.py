@@ -40,6 +40,9 @@ FULL_BATCH_CHUNK = 4096
 # threads the longer passes win (2 threads: 116 against 105).  Rows are independent, so the chunk
 # never changes a prediction.
 PREDICT_CHUNK_SERIAL = 512
+# GEMM flops between two polls for Ctrl-C / progress inside a compiled epoch (read at each call,
+# so tests can lower it); see cprop._train, design note 5.
+POLL_FLOPS = _train.DEFAULT_POLL_FLOPS
 
 
 def to_engine_csr(X, dtype):
@@ -209,8 +212,15 @@ class Network:
         return loss, grad
 
     def train_epoch(self, params, state, X, Y, sample_weight=None, order=None, batch_size=200,
-                    alpha=0.0, grad=None):
-        """One epoch of mini-batches; ``state`` is an ``OptimizerState``. Returns the mean loss."""
+                    alpha=0.0, grad=None, hook=None, info=None):
+        """One epoch of mini-batches; ``state`` is an ``OptimizerState``. Returns the mean loss.
+
+        Inside the epoch, pending signals (Ctrl-C) are handled and ``hook(rows_done)`` is called
+        every ~``_train.DEFAULT_POLL_FLOPS`` flops.  If either raises, the epoch stops after the
+        batch in progress; the exception is raised here after ``state.t`` is updated, with the
+        mean loss over the rows done and their count in ``info`` (a dict, when given:
+        ``info["loss"]``, ``info["rows"]``), so the caller can record the partial epoch.
+        """
         self._check_params(params)
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
         n = X.shape[0]
@@ -223,14 +233,21 @@ class Network:
         batch_size = int(batch_size)
         if grad is None:
             grad = np.empty_like(params)
-        acc, t = _train.train_epoch(
+        acc, t, rows, exc = _train.train_epoch(
             params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
             batch_size, self.plan(batch_size), float(alpha), state.solver,
             float(state.learning_rate), momentum=float(state.momentum),
             nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
-            epsilon=float(state.epsilon), t=float(state.t))
+            epsilon=float(state.epsilon), t=float(state.t), hook=hook,
+            poll_flops=float(POLL_FLOPS))
         state.t = int(t)
-        return acc / n
+        loss = acc / rows
+        if info is not None:
+            info["loss"] = loss
+            info["rows"] = int(rows)
+        if exc is not None:
+            raise exc
+        return loss
 
     def _check_targets(self, Y, n):
         Y = np.ascontiguousarray(Y, dtype=self.dtype)

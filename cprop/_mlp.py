@@ -19,6 +19,7 @@ Design
 4. Fitted state is plain numpy arrays and small Python objects; the engine's ``Network`` is a
    cache rebuilt on demand and never pickled.
 """
+import time
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -29,16 +30,18 @@ import scipy.sparse as sp
 
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import _training_loop as _loop
 from ._engine import Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
@@ -58,7 +61,7 @@ class BaseMLP(BaseEstimator, ABC):
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -78,13 +81,19 @@ class BaseMLP(BaseEstimator, ABC):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "n_threads": [None, Interval(Integral, 1, None, closed="left"),
                       Interval(Integral, None, -1, closed="right")],
+        # the training loop (cprop._training_loop)
+        "scoring": [None, StrOptions(set(get_scorer_names()) | {"loss"}), callable],
+        "callbacks": [None, list],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "warmup_iter": [Interval(Integral, 0, None, closed="left")],
     }
 
     @abstractmethod
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads):
+                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, scoring=None,
+                 callbacks=None, n_init=1, warmup_iter=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -110,6 +119,10 @@ class BaseMLP(BaseEstimator, ABC):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.n_threads = n_threads
+        self.scoring = scoring
+        self.callbacks = callbacks
+        self.n_init = n_init
+        self.warmup_iter = warmup_iter
 
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
@@ -220,7 +233,7 @@ class BaseMLP(BaseEstimator, ABC):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, validation=None):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -234,6 +247,7 @@ class BaseMLP(BaseEstimator, ABC):
             sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
+        sample_weight = self._with_class_weight(y, sample_weight, incremental)
         self.n_outputs_ = y.shape[1]
         layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
         self._random_state = check_random_state(self.random_state)
@@ -262,7 +276,7 @@ class BaseMLP(BaseEstimator, ABC):
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(net, params, X, Y, sample_weight, incremental)
+            self._fit_stochastic(net, params, X, Y, sample_weight, incremental, validation)
         else:
             self._fit_lbfgs(net, params, X, Y, sample_weight)
 
@@ -302,6 +316,7 @@ class BaseMLP(BaseEstimator, ABC):
             )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+            self._interrupted = True     # ends n_init restarts
             params[...] = last["x"]
             self.n_iter_ = last["nit"]
             if last["fun"] is not None:
@@ -314,7 +329,7 @@ class BaseMLP(BaseEstimator, ABC):
             print("L-BFGS-B: %s (%d iterations, %d loss evaluations)"
                   % (opt_res.message, opt_res.nit, opt_res.nfev))
 
-    def _fit_stochastic(self, net, params, X, Y, sample_weight, incremental):
+    def _fit_stochastic(self, net, params, X, Y, sample_weight, incremental, validation=None):
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = OptimizerState(
                 self.solver, net.n_params, net.dtype, learning_rate=self.learning_rate_init,
@@ -326,7 +341,11 @@ class BaseMLP(BaseEstimator, ABC):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
-        if early_stopping:
+        if validation is not None and validation[0] is not None:
+            # the caller's validation data replaces the validation_fraction split
+            X_train, Y_train, sw_train = X, Y, sample_weight
+            val = _loop.prepare_validation(self, net, *validation)
+        elif early_stopping:
             stratify = self._stratify(Y)
             arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
             split = train_test_split(*arrays, random_state=self._random_state,
@@ -342,9 +361,14 @@ class BaseMLP(BaseEstimator, ABC):
             if sp.issparse(X_train):
                 X_train = to_engine_csr(X_train, net.dtype)
                 X_val = to_engine_csr(X_val, net.dtype)
+            val = _loop.ValidationSet(X_val, None, Y_val, y_val, sw_val)
         else:
             X_train, Y_train, sw_train = X, Y, sample_weight
-            X_val = y_val = sw_val = None
+            val = None
+        _loop.init_history(self, val is not None)
+        scorer = None
+        if val is not None and self.scoring not in (None, "loss"):
+            scorer = check_scoring(self, scoring=self.scoring)
 
         n_samples = X_train.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
@@ -360,9 +384,21 @@ class BaseMLP(BaseEstimator, ABC):
 
         state = self._optimizer
         alpha = float(self.alpha)
+        cosine = self.learning_rate == "cosine"
+        callbacks = list(self.callbacks) if self.callbacks else []
+        bar = _loop.progress_bar(self, n_samples, incremental)
+        hook = bar.update if bar is not None else None
+        say = bar.write if bar is not None else print
+        interrupted = False
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
+                t0 = time.perf_counter()
+                if cosine:
+                    epoch = len(self.loss_curve_) if incremental else self.n_iter_
+                    state.learning_rate = _loop.cosine_rate(
+                        float(self.learning_rate_init), epoch, self.max_iter, self.warmup_iter)
+                lr = float(state.learning_rate)
                 order = None
                 if self.shuffle:
                     # scikit-learn's utils.shuffle(sample_idx, random_state=rs) draws exactly
@@ -371,19 +407,41 @@ class BaseMLP(BaseEstimator, ABC):
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
                     order = sample_idx
-                self.loss_ = net.train_epoch(params, state, X_train, Y_train, sw_train, order,
-                                             batch_size, alpha)
+                info, pending = {}, None
+                try:
+                    self.loss_ = net.train_epoch(params, state, X_train, Y_train, sw_train, order,
+                                                 batch_size, alpha, hook=hook, info=info)
+                    rows = n_samples
+                except BaseException as exc:
+                    if not info:       # before the compiled epoch changed anything
+                        raise
+                    # Ctrl-C (or another signal handler's exception) inside the compiled epoch:
+                    # the batches it finished are kept and counted (weights, Adam's step count,
+                    # t_, n_iter_ and loss_curve_ agree), then the exception goes on
+                    pending = exc
+                    self.loss_, rows = info["loss"], info["rows"]
                 self.n_iter_ += 1
-                self.t_ += n_samples
+                self.t_ += rows
                 self.loss_curve_.append(self.loss_)
+                if pending is not None:
+                    _loop.record_epoch(self, lr, time.perf_counter() - t0, rows, None, None,
+                                       (), bar, partial=True)
+                    raise pending
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                    say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(early_stopping, net, params, X_val, y_val,
-                                                  sw_val)
+                val_loss = val_score = None
+                if val is not None:
+                    out = net.predict(params, val.X)
+                    val_loss = _loop.validation_loss(self.out_activation_, out, val.Y, val.sw)
+                    self.validation_loss_curve_.append(val_loss)
+                    val_score = _loop.validation_score(self, out, val, val_loss, scorer)
+                self._update_no_improvement_count(early_stopping, params, val_score, say)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     state.learning_rate = (float(self.learning_rate_init)
                                            / (self.t_ + 1) ** self.power_t)
+                stop = _loop.record_epoch(self, lr, time.perf_counter() - t0, rows, val_loss,
+                                          val_score, callbacks, bar)
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -392,9 +450,13 @@ class BaseMLP(BaseEstimator, ABC):
                     else:
                         msg = ("Training loss did not improve more than tol=%f for %d "
                                "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(msg):
+                    if self._trigger_stopping(msg, say):
                         break
                     self._no_improvement_count = 0
+                if stop:
+                    if self.verbose:
+                        say("A callback asked to stop training. Stopping.")
+                    break
 
                 if incremental:
                     break
@@ -405,34 +467,42 @@ class BaseMLP(BaseEstimator, ABC):
                         ConvergenceWarning,
                     )
         except KeyboardInterrupt:
+            interrupted = True
             warnings.warn("Training interrupted by user.")
+        finally:
+            if bar is not None:
+                bar.close()
 
         if early_stopping:
             params[...] = self._best_params
+        self._interrupted = interrupted
+        if interrupted and incremental:
+            # a user's own partial_fit loop must stop too; the model above is consistent
+            raise KeyboardInterrupt
 
-    def _trigger_stopping(self, msg):
+    def _trigger_stopping(self, msg, say=print):
         """scikit-learn's rule: stop, unless SGD with the 'adaptive' schedule can divide its
         learning rate by 5 (it stops once the rate is <= 1e-6)."""
         state = self._optimizer
         if not (self.solver == "sgd" and self.learning_rate == "adaptive"):
             if self.verbose:
-                print(msg + " Stopping.")
+                say(msg + " Stopping.")
             return True
         if state.learning_rate <= 1e-6:
             if self.verbose:
-                print(msg + " Learning rate too small. Stopping.")
+                say(msg + " Learning rate too small. Stopping.")
             return True
         state.learning_rate /= 5.0
         if self.verbose:
-            print(msg + " Setting learning rate to %f" % state.learning_rate)
+            say(msg + " Setting learning rate to %f" % state.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, early_stopping, net, params, X_val, y_val, sw_val):
-        if early_stopping:
-            val_score = self._score_outputs(net.predict(params, X_val), y_val, sw_val)
+    def _update_no_improvement_count(self, early_stopping, params, val_score, say=print):
+        if val_score is not None:
             self.validation_scores_.append(val_score)
             if self.verbose:
-                print("Validation score: %f" % self.validation_scores_[-1])
+                say("Validation score: %f" % self.validation_scores_[-1])
+        if early_stopping:
             last_valid_score = self.validation_scores_[-1]
             if last_valid_score < (self.best_validation_score_ + self.tol):
                 self._no_improvement_count += 1
@@ -442,6 +512,8 @@ class BaseMLP(BaseEstimator, ABC):
                 self.best_validation_score_ = last_valid_score
                 self._best_params = params.copy()
         else:
+            if val_score is not None and val_score > self.best_validation_score_:
+                self.best_validation_score_ = val_score
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
             else:
@@ -457,7 +529,7 @@ class BaseMLP(BaseEstimator, ABC):
         return self._score_function(y, y_pred, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -471,12 +543,34 @@ class BaseMLP(BaseEstimator, ABC):
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
+        X_val : {ndarray, sparse matrix} of shape (n_val_samples, n_features), default=None
+            Validation data ('sgd'/'adam'). Given, it replaces the ``validation_fraction``
+            split: early stopping (``early_stopping=True``) watches it, and every epoch records
+            ``validation_loss_curve_`` and ``validation_scores_`` on it (also without early
+            stopping). With 'lbfgs' it is used only to choose among ``n_init`` restarts.
+
+        y_val : array-like of shape (n_val_samples,) or (n_val_samples, n_outputs), default=None
+            Targets of ``X_val``; required with it.
+
+        sample_weight_val : array-like of shape (n_val_samples,), default=None
+            Weights of the validation samples (validation loss and score).
+
         Returns
         -------
         self : object
             Returns a trained MLP model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
+        _loop.check_loop_params(self)
+        _loop.callbacks_begin(self)
+        if self.n_init > 1 and not (self.warm_start and hasattr(self, "coefs_")):
+            return _loop.fit_restarts(self, X, y, sample_weight, validation)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                         validation=validation)
+
+    def _with_class_weight(self, Y, sample_weight, incremental):
+        """sample_weight combined with class weights (classifiers; see MLPClassifier)."""
+        return sample_weight
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -514,12 +608,15 @@ _PARAMS_DOC = """
         Size of minibatches for stochastic optimizers ('auto': ``min(200, n_samples)``).
         Not used by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
         Learning rate schedule for 'sgd': 'constant' keeps ``learning_rate_init``;
         'invscaling' uses ``learning_rate_init / pow(t, power_t)`` after each epoch, t being the
         number of samples seen; 'adaptive' divides the rate by 5 each time
         ``n_iter_no_change`` consecutive epochs fail to improve the training loss (or the
-        validation score with early stopping) by ``tol``.
+        validation score with early stopping) by ``tol``. 'cosine' (cprop; 'sgd' and 'adam')
+        sets epoch e's rate to ``learning_rate_init * (1 + cos(pi * e / max_iter)) / 2``, after
+        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``). 'adam' ignores the
+        other schedules, as in scikit-learn.
 
     learning_rate_init : float, default=0.001
         The initial learning rate ('sgd' and 'adam').
@@ -542,8 +639,11 @@ _PARAMS_DOC = """
         not improve by at least ``tol`` for ``n_iter_no_change`` consecutive epochs (unless the
         learning rate is 'adaptive'); for 'lbfgs' it is the projected-gradient tolerance.
 
-    verbose : bool, default=False
+    verbose : bool or int, default=False
         Whether to print progress messages to stdout (every solver, 'lbfgs' included).
+        ``verbose >= 2`` also shows a progress bar on stderr during ``fit`` with 'sgd'/'adam'
+        (rate and ETA to ``max_iter``; it advances inside long epochs), drawn by tqdm when it
+        is installed and as one plain line otherwise.
 
     warm_start : bool, default=False
         When True, reuse the solution of the previous call to fit as initialization.
@@ -581,6 +681,42 @@ _PARAMS_DOC = """
         Number of OpenMP threads of the compiled engine. None follows ``OMP_NUM_THREADS`` and
         threadpoolctl limits, else all usable CPUs; -1 means all CPUs, -2 all but one, ...
         Results are bitwise identical for every thread count.
+
+    scoring : str, callable or None, default=None
+        Validation score for early stopping and ``validation_scores_`` ('sgd'/'adam'): None
+        is the estimator's ``score`` (scikit-learn's behaviour), 'loss' minus the validation
+        loss (``validation_loss_curve_``), else any scorer name or callable
+        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept.
+
+    callbacks : list of callables or None, default=None
+        Each is called after every epoch ('sgd'/'adam') as ``callback(estimator, record)``
+        with a read-only ``cprop.callbacks.EpochRecord``; returning True stops training
+        cleanly. An ``on_train_begin(estimator)`` method, if present, is called when a fit
+        starts. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
+        objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
+
+    n_init : int, default=1
+        Number of ``fit`` runs from different initialisations (seeds drawn from ``random_state``);
+        the best is kept: by validation score when there is validation data (``X_val`` or
+        ``early_stopping``), else by the lowest final loss. Every restart is described in
+        ``restarts_``. Ignored when ``warm_start`` continues a fitted model.
+
+    warmup_iter : int, default=0
+        With ``learning_rate='cosine'``: the first ``warmup_iter`` epochs raise the rate
+        linearly, ``learning_rate_init * (e + 1) / warmup_iter``, before the cosine decay over
+        the remaining ``max_iter - warmup_iter`` epochs.
+"""
+
+_NOTES_DOC = """
+    Notes
+    -----
+    Ctrl-C (KeyboardInterrupt) stops 'sgd'/'adam' within a few milliseconds, also inside a
+    long epoch (the compiled loop checks for it about every 1e9 floating-point operations).
+    The batches done in the interrupted epoch are kept and counted: that epoch appears in
+    ``n_iter_``, ``loss_curve_`` (its loss over the rows done) and ``t_`` (the rows done), and
+    the optimizer state matches the weights. ``fit`` then warns "Training interrupted by
+    user." and returns, as scikit-learn does; ``partial_fit`` re-raises KeyboardInterrupt so
+    that a loop of calls stops.
 """
 
 _ATTRS_DOC = """
@@ -595,11 +731,32 @@ _ATTRS_DOC = """
         The loss at the end of each epoch ('sgd'/'adam').
 
     validation_scores_ : list of shape (`n_iter_`,) or None
-        The score at each epoch on the held-out validation set ({score}); None unless
-        ``early_stopping=True``.
+        The score at each epoch on the held-out validation set ({score}, or ``scoring``);
+        None without validation data (``early_stopping=True`` or ``X_val``).
 
     best_validation_score_ : float or None
-        The best validation score ({score}); None unless ``early_stopping=True``.
+        The best validation score ({score}, or ``scoring``); None without validation data.
+
+    validation_loss_curve_ : list of shape (`n_iter_`,) or None
+        The loss on the validation data at the end of each epoch (the data loss of the
+        objective, without the L2 term, weighted by ``sample_weight_val``); None without
+        validation data.
+
+    learning_rate_curve_ : list of shape (`n_iter_`,)
+        The learning rate of each epoch ('sgd'/'adam'; Adam's before its bias correction).
+
+    epoch_times_ : list of shape (`n_iter_`,)
+        The wall time of each epoch in seconds, validation included ('sgd'/'adam').
+
+    history_ : list of cprop.callbacks.EpochRecord
+        One record per epoch, as handed to ``callbacks`` ('sgd'/'adam').
+
+    restarts_ : list of dict
+        With ``n_init > 1``: per restart its ``seed``, ``n_iter``, final ``loss``, the
+        ``score`` it was ranked by, and copies of its ``coefs`` and ``intercepts``.
+
+    best_restart_ : int
+        With ``n_init > 1``: the index in ``restarts_`` of the kept model.
 
     t_ : int
         The number of training samples seen by the solver during fitting.
@@ -641,11 +798,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Parameters
     ----------""" + _PARAMS_DOC + """
+    class_weight : dict, list of dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (and ``sample_weight_val``)
+        as in scikit-learn's other classifiers: a dict ``{class: weight}`` (missing classes
+        weigh 1), or 'balanced': ``n_samples / (n_classes * np.bincount(y))`` computed on the
+        data passed to ``fit`` (not available to ``partial_fit``). Multilabel targets take
+        'balanced' or a list of one dict ``{0: w0, 1: w1}`` per label column; a sample's
+        weight is the product over its columns.
+
     Attributes
     ----------
     classes_ : ndarray or list of ndarray of shape (n_classes,)
         Class labels for each output.
-""" + _ATTRS_DOC.format(score="accuracy") + """
+""" + _ATTRS_DOC.format(score="accuracy") + _NOTES_DOC + """
     See Also
     --------
     MLPRegressor : Multi-layer perceptron regressor.
@@ -673,7 +838,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+                 n_threads=None, class_weight=None, scoring=None, callbacks=None, n_init=1,
+                 warmup_iter=0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -683,7 +849,22 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads)
+            n_threads=n_threads, scoring=scoring, callbacks=callbacks, n_init=n_init,
+            warmup_iter=warmup_iter)
+        self.class_weight = class_weight
+
+    _parameter_constraints: dict = {
+        **BaseMLP._parameter_constraints,
+        "class_weight": [None, dict, list, StrOptions({"balanced"})],
+    }
+
+    def _with_class_weight(self, Y, sample_weight, incremental):
+        """sample_weight times the class weights of each sample's label(s), as scikit-learn's
+        linear classifiers combine them (multilabel: the product over the label columns)."""
+        if self.class_weight is None:
+            return sample_weight
+        cw = compute_sample_weight(self.class_weight, _loop.class_labels(self, Y))
+        return cw if sample_weight is None else sample_weight * cw
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -756,8 +937,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
+                    sample_weight_val=None):
         """Update the model with a single epoch over the given data.
+
+        Ctrl-C during the epoch keeps the batches done (counted in ``n_iter_``, ``t_`` and
+        ``loss_curve_``) and re-raises ``KeyboardInterrupt``, so a loop of calls stops.
 
         Parameters
         ----------
@@ -774,18 +959,27 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             Classes across all calls to partial_fit (e.g. ``np.unique(y_all)``). Required on
             the first call, may be omitted afterwards; y need not contain all of them.
 
+        X_val, y_val, sample_weight_val : default=None
+            Validation data: the epoch's validation loss and score are recorded in
+            ``validation_loss_curve_`` and ``validation_scores_`` (see ``fit``).
+
         Returns
         -------
         self : object
             Trained MLP model.
         """
+        _loop.check_loop_params(self, incremental=True)
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
+        if not hasattr(self, "coefs_"):
+            _loop.callbacks_begin(self)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                         validation=validation)
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.
@@ -846,7 +1040,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         summed over outputs, the function whose gradient is applied.
 """ + _PARAMS_DOC + """
     Attributes
-    ----------""" + _ATTRS_DOC.format(score="R2") + """
+    ----------""" + _ATTRS_DOC.format(score="R2") + _NOTES_DOC + """
     See Also
     --------
     MLPClassifier : Multi-layer perceptron classifier.
@@ -879,7 +1073,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+                 n_threads=None, scoring=None, callbacks=None, n_init=1, warmup_iter=0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -888,7 +1082,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, n_threads=n_threads)
+            max_fun=max_fun, n_threads=n_threads, scoring=scoring, callbacks=callbacks,
+            n_init=n_init, warmup_iter=warmup_iter)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -932,8 +1127,12 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None,
+                    sample_weight_val=None):
         """Update the model with a single epoch over the given data.
+
+        Ctrl-C during the epoch keeps the batches done (counted in ``n_iter_``, ``t_`` and
+        ``loss_curve_``) and re-raises ``KeyboardInterrupt``, so a loop of calls stops.
 
         Parameters
         ----------
@@ -946,12 +1145,21 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
+        X_val, y_val, sample_weight_val : default=None
+            Validation data: the epoch's validation loss and score are recorded in
+            ``validation_loss_curve_`` and ``validation_scores_`` (see ``fit``).
+
         Returns
         -------
         self : object
             Trained MLP model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
+        _loop.check_loop_params(self, incremental=True)
+        if not hasattr(self, "coefs_"):
+            _loop.callbacks_begin(self)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                         validation=validation)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -922,6 +922,11 @@ def test_parameters_match_sklearn():
     for ours, theirs in [(MLPClassifier(), SkMLPClassifier()), (MLPRegressor(), SkMLPRegressor())]:
         p1, p2 = ours.get_params(), theirs.get_params()
         assert p1.pop("n_threads") is None
+        # the training-loop parameters (issue 10) default to scikit-learn's behaviour
+        new = {"scoring": None, "callbacks": None, "n_init": 1, "warmup_iter": 0}
+        if isinstance(ours, MLPClassifier):
+            new["class_weight"] = None
+        assert {k: p1.pop(k) for k in new} == new
         assert p1 == p2
 
 

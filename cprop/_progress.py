@@ -1,0 +1,100 @@
+"""The progress bar of ``verbose >= 2``: tqdm when it is installed, one plain stderr line otherwise.
+
+Design
+1. The bar counts training rows over ``max_iter`` epochs (its total; early stopping may end
+   sooner), so its rate is samples/s and its ETA the time to ``max_iter``.
+2. It advances inside an epoch: the compiled epoch calls ``update(rows_done)`` every ~1e9 GEMM
+   flops (see ``cprop._train``), and the estimator calls ``end_epoch`` after each epoch.
+3. The bar is redrawn at most every 0.1 s (and after each epoch).  Without tqdm it is one line
+   rewritten in place with a carriage return, ended with a newline by ``close``.
+"""
+import sys
+import time
+
+
+def _fmt_time(seconds):
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class ProgressBar:
+    """Rows trained out of ``max_iter * n_samples``; ``use_tqdm=None`` uses tqdm if importable."""
+
+    def __init__(self, n_samples, max_iter, epoch0=0, use_tqdm=None, file=None):
+        self.n_samples = int(n_samples)
+        self.max_iter = int(max_iter)
+        self.total = self.n_samples * self.max_iter
+        self.file = sys.stderr if file is None else file
+        self.done = 0            # rows of completed epochs
+        self.epoch = 0           # epochs completed in this call
+        self.epoch0 = epoch0     # epochs before this call (partial_fit, warm_start)
+        self.loss = None
+        self._tqdm = None
+        if use_tqdm is None or use_tqdm:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                if use_tqdm:
+                    raise
+            else:
+                self._tqdm = tqdm(total=self.total, unit="samples", unit_scale=True,
+                                  file=self.file, leave=True, dynamic_ncols=True)
+        self._start = time.perf_counter()
+        self._last_print = 0.0
+
+    @property
+    def uses_tqdm(self):
+        return self._tqdm is not None
+
+    def update(self, rows_in_epoch):
+        """Progress inside the running epoch (rows of it done so far)."""
+        self._show(self.done + int(rows_in_epoch))
+
+    def end_epoch(self, rows, loss, partial=False):
+        self.done += int(rows)
+        self.epoch += 0 if partial else 1
+        self.loss = loss
+        self._show(self.done, force=True)
+
+    def _show(self, pos, force=False):
+        now = time.perf_counter()
+        if not force and now - self._last_print < 0.1:
+            return
+        self._last_print = now
+        desc = f"epoch {self.epoch0 + min(self.epoch + 1, self.max_iter)}"
+        if self._tqdm is not None:
+            self._tqdm.n = pos
+            self._tqdm.set_description(desc, refresh=False)
+            if self.loss is not None:
+                self._tqdm.set_postfix(loss=f"{self.loss:.5g}", refresh=False)
+            self._tqdm.refresh()
+            return
+        elapsed = now - self._start
+        rate = pos / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - pos) / rate if rate > 0 else 0.0
+        pct = 100.0 * pos / self.total if self.total else 100.0
+        loss = f", loss {self.loss:.5g}" if self.loss is not None else ""
+        self.file.write(f"\r{desc}/{self.epoch0 + self.max_iter} {pct:5.1f}% "
+                        f"{pos}/{self.total} samples [{_fmt_time(elapsed)}<{_fmt_time(eta)}, "
+                        f"{rate:.0f} samples/s{loss}]")
+        self.file.flush()
+
+    def write(self, msg):
+        """Print a line to stdout without breaking the bar (the verbose epoch lines)."""
+        if self._tqdm is not None:
+            self._tqdm.write(msg, file=sys.stdout)
+            return
+        if self._last_print:
+            self.file.write("\n")         # end the bar's line; it is drawn again below
+            self.file.flush()
+            self._last_print = 0.0
+        print(msg, flush=True)
+
+    def close(self):
+        if self._tqdm is not None:
+            self._tqdm.close()
+        elif self._last_print:
+            self.file.write("\n")
+            self.file.flush()

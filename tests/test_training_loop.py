@@ -1,0 +1,646 @@
+"""The training loop beyond scikit-learn's MLP (issue 10), each feature against an independent
+reference: scikit-learn's own estimators, metrics and utilities, numpy formulas, or cprop fits
+that reach the same state another way (an explicit split, separate seeded fits, a replayed
+partial epoch).
+"""
+import doctest
+import json
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import get_scorer, log_loss, mean_poisson_deviance, mean_squared_error
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils._testing import assert_allclose, assert_array_equal
+from sklearn.utils.class_weight import compute_sample_weight
+
+import cprop._engine
+import cprop._progress
+import cprop.callbacks
+from cprop import MLPClassifier, MLPRegressor
+from cprop._engine import Network
+from cprop.callbacks import HistoryLogger, ModelCheckpoint
+
+X_dig, y_dig = load_digits(n_class=4, return_X_y=True)
+X_dig = MinMaxScaler().fit_transform(X_dig[:300])
+y_dig = y_dig[:300]
+X_val_dig, y_val_dig = X_dig[240:], y_dig[240:]
+X_tr_dig, y_tr_dig = X_dig[:240], y_dig[:240]
+
+X_reg, y_reg = make_regression(n_samples=200, n_features=8, noise=10.0, random_state=3)
+y_reg = (y_reg - y_reg.mean()) / y_reg.std()
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _coefs_equal(a, b):
+    for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert_array_equal(Wa, Wb)
+
+
+# ---- 1. own validation data ------------------------------------------------------------------
+def test_X_val_equals_the_validation_fraction_split_given_explicitly():
+    # early stopping's split, replayed with the RandomState draws it follows (the initial
+    # weights, then train_test_split); shuffle=False so no later draw differs
+    kw = dict(hidden_layer_sizes=(7,), random_state=5, early_stopping=True, shuffle=False,
+              max_iter=60, validation_fraction=0.2, n_iter_no_change=5)
+    split_run = MLPRegressor(**kw).fit(X_reg, y_reg)
+    rs = np.random.RandomState(5)
+    for fan_in, fan_out in [(8, 7), (7, 1)]:
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        rs.uniform(-bound, bound, (fan_in, fan_out))
+        rs.uniform(-bound, bound, fan_out)
+    X_tr, X_va, y_tr, y_va = train_test_split(X_reg, y_reg, random_state=rs, test_size=0.2)
+    own = MLPRegressor(**kw).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
+    _coefs_equal(split_run, own)
+    assert own.validation_scores_ == split_run.validation_scores_
+    assert own.n_iter_ == split_run.n_iter_
+    assert own.best_validation_score_ == split_run.best_validation_score_
+    assert_allclose(own.validation_loss_curve_, split_run.validation_loss_curve_, rtol=0)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_validation_loss_curve_matches_sklearn_metrics(solver):
+    clf = MLPClassifier(hidden_layer_sizes=(10,), solver=solver, max_iter=8, random_state=0)
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert len(clf.validation_loss_curve_) == len(clf.validation_scores_) == clf.n_iter_ == 8
+    assert_allclose(clf.validation_loss_curve_[-1],
+                    log_loss(y_val_dig, clf.predict_proba(X_val_dig), labels=clf.classes_),
+                    rtol=1e-12)
+    assert_allclose(clf.validation_scores_[-1], clf.score(X_val_dig, y_val_dig), rtol=1e-12)
+    # weighted validation data
+    sw = np.linspace(0.5, 2.0, len(y_val_dig))
+    clf2 = clone(clf).fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig,
+                          sample_weight_val=sw)
+    assert_allclose(clf2.validation_loss_curve_[-1],
+                    log_loss(y_val_dig, clf2.predict_proba(X_val_dig), sample_weight=sw),
+                    rtol=1e-12)
+    _coefs_equal(clf, clf2)           # validation weights never touch training
+
+
+def test_validation_loss_regression_binary_multilabel_poisson():
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    reg.fit(X_reg[:150], y_reg[:150], X_val=X_reg[150:], y_val=y_reg[150:])
+    assert_allclose(reg.validation_loss_curve_[-1],
+                    0.5 * mean_squared_error(y_reg[150:], reg.predict(X_reg[150:])), rtol=1e-12)
+    pois = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    yp = np.exp(y_reg / 3)
+    pois.fit(X_reg[:150], yp[:150], X_val=X_reg[150:], y_val=yp[150:])
+    assert_allclose(pois.validation_loss_curve_[-1],
+                    0.5 * mean_poisson_deviance(yp[150:], pois.predict(X_reg[150:])), rtol=1e-10)
+    yb = (y_tr_dig > 1).astype(int)
+    binc = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    binc.fit(X_tr_dig, yb, X_val=X_val_dig, y_val=(y_val_dig > 1).astype(int))
+    assert_allclose(binc.validation_loss_curve_[-1],
+                    log_loss((y_val_dig > 1).astype(int), binc.predict_proba(X_val_dig)),
+                    rtol=1e-12)
+    Xm, Ym = make_multilabel_classification(n_samples=120, n_features=10, n_classes=3,
+                                            random_state=0)
+    ml = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    ml.fit(Xm[:100], Ym[:100], X_val=Xm[100:], y_val=Ym[100:])
+    P = ml.predict_proba(Xm[100:])
+    ref = -np.mean((Ym[100:] * np.log(P) + (1 - Ym[100:]) * np.log(1 - P)).sum(axis=1))
+    assert_allclose(ml.validation_loss_curve_[-1], ref, rtol=1e-10)
+
+
+def test_X_val_without_early_stopping_only_records():
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=6, random_state=1).fit(X_tr_dig, y_tr_dig)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=6, random_state=1)
+    b.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    _coefs_equal(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+    assert a.validation_scores_ is None and a.validation_loss_curve_ is None
+    assert b.best_validation_score_ == max(b.validation_scores_)
+
+
+def test_partial_fit_records_validation_history():
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=1)
+    for _ in range(3):
+        clf.partial_fit(X_tr_dig, y_tr_dig, classes=np.unique(y_dig), X_val=X_val_dig,
+                        y_val=y_val_dig)
+    assert len(clf.validation_loss_curve_) == len(clf.loss_curve_) == 3
+    assert_allclose(clf.validation_loss_curve_[-1],
+                    log_loss(y_val_dig, clf.predict_proba(X_val_dig), labels=clf.classes_),
+                    rtol=1e-12)
+
+
+def test_sparse_validation_data_and_lbfgs_restarts():
+    import scipy.sparse as sp
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0, scoring="accuracy")
+    a.fit(sp.csr_matrix(X_tr_dig), y_tr_dig, X_val=sp.csc_matrix(X_val_dig), y_val=y_val_dig)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0, scoring="accuracy")
+    b.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert_allclose(a.validation_loss_curve_, b.validation_loss_curve_, rtol=1e-12)
+    assert a.validation_scores_ == b.validation_scores_
+    # lbfgs trains on X only and ranks its restarts by the score on X_val
+    lb = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=20, n_init=2,
+                       random_state=0).fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    scores = [r["score"] for r in lb.restarts_]
+    assert lb.score(X_val_dig, y_val_dig) == max(scores)
+
+
+def test_bad_validation_data():
+    clf = MLPClassifier(max_iter=2)
+    with pytest.raises(ValueError, match="X_val and y_val must be given together"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig)
+    with pytest.raises(ValueError, match="classes"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig + 10)
+    with pytest.raises(ValueError, match="features"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig[:, :5], y_val=y_val_dig)
+
+
+def test_X_val_through_metadata_routing():
+    with config_context(enable_metadata_routing=True):
+        mlp = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+        mlp.set_fit_request(X_val=True, y_val=True)
+        pipe = Pipeline([("scale", StandardScaler()), ("mlp", mlp)], transform_input=["X_val"])
+        pipe.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+        fitted = pipe.named_steps["mlp"]
+        Xv = pipe.named_steps["scale"].transform(X_val_dig)
+        assert_allclose(fitted.validation_loss_curve_[-1],
+                        log_loss(y_val_dig, fitted.predict_proba(Xv)), rtol=1e-12)
+
+
+# ---- 2. scoring ------------------------------------------------------------------------------
+def test_scoring_loss_is_minus_validation_loss():
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=0, scoring="loss")
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert_array_equal(clf.validation_scores_, -np.asarray(clf.validation_loss_curve_))
+
+
+@pytest.mark.parametrize("scoring", ["neg_log_loss", "balanced_accuracy", "callable"])
+def test_scorer_early_stopping_keeps_the_best_epoch(scoring):
+    if scoring == "callable":
+        scoring = get_scorer("f1_macro")
+    clf = MLPClassifier(hidden_layer_sizes=(10,), max_iter=40, random_state=0,
+                        early_stopping=True, n_iter_no_change=3, scoring=scoring,
+                        learning_rate_init=0.01)
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    scorer = get_scorer(scoring) if isinstance(scoring, str) else scoring
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    # the kept weights are the best epoch's: the scorer on them gives the best score
+    assert_allclose(scorer(clf, X_val_dig, y_val_dig), clf.best_validation_score_, rtol=1e-12)
+
+
+def test_scoring_with_the_internal_split():
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=10, random_state=0,
+                        early_stopping=True, scoring="neg_log_loss")
+    clf.fit(X_dig, y_dig)
+    assert all(s <= 0 for s in clf.validation_scores_)
+    assert_allclose(clf.validation_scores_, -np.asarray(clf.validation_loss_curve_), rtol=1e-10)
+
+
+# ---- 3. history -------------------------------------------------------------------------------
+def test_history_learning_rates_and_times():
+    clf = MLPClassifier(solver="sgd", learning_rate="invscaling", learning_rate_init=0.1,
+                        power_t=0.5, hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    clf.fit(X_tr_dig, y_tr_dig)
+    n = len(y_tr_dig)
+    ref = [0.1] + [0.1 / (k * n + 1) ** 0.5 for k in range(1, 5)]
+    assert_allclose(clf.learning_rate_curve_, ref, rtol=1e-15)
+    assert len(clf.epoch_times_) == 5 and all(t > 0 for t in clf.epoch_times_)
+    assert [r.loss for r in clf.history_] == clf.loss_curve_
+    assert [r.epoch for r in clf.history_] == [1, 2, 3, 4, 5]
+    assert all(r.n_samples == n and not r.partial for r in clf.history_)
+
+
+def test_history_records_adaptive_divisions():
+    clf = MLPClassifier(solver="sgd", learning_rate="adaptive", learning_rate_init=0.5,
+                        hidden_layer_sizes=(8,), max_iter=60, random_state=0, tol=1.0,
+                        n_iter_no_change=2)
+    clf.fit(X_tr_dig, y_tr_dig)
+    lrs = np.asarray(clf.learning_rate_curve_)
+    ratios = lrs[1:] / lrs[:-1]
+    assert set(np.round(ratios, 12)) <= {1.0, 0.2} and (ratios < 1).any()
+
+
+# ---- 4. callbacks -------------------------------------------------------------------------------
+class _Recorder:
+    def __init__(self, stop_at=None):
+        self.stop_at = stop_at
+        self.records = []
+
+    def __call__(self, est, record):
+        self.records.append(record)
+        return self.stop_at is not None and record.epoch >= self.stop_at
+
+
+def test_callbacks_see_each_epoch_and_can_stop():
+    rec = _Recorder(stop_at=4)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0, callbacks=[rec])
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert clf.n_iter_ == 4 and len(rec.records) == 4
+    assert [r.loss for r in rec.records] == clf.loss_curve_
+    assert [r.validation_loss for r in rec.records] == clf.validation_loss_curve_
+    ref = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    ref.fit(X_tr_dig, y_tr_dig)
+    _coefs_equal(clf, ref)                      # stopping cleanly after epoch 4
+    with pytest.raises(AttributeError):
+        rec.records[0].loss = 0.0               # records are read-only
+
+
+def test_callbacks_survive_clone_and_pickle(tmp_path):
+    ckpt = ModelCheckpoint(monitor="loss")
+    log = HistoryLogger(str(tmp_path / "h.csv"))
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0,
+                        callbacks=[ckpt, log])
+    c2 = clone(clf)
+    assert [type(c) for c in c2.callbacks] == [ModelCheckpoint, HistoryLogger]
+    assert c2.callbacks[0] is not ckpt and c2.callbacks[0].monitor == "loss"
+    clf.fit(X_tr_dig, y_tr_dig)
+    back = pickle.loads(pickle.dumps(clf))
+    assert back.callbacks[0].best_epoch_ == ckpt.best_epoch_
+    assert_array_equal(back.callbacks[0].best_coefs_[0], ckpt.best_coefs_[0])
+    assert back.history_ == clf.history_
+    c2.fit(X_tr_dig, y_tr_dig)
+    _coefs_equal(c2, clf)
+
+
+def test_checkpoint_restores_exactly_the_best_epoch(tmp_path):
+    path = tmp_path / "best.pkl"
+    ckpt = ModelCheckpoint(monitor="validation_loss", path=path)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=25,
+                        random_state=0, callbacks=[ckpt], n_iter_no_change=1000)
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    best = int(np.argmin(clf.validation_loss_curve_)) + 1
+    assert ckpt.best_epoch_ == best and best < clf.n_iter_     # overfits after its best epoch
+    ref = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=best,
+                        random_state=0, n_iter_no_change=1000).fit(X_tr_dig, y_tr_dig)
+    ckpt.restore(clf)
+    _coefs_equal(clf, ref)
+    assert_allclose(log_loss(y_val_dig, clf.predict_proba(X_val_dig)), ckpt.best_value_,
+                    rtol=1e-12)
+    with open(path, "rb") as f:
+        saved = pickle.load(f)
+    _coefs_equal(saved, ref)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_history_logger(tmp_path, fmt):
+    path = tmp_path / f"history.{fmt}"
+    clf = MLPRegressor(hidden_layer_sizes=(5,), max_iter=4, random_state=0,
+                       callbacks=[HistoryLogger(path)])
+    clf.fit(X_reg[:150], y_reg[:150], X_val=X_reg[150:], y_val=y_reg[150:])
+    if fmt == "csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        losses = [float(r["loss"]) for r in rows]
+        vlosses = [float(r["validation_loss"]) for r in rows]
+    else:
+        with open(path) as f:
+            rows = json.load(f)
+        losses = [r["loss"] for r in rows]
+        vlosses = [r["validation_loss"] for r in rows]
+    assert losses == clf.loss_curve_ and vlosses == clf.validation_loss_curve_
+    clf.fit(X_reg[:150], y_reg[:150])           # a new fit rewrites the file
+    with open(path) as f:
+        n_lines = len(f.read().strip().splitlines())
+    assert n_lines == (5 if fmt == "csv" else n_lines) and len(clf.loss_curve_) == 4
+
+
+def test_callbacks_module_doctests():
+    result = doctest.testmod(cprop.callbacks, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ---- 5. progress --------------------------------------------------------------------------------
+def test_progress_plain_line_advances_inside_epochs(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)          # as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)    # poll after every batch
+    inside = []
+    original = cprop._progress.ProgressBar.update
+
+    def update(self, rows):
+        inside.append(rows)
+        return original(self, rows)
+
+    monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=50, random_state=0,
+                        verbose=2)
+    clf.fit(X_tr_dig, y_tr_dig)
+    err = capsys.readouterr().err
+    assert "samples/s" in err and "100.0%" in err and err.endswith("\n")
+    # every epoch of 240 rows reported 50, 100, 150, 200 rows from inside the compiled loop
+    assert inside == [50, 100, 150, 200] * 3
+
+
+def test_progress_uses_tqdm_when_installed(capsys):
+    pytest.importorskip("tqdm", reason="tqdm (optional) is not installed")
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, verbose=2)
+    clf.fit(X_tr_dig, y_tr_dig)
+    captured = capsys.readouterr()
+    assert "samples" in captured.err and "Iteration 2" in captured.out
+
+
+def test_polling_does_not_change_results(monkeypatch):
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X_dig, y_dig)
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0, verbose=2)
+    b.fit(X_dig, y_dig)
+    _coefs_equal(a, b)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+# ---- 6. Ctrl-C ----------------------------------------------------------------------------------
+def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
+    """Ctrl-C after 3 batches of epoch 3: the partial epoch is kept and counted; everything
+    equals two full epochs followed by an engine epoch over those 3 batches' rows."""
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+    orders = []
+    original = Network.train_epoch
+
+    def spy(self, params, state, X, Y, sw, order, *args, **kwargs):
+        orders.append(np.array(order))
+        return original(self, params, state, X, Y, sw, order, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "train_epoch", spy)
+    calls = {"n": 0}
+
+    def update(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4 + 3:       # 4 polls per epoch (5 batches of 48), then 3 batches
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
+    kw = dict(hidden_layer_sizes=(9,), batch_size=48, random_state=0, max_iter=20)
+    clf = MLPClassifier(verbose=2, **kw)
+    with pytest.warns(UserWarning, match="Training interrupted by user."):
+        clf.fit(X_tr_dig, y_tr_dig)
+    n = len(y_tr_dig)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3 and clf.t_ == 2 * n + 3 * 48
+    assert clf.history_[-1].partial and clf.history_[-1].n_samples == 3 * 48
+    assert clf._optimizer.t == 5 + 5 + 3
+
+    monkeypatch.setattr(Network, "train_epoch", original)
+    ref = MLPClassifier(**dict(kw, max_iter=2)).fit(X_tr_dig, y_tr_dig)
+    rows = orders[2][:3 * 48]
+    net = ref._network(ref._layer_units(), np.float64)
+    Y = ref._label_binarizer.transform(y_tr_dig).astype(np.float64)
+    loss = net.train_epoch(ref._params, ref._optimizer, X_tr_dig[rows], Y[rows], None, None,
+                           48, ref.alpha)
+    _coefs_equal(clf, ref)
+    assert_array_equal(clf._optimizer.s1, ref._optimizer.s1)
+    assert_array_equal(clf._optimizer.s2, ref._optimizer.s2)
+    assert clf.loss_curve_[-1] == loss
+
+
+_CHILD = r"""
+import sys, time, warnings
+import numpy as np
+from cprop import MLPClassifier
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.rand(24000, 784).astype(np.float32)
+y = rng.randint(0, 10, 24000)
+
+def announce(est, rec):
+    print("EPOCH", rec.epoch, round(rec.time, 3), flush=True)
+
+clf = MLPClassifier(hidden_layer_sizes=(512,), max_iter=50, random_state=0, n_threads=1,
+                    callbacks=[announce])
+clf.fit(X, y)
+n = len(y)
+last = clf.history_[-1]
+consistent = (clf.n_iter_ == len(clf.loss_curve_) and clf.t_ == (clf.n_iter_ - 1) * n
+              + last.n_samples and last.partial and 0 < last.n_samples < n)
+print("FIT RETURNED", clf.n_iter_, consistent, flush=True)
+clf.callbacks = None
+i = -1
+try:
+    for i in range(1000):
+        clf.partial_fit(X, y)
+        print("PF", i, flush=True)
+except KeyboardInterrupt:
+    print("LOOP STOPPED", i, clf.history_[-1].partial, clf.n_iter_, flush=True)
+lb = MLPClassifier(hidden_layer_sizes=(512,), solver="lbfgs", max_iter=50, random_state=0,
+                   n_threads=1, verbose=True)
+# the time of one 4096-row pass of the full-batch loss and gradient (the polling unit)
+net = clf._network(clf._layer_units(), np.float32)
+Y = clf._label_binarizer.transform(y).astype(np.float32)
+t = time.perf_counter()
+net.loss_grad(clf._params, X[:4096], Y[:4096])
+print("PASS", time.perf_counter() - t, flush=True)
+lb.fit(X, y)             # prints "Iteration k, loss = ..." (python -u: unbuffered)
+print("LBFGS RETURNED", lb.n_iter_, flush=True)
+"""
+
+
+def _wait_for(proc, prefix, timeout):
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line, time.perf_counter()
+    raise AssertionError(f"child never printed {prefix!r}: {proc.stderr.read()}")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_latency_inside_a_long_compiled_epoch():
+    proc = subprocess.Popen([sys.executable, "-u", "-c", _CHILD], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, bufsize=1,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        line, _ = _wait_for(proc, "EPOCH 1", 120)
+        epoch_s = float(line.split()[2])
+        assert epoch_s > 0.5                     # long epochs: the interrupt lands inside one
+        time.sleep(min(0.3, epoch_s / 3))
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line, t1 = _wait_for(proc, "FIT RETURNED", 60)
+        fit_latency = t1 - t0
+        assert line.split()[3] == "True", line   # n_iter_, t_, loss_curve_ and history agree
+        _wait_for(proc, "PF 0", 60)
+        time.sleep(min(0.3, epoch_s / 3))
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line, t1 = _wait_for(proc, "LOOP STOPPED", 60)
+        loop_latency = t1 - t0
+        assert line.split()[3] == "True", line   # the partial_fit loop stopped mid-epoch
+        # L-BFGS: the interrupt lands inside a full-batch loss/gradient evaluation
+        line, _ = _wait_for(proc, "PASS", 60)
+        pass_s = float(line.split()[1])
+        _wait_for(proc, "Iteration 1,", 120)
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line, t1 = _wait_for(proc, "LBFGS RETURNED", 60)
+        lbfgs_latency = t1 - t0
+    finally:
+        proc.kill()
+        proc.wait()
+    print(f"Ctrl-C latency: fit {fit_latency:.3f} s, partial_fit loop {loop_latency:.3f} s, "
+          f"lbfgs {lbfgs_latency:.3f} s (one 4096-row pass {pass_s:.3f} s), "
+          f"epoch {epoch_s:.2f} s")
+    assert fit_latency < 0.2 and loop_latency < 0.2
+    # L-BFGS polls between 4096-row passes (their summation order is fixed): one pass of this
+    # 784-512-10 network is ~7e9 flops, 0.1-0.2 s on the AVX2 path here; it bounds the latency
+    assert lbfgs_latency < pass_s + 0.2
+
+
+# ---- 7. class weights -------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_class_weight_balanced_equals_sample_weight(solver):
+    y = y_tr_dig.copy()
+    y[y == 3] = 2                                 # unbalanced: classes 0, 1 and a double 2
+    a = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=10, random_state=0,
+                      class_weight="balanced").fit(X_tr_dig, y)
+    b = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=10, random_state=0)
+    b.fit(X_tr_dig, y, sample_weight=compute_sample_weight("balanced", y))
+    assert_allclose(np.concatenate([W.ravel() for W in a.coefs_]),
+                    np.concatenate([W.ravel() for W in b.coefs_]), rtol=1e-13, atol=1e-15)
+
+
+def test_class_weight_dict_times_sample_weight():
+    sw = np.linspace(0.2, 3.0, len(y_tr_dig))
+    cw = {0: 1.0, 1: 3.0, 2: 0.5, 3: 2.0}
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, class_weight=cw)
+    a.fit(X_tr_dig, y_tr_dig, sample_weight=sw)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    b.fit(X_tr_dig, y_tr_dig, sample_weight=sw * np.array([cw[c] for c in y_tr_dig]))
+    _coefs_equal(a, b)
+
+
+def test_class_weight_equals_repeated_rows_under_lbfgs():
+    # weight 2 on class 1 is the full-batch objective of the data with class 1's rows twice
+    rows = np.concatenate([np.arange(len(y_tr_dig)), np.flatnonzero(y_tr_dig == 1)])
+    a = MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=15, random_state=0,
+                      class_weight={1: 2.0}).fit(X_tr_dig, y_tr_dig)
+    b = MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=15, random_state=0)
+    b.fit(X_tr_dig[rows], y_tr_dig[rows])
+    assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-7, atol=1e-9)
+
+
+def test_class_weight_multilabel_and_errors():
+    Xm, Ym = make_multilabel_classification(n_samples=100, n_features=10, n_classes=3,
+                                            random_state=0)
+    cw = [{0: 1, 1: 2}, {0: 1, 1: 3}, {0: 2, 1: 1}]
+    a = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0, class_weight=cw)
+    a.fit(Xm, Ym)
+    sw = np.prod([np.where(Ym[:, j] == 1, cw[j][1], cw[j][0]) for j in range(3)], axis=0)
+    b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    b.fit(Xm, Ym, sample_weight=sw)
+    _coefs_equal(a, b)
+    with pytest.raises(ValueError, match="ambiguous for multilabel"):
+        MLPClassifier(max_iter=2, class_weight={0: 1, 1: 2}).fit(Xm, Ym)
+    with pytest.raises(ValueError, match="not supported by partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X_tr_dig, y_tr_dig,
+                                                           classes=np.arange(4))
+
+
+# ---- 8. cosine schedule -------------------------------------------------------------------------
+def _sk_epochwise(Sk, solver, lrs, X, y, **kw):
+    """scikit-learn's MLP trained epoch by epoch with the given learning rates (a RandomState
+    instance keeps one random stream across partial_fit calls, as fit has)."""
+    sk = Sk(solver=solver, random_state=np.random.RandomState(0), **kw)
+    extra = {"classes": np.unique(y)} if Sk is SkMLPClassifier else {}
+    for lr in lrs:
+        if hasattr(sk, "_optimizer"):
+            if solver == "adam":
+                sk._optimizer.learning_rate_init = lr
+            else:
+                sk._optimizer.learning_rate = lr
+        else:
+            sk.set_params(learning_rate_init=lr)
+        sk.partial_fit(X, y, **extra)
+    return sk
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_cosine_schedule_matches_sklearn_epoch_by_epoch(solver):
+    T, warm, lr0 = 12, 3, 0.05
+    ref = [lr0 * (e + 1) / warm if e < warm
+           else lr0 / 2 * (1 + np.cos(np.pi * (e - warm) / (T - warm))) for e in range(T)]
+    ours = MLPRegressor(solver=solver, learning_rate="cosine", warmup_iter=warm,
+                        learning_rate_init=lr0, max_iter=T, random_state=0,
+                        hidden_layer_sizes=(7,), n_iter_no_change=np.inf)
+    ours.fit(X_reg, y_reg)
+    assert_allclose(ours.learning_rate_curve_, ref, rtol=1e-15)
+    sk = _sk_epochwise(SkMLPRegressor, solver, ref, X_reg, y_reg, hidden_layer_sizes=(7,))
+    for Wa, Wb in zip(ours.coefs_, sk.coefs_):
+        assert_allclose(Wa, Wb, rtol=1e-10, atol=1e-12)
+    assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+
+
+# ---- 9. restarts ---------------------------------------------------------------------------------
+def test_n_init_keeps_the_best_of_separately_seeded_fits():
+    kw = dict(hidden_layer_sizes=(4,), max_iter=15, learning_rate_init=0.01)
+    est = MLPClassifier(n_init=3, random_state=7, **kw).fit(X_tr_dig, y_tr_dig)
+    seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=3)
+    fits = [MLPClassifier(random_state=int(s), **kw).fit(X_tr_dig, y_tr_dig) for s in seeds]
+    assert [r["seed"] for r in est.restarts_] == list(seeds)
+    for r, f in zip(est.restarts_, fits):
+        assert r["loss"] == f.loss_
+        assert_array_equal(r["coefs"][0], f.coefs_[0])
+    best = int(np.argmin([f.loss_ for f in fits]))
+    assert est.best_restart_ == best
+    _coefs_equal(est, fits[best])
+    assert est.random_state == 7 and est.n_init == 3        # parameters untouched
+
+
+def test_n_init_by_validation_score():
+    kw = dict(hidden_layer_sizes=(4,), max_iter=10)
+    est = MLPClassifier(n_init=3, random_state=1, **kw)
+    est.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    seeds = np.random.RandomState(1).randint(np.iinfo(np.int32).max, size=3)
+    scores = [MLPClassifier(random_state=int(s), **kw).fit(X_tr_dig, y_tr_dig)
+              .score(X_val_dig, y_val_dig) for s in seeds]
+    assert [r["score"] for r in est.restarts_] == pytest.approx(scores, rel=1e-12)
+    assert est.best_restart_ == int(np.argmax(scores))
+
+
+# ---- parameters ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("params, match", [
+    (dict(scoring="no_such_scorer"), "scoring"),
+    (dict(callbacks="not a list"), "callbacks"),
+    (dict(callbacks=[1]), "callbacks"),
+    (dict(n_init=0), "n_init"),
+    (dict(warmup_iter=-1), "warmup_iter"),
+    (dict(warmup_iter=2), "warmup_iter"),          # without learning_rate='cosine'
+    (dict(learning_rate="cosin"), "learning_rate"),
+    (dict(class_weight="balance"), "class_weight"),
+    (dict(class_weight=[1, 2]), "class_weight"),
+])
+def test_bad_loop_parameters(params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        MLPClassifier(max_iter=2, **params).fit(X_tr_dig, y_tr_dig)
+
+
+def test_other_exception_inside_an_epoch_propagates_after_bookkeeping(monkeypatch):
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+
+    def update(self, rows):
+        if rows == 96:
+            raise RuntimeError("from a signal handler")
+
+    monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
+    clf = MLPClassifier(hidden_layer_sizes=(9,), batch_size=48, random_state=0, max_iter=5,
+                        verbose=2)
+    with pytest.raises(RuntimeError, match="from a signal handler"):
+        clf.fit(X_tr_dig, y_tr_dig)
+    assert clf.n_iter_ == 1 and clf.t_ == 96 and len(clf.loss_curve_) == 1
+    assert clf._optimizer.t == 2 and clf.history_[-1].partial
