@@ -8,12 +8,63 @@ honours. Tests that are about threads pass ``n_threads`` explicitly (explicit co
 affected by the limit): see test_mlp.py::test_threads_bitwise_identical. Set
 CPROP_TEST_DEFAULT_THREADS=1 to run the whole suite under the engine's own policy instead.
 """
+import importlib
+import importlib.util
+import importlib.machinery
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cprop._gemm import available_kernels, kernel_info, set_kernel
+ROOT = Path(__file__).resolve().parents[1]
+# Modules every build has; their absence means a source tree that was never compiled.
+COMPILED = ("_openmp", "_gemm", "_train")
+HOW_TO_TEST = (
+    "Either install it and run the tests against the installed package:\n"
+    "    pip install '.[test]'\n"
+    "    pytest            (or: python -m pytest)\n"
+    "or build it in place and put the build first on the path:\n"
+    "    python setup.py build_ext --inplace\n"
+    "    PYTHONPATH=. pytest"
+)
+
+
+def _is_built(pkg_dir):
+    return all(any((pkg_dir / (name + suffix)).exists()
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES) for name in COMPILED)
+
+
+def _import_built_cprop():
+    """Make ``import cprop`` find a *built* cprop, or stop the session with what to do.
+
+    ``python -m pytest`` run in a clone puts the clone first on sys.path, so ``import cprop``
+    would find the source tree's ``cprop/`` without its compiled modules (and fail with a
+    confusing circular-import error). Then the clone is taken off the path, so the installed
+    cprop is tested, as plain ``pytest`` does; without one the session stops at once.
+    """
+    spec = importlib.util.find_spec("cprop")
+    if spec is not None and spec.origin and _is_built(Path(spec.origin).parent):
+        return
+    source = ROOT / "cprop"
+    if spec is not None and spec.origin and Path(spec.origin).parent == source:
+        sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != ROOT]
+        for name in [m for m in sys.modules if m == "cprop" or m.startswith("cprop.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        spec = importlib.util.find_spec("cprop")
+        if spec is not None and spec.origin and _is_built(Path(spec.origin).parent):
+            return
+    where = f"only the source tree at {source}" if spec is None or (
+        spec.origin and Path(spec.origin).parent == source) else f"a cprop at {spec.origin}"
+    pytest.exit(f"cprop's compiled engine was not found: Python sees {where}, "
+                f"which has no compiled modules ({', '.join(COMPILED)}).\n" + HOW_TO_TEST,
+                returncode=4)
+
+
+def pytest_configure(config):
+    _import_built_cprop()
 
 KERNEL_PATHS = ["reference", "avx2"]
 
@@ -31,6 +82,8 @@ def _one_default_thread():
 def kernel(request):
     """Install one kernel path (GEMM micro-kernels, epilogues, optimizer updates) for the test,
     restoring the previous one afterwards; skipped where the CPU or build lacks the path."""
+    from cprop._gemm import available_kernels, kernel_info, set_kernel
+
     name = request.param
     if name not in available_kernels():
         pytest.skip(f"kernel path {name!r} not available on this CPU/build "
