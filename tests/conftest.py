@@ -92,3 +92,24 @@ def kernel(request):
     set_kernel(name)
     yield name
     set_kernel(old)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With CPROP_REQUIRE_EXTRAS=1 (CI's extras step), a test skipped because an optional extra
+    is missing fails the session: there the extras must be installed and their tests run."""
+    if not os.environ.get("CPROP_REQUIRE_EXTRAS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    missing = []
+    for rep in reporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "extra" in reason:
+            missing.append(f"{rep.nodeid}: {reason}")
+    if missing:
+        reporter.write_line("CPROP_REQUIRE_EXTRAS=1 but tests skipped for a missing extra:",
+                            red=True)
+        for line in missing:
+            reporter.write_line("  " + line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -146,7 +146,7 @@ def test_to_sklearn_refuses_what_sklearn_cannot_express():
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solver, dtype):
-    sio = pytest.importorskip("skops.io", reason="needs skops (pip install skops)")
+    sio = pytest.importorskip("skops.io", reason="needs the 'skops' extra: pip install 'cprop[skops]'")
     X, y = _clf_data(dtype=dtype)
     classes = np.unique(y)
     clf = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, learning_rate="invscaling",
@@ -166,7 +166,7 @@ def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solv
 
 
 def test_skops_pipeline_regressor_lbfgs_and_warm_start():
-    sio = pytest.importorskip("skops.io", reason="needs skops (pip install skops)")
+    sio = pytest.importorskip("skops.io", reason="needs the 'skops' extra: pip install 'cprop[skops]'")
     X, y = _reg_data(2)
     pipe = _quiet(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,),
                                                                max_iter=20, random_state=0)).fit,
