@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from cprop import MLPClassifier, MLPRegressor
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SKOPS_MISSING = "needs the 'skops' extra: pip install 'cprop[skops]'"
 
 
 def _quiet(fn, *args, **kw):
@@ -146,7 +147,7 @@ def test_to_sklearn_refuses_what_sklearn_cannot_express():
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solver, dtype):
-    sio = pytest.importorskip("skops.io", reason="needs the 'skops' extra: pip install 'cprop[skops]'")
+    sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _clf_data(dtype=dtype)
     classes = np.unique(y)
     clf = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, learning_rate="invscaling",
@@ -166,7 +167,7 @@ def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solv
 
 
 def test_skops_pipeline_regressor_lbfgs_and_warm_start():
-    sio = pytest.importorskip("skops.io", reason="needs the 'skops' extra: pip install 'cprop[skops]'")
+    sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _reg_data(2)
     pipe = _quiet(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,),
                                                                max_iter=20, random_state=0)).fit,
