@@ -143,7 +143,8 @@ def _forward(scope, operator, container, proto):
         z_mul = scope.get_unique_variable_name(f"mul_result{i}")
         z = scope.get_unique_variable_name(f"add_result{i}")
         a = scope.get_unique_variable_name(f"activations{i}")
-        container.add_node("MatMul", [x, w_name], z_mul, name=scope.get_unique_operator_name("MatMul"))
+        container.add_node("MatMul", [x, w_name], z_mul,
+                           name=scope.get_unique_operator_name("MatMul"))
         apply_add(scope, [z_mul, b_name], z, container, broadcast=1)
         act(scope, container, z, a)
         x = a

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("skl2onnx", reason="ONNX export needs the 'onnx' extra: pip install 'cprop[onnx]'")
-ort = pytest.importorskip("onnxruntime",
-                          reason="ONNX export tests need the 'onnx' extra: pip install 'cprop[onnx]'")
+ONNX_MISSING = "needs the 'onnx' extra: pip install 'cprop[onnx]'"
+pytest.importorskip("skl2onnx", reason=ONNX_MISSING)
+ort = pytest.importorskip("onnxruntime", reason=ONNX_MISSING)
 
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
