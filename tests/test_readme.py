@@ -44,12 +44,21 @@ def test_pipeline_grid_search_example_runs(tmp_path):
 def _section(title):
     """The README's text from heading ``title`` to the next heading of the same or a higher
     level."""
-    text = README.read_text()
-    level = re.search(rf"^(#+) {re.escape(title)}$", text, re.M)
-    assert level, f"README has no section {title!r}"
-    rest = text[level.end():]
-    end = re.search(rf"^#{{1,{len(level.group(1))}}} ", rest, re.M)
-    return rest[:end.start()] if end else rest
+    lines = README.read_text().splitlines(keepends=True)
+    out, depth, fenced = [], None, False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else re.match(r"(#+) (.*)$", line.rstrip("\n"))
+        if depth is None:
+            if heading and heading[2] == title:
+                depth = len(heading[1])
+            continue
+        if heading and len(heading[1]) <= depth:
+            break
+        out.append(line)
+    assert depth is not None, f"README has no section {title!r}"
+    return "".join(out)
 
 
 def _python_blocks(title):
