@@ -19,13 +19,18 @@ Design
 
 Examples
 --------
+>>> import pickle
 >>> from sklearn.datasets import load_iris
 >>> from cprop import MLPClassifier
 >>> X, y = load_iris(return_X_y=True)
->>> clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0).fit(X, y)
-... # doctest: +SKIP
->>> type(clf.to_sklearn()).__module__  # doctest: +SKIP
-'sklearn.neural_network._multilayer_perceptron'
+>>> clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+>>> clf = clf.partial_fit(X, y, classes=[0, 1, 2])
+>>> sorted(clf.__getstate__()["_optimizer"])[:4]
+['__cprop_optimizer_state__', 'beta_1', 'beta_2', 'epsilon']
+>>> type(pickle.loads(pickle.dumps(clf))._optimizer).__name__
+'OptimizerState'
+>>> clf._get_doc_link()
+'https://github.com/cprop/cprop/blob/main/README.md#drop-in-for-scikit-learn'
 """
 import copy
 import inspect

@@ -24,18 +24,18 @@ Design
 Examples
 --------
 >>> import numpy as np
->>> import onnxruntime as ort  # doctest: +SKIP
->>> from skl2onnx import to_onnx  # doctest: +SKIP
->>> import cprop.onnx  # doctest: +SKIP
->>> from cprop import MLPClassifier
+>>> import onnxruntime as ort
+>>> from skl2onnx import to_onnx
 >>> from sklearn.datasets import load_iris
+>>> import cprop.onnx
+>>> from cprop import MLPClassifier
 >>> X, y = load_iris(return_X_y=True)
 >>> clf = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0).fit(X, y)
->>> onx = to_onnx(clf, X[:1], options={"zipmap": False})  # doctest: +SKIP
->>> sess = ort.InferenceSession(onx.SerializeToString())  # doctest: +SKIP
->>> label, proba = sess.run(None, {"X": X})  # doctest: +SKIP
->>> bool((label == clf.predict(X)).all())  # doctest: +SKIP
-True
+>>> onx = to_onnx(clf, X[:1], options={"zipmap": False})
+>>> sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+>>> label, proba = sess.run(None, {"X": X})
+>>> bool((label == clf.predict(X)).all()), bool(np.allclose(proba, clf.predict_proba(X)))
+(True, True)
 """
 import numpy as np
 
@@ -233,7 +233,16 @@ def convert_regressor(scope, operator, container):
 
 
 def register():
-    """Register both estimators with skl2onnx (done on ``import cprop.onnx``; idempotent)."""
+    """Register both estimators with skl2onnx (done on ``import cprop.onnx``; idempotent).
+
+    Examples
+    --------
+    >>> from skl2onnx import supported_converters
+    >>> import cprop.onnx
+    >>> cprop.onnx.register()
+    >>> "CpropMLPClassifier" in supported_converters(from_sklearn=False)
+    True
+    """
     update_registered_converter(
         MLPClassifier, "CpropMLPClassifier", shape_classifier, convert_classifier,
         options={"zipmap": [True, False, "columns"], "output_class_labels": [False, True],

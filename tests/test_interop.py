@@ -226,3 +226,12 @@ def test_html_repr_links_to_cprop_docs(Est):
     if README.exists():  # the anchor names a section that exists
         anchors = {_github_anchor(h) for h in re.findall(r"^#+ (.+)$", README.read_text(), re.M)}
         assert url.rsplit("#", 1)[1] in anchors
+
+
+def test_docstring_examples():
+    import doctest
+
+    from cprop import _interop
+
+    result = doctest.testmod(_interop, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

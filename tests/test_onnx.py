@@ -173,3 +173,10 @@ def test_missing_extra_says_what_to_install():
                          env=env, timeout=120)
     assert res.returncode != 0
     assert "pip install 'cprop[onnx]'" in res.stderr
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(cprop.onnx, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
