@@ -24,8 +24,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 
 def worker_threads():
     from threadpoolctl import threadpool_info

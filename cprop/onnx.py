@@ -16,8 +16,8 @@ Design
 3. Classifier outputs follow skl2onnx's own MLP converter: ``label`` and ``probabilities`` (both
    columns for a binary model; 0/1 indicators for multilabel targets, thresholded at 0.5 as
    ``predict`` does), with the options it offers (``zipmap`` True/False/'columns',
-   ``output_class_labels``, ``nocl``). Labels are int64 (integer, boolean or integral float
-   classes) or strings. ONNX's ZipMap (``zipmap=True``, the default) takes float tensors only:
+   ``output_class_labels``, ``nocl``: labels are class indices). Labels are int64 (integer,
+   boolean or integral float classes) or strings. ONNX's ZipMap (``zipmap=True``, the default) takes float tensors only:
    with float64 inputs pass ``options={"zipmap": False}``.
    Regressors output ``variable`` of shape (n_samples, n_outputs).
 
@@ -53,11 +53,11 @@ try:
         DoubleTensorType,
         FloatTensorType,
         Int64TensorType,
-        StringTensorType,
         guess_proto_type,
     )
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
     from skl2onnx.common.utils import check_input_and_output_numbers
+    from skl2onnx.common.utils_classifier import get_label_classes
     from skl2onnx.proto import onnx_proto
 except ImportError as exc:  # pragma: no cover - exercised by test_onnx's "absent extra" check
     raise ImportError(
@@ -151,9 +151,10 @@ def _forward(scope, operator, container, proto):
     return x
 
 
-def _class_labels(model):
-    """(labels array for the graph, ONNX tensor element type)."""
-    classes = np.asarray(model.classes_)
+def _class_labels(scope, model):
+    """(labels array for the graph, ONNX tensor element type); with ``nocl=True`` the labels are
+    the class indices 0..k-1 (skl2onnx's ``get_label_classes``)."""
+    classes = np.asarray(get_label_classes(scope, model))
     # Float labels are integral (fit rejects continuous targets), so int64 holds them exactly.
     if classes.dtype.kind in "iubf":
         return classes.astype(np.int64), onnx_proto.TensorProto.INT64
@@ -186,7 +187,7 @@ def convert_classifier(scope, operator, container):
     """Label and probabilities, as ``predict`` and ``predict_proba``."""
     model = operator.raw_operator
     proto = _proto_dtype(operator)
-    classes, label_type = _class_labels(model)
+    classes, label_type = _class_labels(scope, model)
     out = _forward(scope, operator, container, proto)
     label_name, proba_name = operator.outputs[0].full_name, operator.outputs[1].full_name
 

@@ -131,6 +131,10 @@ def test_pipeline_and_zipmap_options():
     outs, names = _run(to_onnx(pipe, X[:1], options={id(mlp): {"zipmap": False,
                                                                 "output_class_labels": True}}), X)
     assert len(outs) == 3 and list(outs[2]) == list(mlp.classes_)
+    # nocl: class indices instead of the labels, in the label output and the ZipMap keys
+    (label, zipped), _ = _run(to_onnx(pipe, X[:1], options={id(mlp): {"nocl": True}}), X)
+    np.testing.assert_array_equal(label, np.searchsorted(mlp.classes_, pipe.predict(X)))
+    assert sorted(zipped[0]) == [0, 1, 2]
 
 
 def test_unknown_activation_is_a_clear_error():
