@@ -41,6 +41,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import _interop
 from . import _training_loop as _loop
 from ._engine import Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
@@ -124,13 +125,69 @@ class BaseMLP(BaseEstimator, ABC):
         self.n_init = n_init
         self.warmup_iter = warmup_iter
 
+    # The HTML repr's "?" links to cprop's documentation (scikit-learn's hooks; see _interop).
+    _doc_link_module = "cprop"
+    _doc_link_template = _interop.DOC_LINK_TEMPLATE
+    _doc_link_url_param_generator = _interop.doc_link_params
+
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
         state = super().__getstate__()
         state = dict(state)
         for key in ("_nets", "_params"):
             state.pop(key, None)
+        # The optimizer state as arrays and builtins: skops.io trusts those (see _interop).
+        if isinstance(state.get("_optimizer"), OptimizerState):
+            state["_optimizer"] = _interop.optimizer_to_builtins(state["_optimizer"])
+        # history_ as plain dicts too, so skops.io reports only the estimator class itself
+        if state.get("history_") is not None:
+            state["history_"] = [r.as_dict() for r in state["history_"]]
         return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        if "_optimizer" in state:
+            state["_optimizer"] = _interop.optimizer_from_builtins(state["_optimizer"])
+        if state.get("history_") is not None:
+            from .callbacks import EpochRecord
+            state["history_"] = [r if isinstance(r, EpochRecord) else EpochRecord(**r)
+                                 for r in state["history_"]]
+        super().__setstate__(state)
+
+    def to_sklearn(self):
+        """scikit-learn's own estimator with this model's weights and training state.
+
+        For tools that only know scikit-learn's types: returns a fitted
+        ``sklearn.neural_network.MLPClassifier`` (or ``MLPRegressor``) with the same
+        hyperparameters (``n_threads`` dropped), copies of the weights, labels, loss history and
+        optimizer state, so it predicts the same (to rounding) and ``partial_fit`` continues as
+        this model would.
+
+        Returns
+        -------
+        estimator : sklearn.neural_network.MLPClassifier or MLPRegressor
+            A new, fitted scikit-learn estimator; this model is not changed.
+
+        Raises
+        ------
+        ValueError
+            If the model uses a cprop-only option that scikit-learn cannot express.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_iris
+        >>> from cprop import MLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
+        >>> clf = clf.fit(X, y)
+        >>> sk = clf.to_sklearn()
+        >>> type(sk).__module__
+        'sklearn.neural_network._multilayer_perceptron'
+        >>> bool(np.allclose(sk.predict_proba(X), clf.predict_proba(X)))
+        True
+        """
+        return _interop.to_sklearn(self)
 
     # -- the engine network and the flat parameter vector ------------------------------------------
     def _layer_units(self):

@@ -8,18 +8,74 @@ honours. Tests that are about threads pass ``n_threads`` explicitly (explicit co
 affected by the limit): see test_mlp.py::test_threads_bitwise_identical. Set
 CPROP_TEST_DEFAULT_THREADS=1 to run the whole suite under the engine's own policy instead.
 """
+import importlib
+import importlib.util
+import importlib.machinery
 import os
+import sys
+from pathlib import Path
 
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cprop._isa import available_kernels, kernel_info, set_kernel
-from cprop._kernel_paths import PATHS
+ROOT = Path(__file__).resolve().parents[1]
+# Modules every build has; their absence means a source tree that was never compiled.
+COMPILED = ("_openmp", "_gemm", "_train")
+HOW_TO_TEST = (
+    "Either install it and run the tests against the installed package:\n"
+    "    pip install '.[test]'\n"
+    "    pytest            (or: python -m pytest)\n"
+    "or build it in place and put the build first on the path:\n"
+    "    python setup.py build_ext --inplace\n"
+    "    PYTHONPATH=. pytest"
+)
 
-# Every kernel path of the list; a test taking the ``kernel`` fixture runs once per path and skips,
-# with the reason, the paths this CPU or architecture cannot run (test_isa.py checks that no path
-# the CPU could run is missing from the build).
-KERNEL_PATHS = [p["name"] for p in PATHS]
+
+def _is_built(pkg_dir):
+    return all(any((pkg_dir / (name + suffix)).exists()
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES) for name in COMPILED)
+
+
+def _import_built_cprop():
+    """Make ``import cprop`` find a *built* cprop, or stop the session with what to do.
+
+    ``python -m pytest`` run in a clone puts the clone first on sys.path, so ``import cprop``
+    would find the source tree's ``cprop/`` without its compiled modules (and fail with a
+    confusing circular-import error). Then the clone is taken off the path, so the installed
+    cprop is tested, as plain ``pytest`` does; without one the session stops at once.
+    """
+    spec = importlib.util.find_spec("cprop")
+    if spec is not None and spec.origin and _is_built(Path(spec.origin).parent):
+        return
+    source = ROOT / "cprop"
+    if spec is not None and spec.origin and Path(spec.origin).parent == source:
+        sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != ROOT]
+        for name in [m for m in sys.modules if m == "cprop" or m.startswith("cprop.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        spec = importlib.util.find_spec("cprop")
+        if spec is not None and spec.origin and _is_built(Path(spec.origin).parent):
+            return
+    where = f"only the source tree at {source}" if spec is None or (
+        spec.origin and Path(spec.origin).parent == source) else f"a cprop at {spec.origin}"
+    pytest.exit(f"cprop's compiled engine was not found: Python sees {where}, "
+                f"which has no compiled modules ({', '.join(COMPILED)}).\n" + HOW_TO_TEST,
+                returncode=4)
+
+
+def pytest_configure(config):
+    _import_built_cprop()
+
+
+def pytest_generate_tests(metafunc):
+    """A test taking the ``kernel`` fixture runs once per kernel path of cprop's list (read after
+    pytest_configure has found a built cprop); the fixture skips, with the reason, the paths this
+    CPU or architecture cannot run (test_isa.py checks that no path the CPU could run is missing
+    from the build)."""
+    if "kernel" in metafunc.fixturenames:
+        from cprop._kernel_paths import PATHS
+
+        metafunc.parametrize("kernel", [p["name"] for p in PATHS], indirect=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,10 +87,12 @@ def _one_default_thread():
         yield
 
 
-@pytest.fixture(params=KERNEL_PATHS)
+@pytest.fixture
 def kernel(request):
     """Install one kernel path (GEMM micro-kernels, epilogues, optimizer updates) for the test,
     restoring the previous one afterwards; skipped where the CPU or build lacks the path."""
+    from cprop._isa import available_kernels, kernel_info, set_kernel
+
     name = request.param
     if name not in available_kernels():
         info = kernel_info()
@@ -44,3 +102,24 @@ def kernel(request):
     set_kernel(name)
     yield name
     set_kernel(old)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With CPROP_REQUIRE_EXTRAS=1 (CI's extras step), a test skipped because an optional extra
+    is missing fails the session: there the extras must be installed and their tests run."""
+    if not os.environ.get("CPROP_REQUIRE_EXTRAS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    missing = []
+    for rep in reporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "extra" in reason:
+            missing.append(f"{rep.nodeid}: {reason}")
+    if missing:
+        reporter.write_line("CPROP_REQUIRE_EXTRAS=1 but tests skipped for a missing extra:",
+                            red=True)
+        for line in missing:
+            reporter.write_line("  " + line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

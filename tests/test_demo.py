@@ -128,3 +128,56 @@ def test_cli_usage_errors(tmp_path):
     assert res.returncode == 2 and "demo" in res.stdout
     res = run_cli(["demo", "--hidden-layer-sizes", "0"], cwd=tmp_path)
     assert res.returncode == 2 and "positive layer sizes" in res.stderr
+
+
+def test_demo_default_gives_both_libraries_the_same_thread_budget(tmp_path):
+    # No --n-threads: cprop's default thread count (here OMP_NUM_THREADS=1, from _env) is the
+    # budget of both libraries, and the output says so.
+    res = run_cli(["demo", "--max-iter", "5"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "threads: cprop 1; scikit-learn BLAS limited to 1" in res.stdout
+    assert "the same budget for both: cprop's default thread count" in res.stdout
+    parse_rows(res.stdout)
+    own = run_cli(["demo", "--max-iter", "5", "--own-threads"], cwd=tmp_path)
+    assert own.returncode == 0, own.stderr
+    assert "scikit-learn BLAS default" in own.stdout and "budgets may differ" in own.stdout
+    both = run_cli(["demo", "--own-threads", "--n-threads", "1"], cwd=tmp_path)
+    assert both.returncode == 2 and "exclude each other" in both.stderr
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                    reason="needs 2+ CPUs, where scikit-learn's BLAS would use more than 1 thread")
+def test_demo_limits_scikit_learns_blas_to_the_budget(monkeypatch):
+    # The limit is applied, not only printed: scikit-learn's fit runs with its BLAS at the
+    # budget (1 here, the test session's default; BLAS alone would use every CPU).
+    import argparse
+    import io
+
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from threadpoolctl import threadpool_info
+
+    from cprop import _demo
+
+    seen = []
+
+    class Recording(SkMLPClassifier):
+        def fit(self, X, y):
+            seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+            return super().fit(X, y)
+
+    real = _demo.make_estimators
+
+    def make(args):
+        cp, sk = real(args)
+        return cp, Recording(**sk.get_params())
+
+    monkeypatch.setattr(_demo, "make_estimators", make)
+    args = _demo.add_arguments(argparse.ArgumentParser()).parse_args(["--max-iter", "2"])
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _demo.run(args, out=out) == 0
+    from cprop._openmp import effective_n_threads
+    budget = effective_n_threads(None)
+    assert f"scikit-learn BLAS limited to {budget}" in out.getvalue()
+    assert seen and all(threads and set(threads) == {budget} for threads in seen)

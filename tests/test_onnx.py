@@ -1,0 +1,186 @@
+"""ONNX export (``cprop.onnx``): onnxruntime reproduces predict / predict_proba.
+
+The reference is the estimator itself: onnxruntime runs the exported graph on the same rows and
+its labels must equal ``predict`` and its probabilities / values ``predict_proba`` / ``predict``
+to the rounding of the dtype (float64: 1e-12, float32: 1e-6).
+"""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+ONNX_MISSING = "needs the 'onnx' extra: pip install 'cprop[onnx]'"
+pytest.importorskip("skl2onnx", reason=ONNX_MISSING)
+ort = pytest.importorskip("onnxruntime", reason=ONNX_MISSING)
+
+from sklearn.datasets import make_classification, make_regression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from skl2onnx import to_onnx  # noqa: E402
+
+import cprop.onnx  # noqa: E402
+from cprop import MLPClassifier, MLPRegressor  # noqa: E402
+
+TOL = {np.float64: 1e-12, np.float32: 1e-6}
+HIDDEN = ("identity", "logistic", "tanh", "relu")
+
+
+def _fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning from short fits
+        return est.fit(X, y)
+
+
+def _run(onx, X):
+    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: X}), [o.name for o in sess.get_outputs()]
+
+
+def _data(dtype, n_classes=3, n_samples=120):
+    X, y = make_classification(n_samples=n_samples, n_features=7, n_informative=5,
+                               n_classes=n_classes, random_state=0)
+    return X.astype(dtype), y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_classifier_every_hidden_activation(dtype, activation):
+    X, y = _data(dtype)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(9, 6), activation=activation, max_iter=40,
+                             random_state=0), X, y)
+    assert clf.coefs_[0].dtype == dtype
+    (label, proba), names = _run(to_onnx(clf, X[:1], options={"zipmap": False}), X)
+    assert names == ["label", "probabilities"]
+    assert proba.dtype == dtype
+    np.testing.assert_array_equal(label, clf.predict(X))
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=0, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("target", ["binary", "strings", "multilabel", "integral_floats"])
+def test_classifier_targets(dtype, target):
+    X, y = _data(dtype, n_classes=3)
+    if target == "binary":
+        y = np.where(y == 1, 7, -2)  # logistic output, both probability columns
+    elif target == "strings":
+        y = np.array(["cat", "dog", "eel"])[y]
+    elif target == "multilabel":
+        y = np.c_[y == 1, y == 2, y != 0].astype(int)
+    else:
+        y = y.astype(float) * 2.0
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=40, random_state=0), X, y)
+    (label, proba), _ = _run(to_onnx(clf, X[:1], options={"zipmap": False}), X)
+    expected = clf.predict(X)
+    assert label.shape == expected.shape
+    if target == "strings":
+        assert list(label) == list(expected)
+    else:
+        np.testing.assert_array_equal(label, expected)
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=0, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss, n_targets", [("squared_error", 1), ("squared_error", 3),
+                                             ("poisson", 1)])
+def test_regressor(dtype, loss, n_targets):
+    X, y = make_regression(n_samples=100, n_features=6, n_targets=n_targets, random_state=0)
+    X = X.astype(dtype)
+    if loss == "poisson":
+        y = np.abs(y) / 50
+    reg = _fit(MLPRegressor(loss=loss, hidden_layer_sizes=(10,), activation="tanh", max_iter=40,
+                            random_state=0), X, y)
+    (pred,), names = _run(to_onnx(reg, X[:1]), X)
+    assert names == ["variable"] and pred.shape == (len(X), n_targets) and pred.dtype == dtype
+    scale = max(1.0, np.abs(reg.predict(X)).max())
+    np.testing.assert_allclose(pred, reg.predict(X).reshape(len(X), -1), rtol=0,
+                               atol=TOL[dtype] * scale)
+
+
+def test_float64_model_float32_input_computes_in_float32():
+    X, y = _data(np.float64)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=40, random_state=0), X, y)
+    X32 = X.astype(np.float32)
+    (label, proba), _ = _run(to_onnx(clf, X32[:1], options={"zipmap": False}), X32)
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba, clf.predict_proba(X32), rtol=0, atol=1e-6)
+
+
+def test_pipeline_and_zipmap_options():
+    X, y = _data(np.float64)
+    y = np.array(["a", "b", "c"])[y]
+    pipe = _fit(make_pipeline(StandardScaler(),
+                              MLPClassifier(hidden_layer_sizes=(8,), max_iter=40, random_state=0)),
+                X, y)
+    # ONNX's ZipMap takes float tensors only (in onnxruntime), so these graphs get float32 rows.
+    X = X.astype(np.float32)
+    expected = pipe.predict_proba(X)
+    # default zipmap=True: a list of {class: probability}
+    (label, zipped), names = _run(to_onnx(pipe, X[:1]), X)
+    assert names == ["output_label", "output_probability"]
+    assert list(label) == list(pipe.predict(X))
+    assert [sorted(d) for d in zipped[:2]] == [["a", "b", "c"]] * 2
+    np.testing.assert_allclose([[d[c] for c in "abc"] for d in zipped], expected, atol=1e-6)
+    # zipmap='columns': one output per class
+    outs, names = _run(to_onnx(pipe, X[:1], options={"zipmap": "columns"}), X)
+    assert names[-3:] == ["sa", "sb", "sc"]  # skl2onnx names string-class columns "s" + label
+    np.testing.assert_allclose(np.c_[tuple(outs[-3:])], expected, atol=1e-6)
+    # zipmap=False + output_class_labels: the classes as a third output
+    mlp = pipe[-1]
+    outs, names = _run(to_onnx(pipe, X[:1], options={id(mlp): {"zipmap": False,
+                                                                "output_class_labels": True}}), X)
+    assert len(outs) == 3 and list(outs[2]) == list(mlp.classes_)
+    # nocl: class indices instead of the labels, in the label output and the ZipMap keys
+    (label, zipped), _ = _run(to_onnx(pipe, X[:1], options={id(mlp): {"nocl": True}}), X)
+    np.testing.assert_array_equal(label, np.searchsorted(mlp.classes_, pipe.predict(X)))
+    assert sorted(zipped[0]) == [0, 1, 2]
+
+
+def test_unknown_activation_is_a_clear_error():
+    X, y = _data(np.float64)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0), X, y)
+    clf.activation = "swish"  # as a future engine activation would appear
+    with pytest.raises(ValueError, match=r"hidden activation 'swish' has no ONNX converter"):
+        to_onnx(clf, X[:1])
+    # one table entry is all a new activation needs
+    cprop.onnx.ACTIVATIONS["swish"] = cprop.onnx.ACTIVATIONS["relu"]
+    try:
+        clf.activation = "relu"
+        expected = clf.predict_proba(X)
+        clf.activation = "swish"
+        (label, proba), _ = _run(to_onnx(clf, X[:1], options={"zipmap": False}), X)
+        np.testing.assert_allclose(proba, expected, atol=1e-12)
+    finally:
+        del cprop.onnx.ACTIVATIONS["swish"]
+
+
+BLOCK_SKL2ONNX = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "skl2onnx" or name.startswith("skl2onnx."):
+            raise ImportError("No module named 'skl2onnx' (blocked by the test)")
+sys.meta_path.insert(0, Block())
+import cprop.onnx
+"""
+
+
+def test_missing_extra_says_what_to_install():
+    import os
+
+    import cprop as pkg
+    env = dict(os.environ)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
+    res = subprocess.run([sys.executable, "-c", BLOCK_SKL2ONNX], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode != 0
+    assert "pip install 'cprop[onnx]'" in res.stderr
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(cprop.onnx, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
