@@ -29,7 +29,8 @@ from ._activations import ACTIVATION_CODES
 from ._losses import LOSS_CODES
 from ._openmp import effective_n_threads
 
-HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "selu",
+                      "softplus", "gelu", "gelu_tanh", "silu", "mish")
 OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
                "logistic": "binary_log_loss", "exp": "poisson"}
 # Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived

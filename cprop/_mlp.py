@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._engine import Network, OptimizerState, as_engine_input, to_engine_csr
+from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -54,7 +54,7 @@ class BaseMLP(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -128,15 +128,34 @@ class BaseMLP(BaseEstimator, ABC):
         dt = np.asarray(self.coefs_[0]).dtype
         return dt if dt in _FLOATS else np.dtype(np.float64)
 
+    def _hidden_activations(self, n_hidden):
+        """``activation`` as a tuple of one name per hidden layer (a single name is repeated)."""
+        act = self.activation
+        if isinstance(act, str):
+            return (act,) * n_hidden
+        act = tuple(act)
+        bad = [a for a in act if not isinstance(a, str) or a not in HIDDEN_ACTIVATIONS]
+        if bad:
+            raise ValueError(
+                f"activation={self.activation!r} holds {bad!r}, which are not activations; each "
+                f"entry must be one of {sorted(HIDDEN_ACTIVATIONS)}.")
+        if len(act) != n_hidden:
+            raise ValueError(
+                f"activation={self.activation!r} gives {len(act)} activations for {n_hidden} hidden "
+                f"layers (hidden_layer_sizes={self.hidden_layer_sizes!r}). Pass one name for all "
+                "hidden layers or a list with exactly one name per hidden layer.")
+        return act
+
     def _network(self, layer_units, dtype):
-        key = (tuple(int(u) for u in layer_units), self.activation, self.out_activation_,
+        acts = self._hidden_activations(len(layer_units) - 2)
+        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_,
                np.dtype(dtype).str, effective_n_threads(self.n_threads))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
         if net is None:
             if len(nets) >= 4:
                 nets.clear()
-            net = Network(key[0], self.activation, self.out_activation_, dtype, self.n_threads)
+            net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads)
             nets[key] = net
         return net
 
@@ -496,9 +515,15 @@ _PARAMS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element represents the number of neurons in the ith hidden layer.
 
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation function for the hidden layers: 'identity' f(x) = x, 'logistic'
-        f(x) = 1 / (1 + exp(-x)), 'tanh' f(x) = tanh(x), 'relu' f(x) = max(0, x).
+    activation : str or list of str, default='relu'
+        Activation function for the hidden layers: one name for all of them, or a list with one
+        name per hidden layer (cprop extension). scikit-learn's four: 'identity' f(x) = x,
+        'logistic' f(x) = 1 / (1 + exp(-x)), 'tanh' f(x) = tanh(x), 'relu' f(x) = max(0, x).
+        cprop adds 'leaky_relu' (x for x > 0, 0.01 x otherwise), 'elu' (x, or exp(x) - 1),
+        'selu' (1.0507 x, or 1.0507 * 1.6733 (exp(x) - 1); pair it with ``init='lecun_normal'``),
+        'softplus' log(1 + exp(x)), 'gelu' x Phi(x) (exact, with the normal CDF Phi),
+        'gelu_tanh' (its tanh approximation), 'silu' x / (1 + exp(-x)) and 'mish'
+        x tanh(softplus(x)).
 
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         The solver for weight optimization: 'lbfgs' (scipy's L-BFGS-B on the full-batch loss),

@@ -195,3 +195,80 @@ def test_engine_rejects_bad_arguments():
         Network([3, 0, 2], "relu", "identity", np.float64)
     with pytest.raises(ValueError, match="layer 0"):
         net.pack([np.zeros((3, 5)), np.zeros((4, 2))], [np.zeros(4), np.zeros(2)])
+
+
+# ---- activations beyond scikit-learn (issue 11): every kernel path, dense and sparse --------------
+NEW_HIDDEN = ["leaky_relu", "elu", "selu", "softplus", "gelu", "gelu_tanh", "silu", "mish"]
+
+
+def _central_differences(net, params, X, Y, sw, alpha, h=1e-6):
+    fd = np.empty_like(params)
+    for i in range(params.size):
+        p1, p2 = params.copy(), params.copy()
+        p1[i] += h
+        p2[i] -= h
+        fd[i] = (net.loss_grad(p1, X, Y, sw, alpha)[0] - net.loss_grad(p2, X, Y, sw, alpha)[0]) / (2 * h)
+    return fd
+
+
+@pytest.mark.parametrize("hidden", NEW_HIDDEN)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_new_activation_gradients(hidden, sparse, kernel):
+    """The fused forward epilogue (with the saved pre-activation for gelu/silu/mish) and the
+    derivative epilogue, through two hidden layers, against central differences."""
+    rng = np.random.default_rng(8)
+    n, sizes = 13, [5, 7, 6, 3]
+    net = Network(sizes, [hidden, hidden], "softmax", np.float64, n_threads=1)
+    params = net.init_params(np.random.RandomState(4)) + 0.03  # away from the kinks at 0
+    X = rng.standard_normal((n, sizes[0]))
+    if sparse:
+        X = sp.csr_matrix(X * (rng.random(X.shape) < 0.5))
+    Y = _targets("softmax", rng, n, sizes[-1])
+    sw = rng.random(n) + 0.5
+    _, grad = net.loss_grad(params, X, Y, sw, 0.1)
+    fd = _central_differences(net, params, X, Y, sw, 0.1)
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) <= 1e-6
+    # the forward pass against numpy, with each layer's own activation
+    ref = np.asarray(X.todense()) if sparse else X
+    for W, b, act in zip(net.coefs(params), net.intercepts(params), [hidden, hidden, "softmax"]):
+        Z = ref @ W + b
+        if act == "softmax":
+            ref = softmax(Z, axis=1)
+        else:
+            ref = Z.copy()
+            from cprop._activations import forward as act_forward
+            act_forward(act, ref)
+    np.testing.assert_allclose(net.predict(params, X), ref, rtol=1e-12, atol=1e-15)
+
+
+def test_mixed_activations_per_layer_gradient(kernel):
+    """One activation per hidden layer: a z-reading one between two output-reading ones."""
+    rng = np.random.default_rng(9)
+    n, sizes = 9, [4, 5, 6, 5, 2]
+    acts = ["selu", "gelu", "softplus"]
+    net = Network(sizes, acts, "identity", np.float64, n_threads=1)
+    params = net.init_params(np.random.RandomState(5))
+    X = rng.standard_normal((n, sizes[0]))
+    Y = rng.standard_normal((n, sizes[-1]))
+    _, grad = net.loss_grad(params, X, Y, None, 0.0)
+    fd = _central_differences(net, params, X, Y, None, 0.0)
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) <= 1e-6
+    z_off = net.plan(8)["z_off"]   # only gelu's layer keeps its pre-activation
+    assert z_off[1] == -1 and z_off[2] >= 0 and z_off[3] == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_new_activations_bitwise_identical_across_thread_counts(dtype):
+    rng = np.random.default_rng(10)
+    n, sizes = 600, [120, 96, 64, 10]
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = _targets("softmax", rng, n, sizes[-1])
+    results = []
+    for nt in (1, 2, 3):
+        net = Network(sizes, ["gelu", "mish"], "softmax", dtype, n_threads=nt)
+        params = net.init_params(np.random.RandomState(0))
+        loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
+        results.append((loss, grad))
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert np.array_equal(grad, results[0][1])

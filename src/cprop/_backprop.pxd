@@ -11,6 +11,8 @@ cdef struct NetSpec:
     const intp_t* b_off      # b_l (sizes[l+1]) at params + b_off[l]
     const intp_t* a_off      # A_l (cap x sizes[l]) at work + a_off[l]   (l = 0..L)
     const intp_t* d_off      # D_l (cap x sizes[l]) at work + d_off[l]   (l = 1..L)
+    const intp_t* z_off      # Z_l (cap x sizes[l]), the pre-activation of A_l, at work + z_off[l]
+                             # when acts[l-1] reads z in its derivative (act_needs_z), else -1
     intp_t y_off             # batch targets (cap x sizes[L])
     intp_t sw_off            # batch sample weights (cap)
     intp_t gemm_off          # GEMM packing workspace

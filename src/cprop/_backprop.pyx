@@ -13,8 +13,11 @@ Design
    carries sw_i / sum(sw)), so a full-batch gradient can be accumulated over row chunks.
 4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 split over column blocks
    of the output so each gradient element is summed in row order by one thread.
-5. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
-6. The caller may name rows to prefetch during the first layer's weight-gradient product (the
+5. An activation whose derivative reads the pre-activation (gelu, silu, mish: act_needs_z) has
+   its Z_l = A_{l-1} W_{l-1} + b_{l-1} written by the forward epilogue into a plan buffer, and the
+   backward epilogue reads Z_l instead of A_l; other activations have no such buffer.
+6. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
+7. The caller may name rows to prefetch during the first layer's weight-gradient product (the
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 """
@@ -25,7 +28,9 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm cimport gemm, gemm_work_size, Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV
-from cprop._activations cimport ACT_SOFTMAX, ACT_IDENTITY, act_forward_row, forward_rows
+from cprop._kernels cimport EPI_BIAS_ACT_Z
+from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, ACT_MISH, act_forward_row,
+                                 forward_rows, act_needs_z)
 
 cdef enum:
     COL_BLOCK = 64           # columns per task in sparse X^T D and column sums
@@ -132,27 +137,31 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
     cdef intp_t fan_in, fan_out
     cdef const floating* A
     cdef floating* Z
+    cdef floating* zsave
     cdef Epilogue epi
     for l in range(net.L):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         act = net.acts[l]
         Z = out if (l == net.L - 1 and out != NULL) else work + net.a_off[l + 1]
+        zsave = (work + net.z_off[l + 1]) if net.z_off[l + 1] >= 0 else NULL
         if l == 0 and x.sparse:
             _sparse_forward(x, n, params + net.w_off[0], fan_out, Z, net.n_threads)
-            forward_rows(Z, n, fan_out, fan_out, params + net.b_off[0], act, net.n_threads)
+            forward_rows(Z, n, fan_out, fan_out, params + net.b_off[0], act, zsave, net.n_threads)
             continue
         A = (<const floating*>x.dense) if l == 0 else work + net.a_off[l]
-        epi.kind = EPI_BIAS_ACT
+        epi.kind = EPI_BIAS_ACT if zsave == NULL else EPI_BIAS_ACT_Z
         epi.act = ACT_IDENTITY if act == ACT_SOFTMAX else act
         epi.bias = <const void*>(params + net.b_off[l])
         epi.aux = NULL
         epi.ldaux = 0
         epi.prefetch = NULL
+        epi.zsave = <void*>zsave
+        epi.ldz = fan_out
         gemm(False, False, n, fan_out, fan_in, <floating>1, A, fan_in, params + net.w_off[l],
              fan_out, <floating>0, Z, fan_out, &epi, work + net.gemm_off, net.n_threads)
         if act == ACT_SOFTMAX:
-            forward_rows(Z, n, fan_out, fan_out, NULL, ACT_SOFTMAX, net.n_threads)
+            forward_rows(Z, n, fan_out, fan_out, NULL, ACT_SOFTMAX, NULL, net.n_threads)
 
 
 # ---- backward, one layer ---------------------------------------------------------------------------
@@ -178,6 +187,8 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
     epi.aux = NULL
     epi.ldaux = 0
     epi.prefetch = prefetch if l == 0 else NULL
+    epi.zsave = NULL
+    epi.ldz = 0
     gemm(True, False, fan_in, fan_out, n, <floating>1, A, fan_in, D, fan_out,
          <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out, &epi,
          work + net.gemm_off, net.n_threads)
@@ -185,7 +196,8 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         epi.kind = EPI_MUL_DERIV
         epi.act = net.acts[l - 1]
         epi.bias = NULL
-        epi.aux = <const void*>(work + net.a_off[l])
+        # the derivative reads A_l, or Z_l for an activation that needs it (design note 5)
+        epi.aux = <const void*>(work + (net.z_off[l] if net.z_off[l] >= 0 else net.a_off[l]))
         epi.ldaux = fan_in
         epi.prefetch = NULL
         gemm(False, True, n, fan_in, fan_out, <floating>1, D, fan_out, params + net.w_off[l],
@@ -194,6 +206,9 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
 
 
 # ---- plans -----------------------------------------------------------------------------------------
+_NEEDS_Z = frozenset(code for code in range(ACT_MISH + 1) if act_needs_z(code))
+
+
 def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
     """Offsets of parameters and work buffers for a network, as int arrays (see NetSpec).
 
@@ -233,6 +248,11 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
     for l in range(1, L + 1):
         d_off[l] = off
         off += cap * sizes[l]
+    z_off = np.full(L + 1, -1, np.intp)
+    for l in range(1, L):
+        if int(acts[l - 1]) in _NEEDS_Z:
+            z_off[l] = off
+            off += cap * sizes[l]
     y_off = off
     off += cap * sizes[L]
     sw_off = off
@@ -247,6 +267,6 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
     gemm_off = off + 16     # keep 64-byte alignment slack between regions
     total = gemm_off + gw
     return {"sizes": sizes, "acts": acts, "loss": int(loss), "w_off": w_off, "b_off": b_off,
-            "a_off": a_off, "d_off": d_off, "y_off": int(y_off), "sw_off": int(sw_off),
+            "a_off": a_off, "d_off": d_off, "z_off": z_off, "y_off": int(y_off), "sw_off": int(sw_off),
             "gemm_off": int(gemm_off), "cap": cap, "n_threads": int(n_threads),
             "n_params": int(n_params), "work_size": int(total)}

@@ -11,6 +11,8 @@ cdef enum:
     EPI_NONE = 0
     EPI_BIAS_ACT = 1     # C := f(C + 1 bias^T)            (forward: bias + activation at write-back)
     EPI_MUL_DERIV = 2    # C := C * f'(.) written via aux  (backward: activation derivative into delta)
+    EPI_BIAS_ACT_Z = 3   # as EPI_BIAS_ACT, and zsave := C + 1 bias^T (the pre-activation, for the
+                         # activations whose derivative reads z: _activations.act_needs_z)
 
 cdef struct Epilogue:
     int kind
@@ -19,6 +21,8 @@ cdef struct Epilogue:
     const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
     intp_t ldaux
     const RowPrefetch* prefetch   # rows to prefetch while the product runs, or NULL
+    void* zsave          # floating[M, ldz]: pre-activations written by EPI_BIAS_ACT_Z (else unread)
+    intp_t ldz
 
 # C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n]   (C never read when beta == 0)
 # A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, for a table with direct_a,

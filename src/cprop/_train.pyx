@@ -134,7 +134,7 @@ cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
 cdef class _Spec:
     """Keeps a plan's arrays alive and exposes them as a NetSpec."""
     cdef NetSpec spec
-    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off
+    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off
     cdef int[::1] acts
 
     def __init__(self, dict plan):
@@ -144,6 +144,7 @@ cdef class _Spec:
         self.b_off = plan["b_off"]
         self.a_off = plan["a_off"]
         self.d_off = plan["d_off"]
+        self.z_off = plan["z_off"]
         self.spec.L = self.sizes.shape[0] - 1
         self.spec.sizes = &self.sizes[0]
         self.spec.acts = &self.acts[0]
@@ -152,6 +153,7 @@ cdef class _Spec:
         self.spec.b_off = &self.b_off[0]
         self.spec.a_off = &self.a_off[0]
         self.spec.d_off = &self.d_off[0]
+        self.spec.z_off = &self.z_off[0]
         self.spec.y_off = plan["y_off"]
         self.spec.sw_off = plan["sw_off"]
         self.spec.gemm_off = plan["gemm_off"]

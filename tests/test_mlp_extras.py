@@ -1,0 +1,67 @@
+"""Estimator parameters beyond scikit-learn (issue 11): activations per layer, ..."""
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.datasets import load_digits, make_regression
+from sklearn.utils._param_validation import InvalidParameterError
+
+from cprop import MLPClassifier, MLPRegressor
+from cprop._activations import forward as act_forward
+
+NEW_HIDDEN = ["leaky_relu", "elu", "selu", "softplus", "gelu", "gelu_tanh", "silu", "mish"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:300] / 16, y[:300]
+
+
+def _numpy_predict(est, X, acts):
+    A = X
+    for W, b, act in zip(est.coefs_, est.intercepts_, list(acts) + [est.out_activation_]):
+        Z = A @ W + b
+        if act == "softmax":
+            A = softmax(Z, axis=1)
+        else:
+            A = Z.copy()
+            act_forward(act, A)
+    return A
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_list_one_per_layer(digits, dtype):
+    X, y = digits
+    X = X.astype(dtype)
+    acts = ["gelu", "selu", "mish"]
+    clf = MLPClassifier((12, 10, 8), activation=acts, max_iter=5, random_state=0).fit(X, y)
+    assert clf.coefs_[0].dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(clf.predict_proba(X), _numpy_predict(clf, X, acts), rtol=tol,
+                               atol=tol)
+    # a list of one repeated name is that name
+    a = MLPClassifier((12, 10), activation=["silu", "silu"], max_iter=3, random_state=0).fit(X, y)
+    b = MLPClassifier((12, 10), activation="silu", max_iter=3, random_state=0).fit(X, y)
+    for wa, wb in zip(a.coefs_, b.coefs_):
+        assert np.array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("name", NEW_HIDDEN)
+def test_each_new_activation_trains(name):
+    X, y = make_regression(n_samples=120, n_features=6, noise=0.1, random_state=0)
+    y = y / y.std()
+    reg = MLPRegressor(hidden_layer_sizes=(16,), activation=name, solver="lbfgs", max_iter=200, random_state=0)
+    reg.fit(X, y)
+    assert reg.score(X, y) > 0.9
+    np.testing.assert_allclose(reg.predict(X), _numpy_predict(reg, X, [name]).ravel(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_bad_activation_lists(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="gives 1 activations for 2 hidden layers"):
+        MLPClassifier((4, 3), activation=["gelu"], max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="which are not activations"):
+        MLPClassifier((4,), activation=["swish"], max_iter=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="activation"):
+        MLPClassifier((4,), activation="swish").fit(X, y)
