@@ -33,6 +33,8 @@ HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu
                       "softplus", "gelu", "gelu_tanh", "silu", "mish")
 OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
                "logistic": "binary_log_loss", "exp": "poisson"}
+# Losses other than the canonical one that an output activation may carry.
+OTHER_LOSSES = {"identity": ("absolute_error", "huber")}
 # Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived
 # from the thread count) so results do not depend on it.
 FULL_BATCH_CHUNK = 4096
@@ -94,9 +96,15 @@ class Network:
         float32 or float64; parameters, data and buffers all use it.
     n_threads : int or None
         OpenMP threads (None: the engine's policy, see ``cprop._openmp.effective_n_threads``).
+    loss : str or None
+        None: the output activation's canonical loss. With an identity output also
+        'absolute_error' or 'huber'.
+    huber_delta : float
+        The Huber loss's threshold (quadratic below it, linear above).
     """
 
-    def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None):
+    def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None, loss=None,
+                 huber_delta=1.0):
         self.layer_sizes = [int(s) for s in layer_sizes]
         if len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1:
             raise ValueError(f"layer_sizes must hold >= 2 positive ints; got {layer_sizes}.")
@@ -114,7 +122,13 @@ class Network:
                              f"{sorted(OUTPUT_LOSS)}.")
         self.activations = activation
         self.out_activation = out_activation
-        self.loss = OUTPUT_LOSS[out_activation]
+        self.loss = OUTPUT_LOSS[out_activation] if loss is None else loss
+        if self.loss not in (OUTPUT_LOSS[out_activation],) + OTHER_LOSSES.get(out_activation, ()):
+            raise ValueError(f"loss {loss!r} does not go with the output activation "
+                             f"{out_activation!r}.")
+        self.huber_delta = float(huber_delta)
+        if not self.huber_delta > 0:
+            raise ValueError(f"huber_delta must be > 0; got {huber_delta}.")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype}.")
@@ -132,7 +146,7 @@ class Network:
         if key not in self._plans:
             self._plans[key] = _backprop.make_plan(self.layer_sizes, self._acts,
                                                    LOSS_CODES[self.loss], key, self.dtype,
-                                                   self.n_threads)
+                                                   self.n_threads, loss_param=self.huber_delta)
         return self._plans[key]
 
     def coefs(self, params):

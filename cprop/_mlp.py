@@ -146,16 +146,24 @@ class BaseMLP(BaseEstimator, ABC):
                 "hidden layers or a list with exactly one name per hidden layer.")
         return act
 
+    def _engine_loss(self):
+        """(loss, huber_delta) for the engine: None for the output activation's canonical loss."""
+        if self.loss in ("absolute_error", "huber"):
+            return self.loss, float(getattr(self, "huber_delta", 1.0))
+        return None, 1.0
+
     def _network(self, layer_units, dtype):
         acts = self._hidden_activations(len(layer_units) - 2)
-        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_,
+        loss, huber_delta = self._engine_loss()
+        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, huber_delta,
                np.dtype(dtype).str, effective_n_threads(self.n_threads))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
         if net is None:
             if len(nets) >= 4:
                 nets.clear()
-            net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads)
+            net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads,
+                          loss=loss, huber_delta=huber_delta)
             nets[key] = net
         return net
 
@@ -865,10 +873,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson'}, default='squared_error'
+    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, default='squared_error'
         The loss: half the squared error (identity output) or half the Poisson deviance
-        (exponential output, requires ``y >= 0``). With several outputs the squared error is
-        summed over outputs, the function whose gradient is applied.
+        (exponential output, requires ``y >= 0``). With several outputs the loss is summed over
+        outputs, the function whose gradient is applied. cprop adds 'absolute_error'
+        ``|y - p|`` and 'huber' (``(y - p)^2 / 2`` where ``|y - p| <= huber_delta``,
+        ``huber_delta * (|y - p| - huber_delta / 2)`` beyond), both on an identity output: they
+        limit the pull of outliers. Their gradients are ``sign(p - y)`` and ``p - y`` clipped to
+        ``[-huber_delta, huber_delta]``.
+
+    huber_delta : float, default=1.0
+        Threshold of the Huber loss, in the units of y (scale y or set it to the residual size
+        beyond which points count as outliers). Used only with ``loss='huber'``.
 """ + _PARAMS_DOC + """
     Attributes
     ----------""" + _ATTRS_DOC.format(score="R2") + """
@@ -895,7 +911,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
@@ -904,7 +921,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+                 n_threads=None, huber_delta=1.0):
+        self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,

@@ -65,3 +65,44 @@ def test_bad_activation_lists(digits):
         MLPClassifier((4,), activation=["swish"], max_iter=1).fit(X, y)
     with pytest.raises(InvalidParameterError, match="activation"):
         MLPClassifier((4,), activation="swish").fit(X, y)
+
+
+# ---- loss='absolute_error' and 'huber' ----------------------------------------------------------------
+def _outlier_data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    y = X @ np.array([1.0, 2.0, 3.0]) + 0.05 * rng.standard_normal(300)
+    y[:15] += 40.0   # 5% gross outliers
+    return X, y
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "huber"])
+def test_robust_losses_resist_outliers(loss):
+    X, y = _outlier_data()
+    kw = dict(hidden_layer_sizes=(16,), max_iter=300, random_state=0, learning_rate_init=0.01)
+    sq = MLPRegressor(**kw).fit(X, y)
+    rob = MLPRegressor(loss=loss, **kw).fit(X, y)
+    err = lambda m: np.median(np.abs(m.predict(X[15:]) - y[15:]))  # noqa: E731
+    assert err(rob) < 0.3 * err(sq), (err(rob), err(sq))
+    assert rob.out_activation_ == "identity"
+
+
+def test_huber_with_large_delta_is_squared_error():
+    """Below delta the Huber gradient is p - y exactly, so training follows squared error."""
+    X, y = _outlier_data()
+    y = y[15:] / 10
+    X = X[15:]
+    kw = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    a = MLPRegressor(**kw).fit(X, y)
+    b = MLPRegressor(loss="huber", huber_delta=1e6, **kw).fit(X, y)
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert np.array_equal(wa, wb)
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-12)
+
+
+def test_huber_delta_validated():
+    X, y = _outlier_data()
+    with pytest.raises(InvalidParameterError, match="huber_delta"):
+        MLPRegressor(loss="huber", huber_delta=0.0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="loss"):
+        MLPRegressor(loss="quantile").fit(X, y)

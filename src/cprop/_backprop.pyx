@@ -209,7 +209,7 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
 _NEEDS_Z = frozenset(code for code in range(ACT_MISH + 1) if act_needs_z(code))
 
 
-def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
+def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, double loss_param=0.0):
     """Offsets of parameters and work buffers for a network, as int arrays (see NetSpec).
 
     Examples
@@ -266,7 +266,7 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
                  work_size(is_float, cap, fi, fo, n_threads))          # D W_l^T
     gemm_off = off + 16     # keep 64-byte alignment slack between regions
     total = gemm_off + gw
-    return {"sizes": sizes, "acts": acts, "loss": int(loss), "w_off": w_off, "b_off": b_off,
+    return {"sizes": sizes, "acts": acts, "loss": int(loss), "loss_param": float(loss_param), "w_off": w_off, "b_off": b_off,
             "a_off": a_off, "d_off": d_off, "z_off": z_off, "y_off": int(y_off), "sw_off": int(sw_off),
             "gemm_off": int(gemm_off), "cap": cap, "n_threads": int(n_threads),
             "n_params": int(n_params), "work_size": int(total)}

@@ -149,6 +149,7 @@ cdef class _Spec:
         self.spec.sizes = &self.sizes[0]
         self.spec.acts = &self.acts[0]
         self.spec.loss = plan["loss"]
+        self.spec.loss_param = plan["loss_param"]
         self.spec.w_off = &self.w_off[0]
         self.spec.b_off = &self.b_off[0]
         self.spec.a_off = &self.a_off[0]
@@ -265,7 +266,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
             forward(net, &params[0], &x, cn, wk, NULL)
             loss_delta_rows(net.loss, &Y[start, 0], wk + net.a_off[net.L], wk + net.d_off[net.L],
                             (sw + start) if sw != NULL else NULL, cn, n_out, 1.0 / sw_sum,
-                            &rows[0], net.n_threads)
+                            &rows[0], net.loss_param, net.n_threads)
             for i in range(cn):
                 lsum += rows[i]
             for l in range(net.L - 1, -1, -1):
@@ -375,7 +376,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             # -- forward, loss and output delta --
             forward(net, P, &x, cn, wk, NULL)
             loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
-                            n_out, 1.0 / sw_sum, &rows[0], net.n_threads)
+                            n_out, 1.0 / sw_sum, &rows[0], net.loss_param, net.n_threads)
             lsum = 0
             for i in range(cn):
                 lsum += rows[i]
