@@ -39,6 +39,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._init import INITS, draw_layers
 from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
@@ -78,13 +79,14 @@ class BaseMLP(BaseEstimator, ABC):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "n_threads": [None, Interval(Integral, 1, None, closed="left"),
                       Interval(Integral, None, -1, closed="right")],
+        "init": [StrOptions(set(INITS))],
     }
 
     @abstractmethod
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads):
+                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, init="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -110,6 +112,7 @@ class BaseMLP(BaseEstimator, ABC):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.n_threads = n_threads
+        self.init = init
 
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
@@ -228,8 +231,10 @@ class BaseMLP(BaseEstimator, ABC):
         else:
             self.out_activation_ = "logistic"
         net = self._network(layer_units, dtype)
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        params = net.init_params(self._random_state, factor)
+        activation = self.activation
+        if not isinstance(activation, str):
+            activation = self._hidden_activations(len(layer_units) - 2)
+        params = net.pack(*draw_layers(self.init, layer_units, activation, self._random_state))
         self._expose(net, params)
         self._best_params = params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -614,6 +619,16 @@ _PARAMS_DOC = """
         Number of OpenMP threads of the compiled engine. None follows ``OMP_NUM_THREADS`` and
         threadpoolctl limits, else all usable CPUs; -1 means all CPUs, -2 all but one, ...
         Results are bitwise identical for every thread count.
+
+    init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
+            'lecun_normal', 'orthogonal'}, default='auto'
+        Weight initialisation, drawn from ``random_state`` (cprop extension). 'auto' is
+        scikit-learn's: W and b from U(-r, r), r = sqrt(6 / (fan_in + fan_out)) (2 instead of 6
+        for logistic units), the same draws bit for bit. The others draw the weights only and
+        start the biases at 0: glorot_uniform U(+-sqrt(6 / (fan_in + fan_out))), glorot_normal
+        N(0, 2 / (fan_in + fan_out)), he_uniform U(+-sqrt(6 / fan_in)), he_normal
+        N(0, 2 / fan_in) (for relu-like units), lecun_normal N(0, 1 / fan_in) (for 'selu'),
+        orthogonal (orthonormal rows or columns, from the QR decomposition of a normal matrix).
 """
 
 _ATTRS_DOC = """
@@ -706,7 +721,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None):
+                 n_threads=None, init="auto"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -716,7 +731,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads)
+            n_threads=n_threads, init=init)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -921,7 +936,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, huber_delta=1.0):
+                 n_threads=None, huber_delta=1.0, init="auto"):
         self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -931,7 +946,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, n_threads=n_threads)
+            max_fun=max_fun, n_threads=n_threads, init=init)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
