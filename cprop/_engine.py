@@ -243,7 +243,8 @@ class Network:
             batch_size, self.plan(batch_size), float(alpha), state.solver,
             float(state.learning_rate), momentum=float(state.momentum),
             nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
-            epsilon=float(state.epsilon), t=float(state.t))
+            epsilon=float(state.epsilon), t=float(state.t),
+            weight_decay=float(getattr(state, "weight_decay", 0.0)))
         state.t = int(t)
         return acc / n
 
@@ -265,16 +266,17 @@ class Network:
 
 
 class OptimizerState:
-    """State of SGD (velocity) or Adam (moments and step count) for a flat parameter vector.
+    """State of SGD (velocity) or Adam/AdamW (moments and step count) for a flat parameter vector.
 
     ``learning_rate`` is the *current* rate (the estimator changes it between epochs for
     'invscaling' and 'adaptive' schedules); Adam's bias correction uses ``t``.
     """
 
     def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
-                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-        if solver not in ("sgd", "adam"):
-            raise ValueError(f"solver must be 'sgd' or 'adam'; got {solver!r}.")
+                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0):
+        if solver not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"solver must be 'sgd', 'adam' or 'adamw'; got {solver!r}.")
+        self.weight_decay = weight_decay
         self.solver = solver
         self.learning_rate = learning_rate
         self.momentum = momentum

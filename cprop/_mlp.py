@@ -43,7 +43,7 @@ from ._init import INITS, draw_layers
 from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -56,7 +56,7 @@ class BaseMLP(BaseEstimator, ABC):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -80,13 +80,15 @@ class BaseMLP(BaseEstimator, ABC):
         "n_threads": [None, Interval(Integral, 1, None, closed="left"),
                       Interval(Integral, None, -1, closed="right")],
         "init": [StrOptions(set(INITS))],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
     }
 
     @abstractmethod
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, init="auto"):
+                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, init="auto",
+                 weight_decay=0.01):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -113,6 +115,7 @@ class BaseMLP(BaseEstimator, ABC):
         self.max_fun = max_fun
         self.n_threads = n_threads
         self.init = init
+        self.weight_decay = weight_decay
 
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
@@ -351,7 +354,7 @@ class BaseMLP(BaseEstimator, ABC):
             self._optimizer = OptimizerState(
                 self.solver, net.n_params, net.dtype, learning_rate=self.learning_rate_init,
                 momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
-                beta_2=self.beta_2, epsilon=self.epsilon)
+                beta_2=self.beta_2, epsilon=self.epsilon, weight_decay=self.weight_decay)
         if not hasattr(self, "loss_curve_"):  # continuing a model that lbfgs trained
             self._init_stochastic_attributes()
 
@@ -538,11 +541,12 @@ _PARAMS_DOC = """
         'gelu_tanh' (its tanh approximation), 'silu' x / (1 + exp(-x)) and 'mish'
         x tanh(softplus(x)).
 
-    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    solver : {'lbfgs', 'sgd', 'adam', 'adamw'}, default='adam'
         The solver for weight optimization: 'lbfgs' (scipy's L-BFGS-B on the full-batch loss),
-        'sgd' (stochastic gradient descent with momentum) or 'adam'. 'adam' works well on
-        datasets with thousands of samples or more; 'lbfgs' often converges faster and better
-        on small ones.
+        'sgd' (stochastic gradient descent with momentum), 'adam', or 'adamw' (cprop
+        extension: Adam with decoupled weight decay, see ``weight_decay``; the 'adam' settings
+        apply to it). 'adam' works well on datasets with thousands of samples or more; 'lbfgs'
+        often converges faster and better on small ones.
 
     alpha : float, default=0.0001
         Strength of the L2 regularization term, divided by the sample size when added to the
@@ -619,6 +623,12 @@ _PARAMS_DOC = """
         Number of OpenMP threads of the compiled engine. None follows ``OMP_NUM_THREADS`` and
         threadpoolctl limits, else all usable CPUs; -1 means all CPUs, -2 all but one, ...
         Results are bitwise identical for every thread count.
+
+    weight_decay : float, default=0.01
+        Decoupled weight decay of ``solver='adamw'`` (cprop extension): each step multiplies
+        every weight by ``1 - learning_rate_init * weight_decay`` besides the Adam step on the
+        loss gradient (Loshchilov & Hutter); biases are not decayed. ``alpha`` remains the L2
+        term of the loss. Ignored by the other solvers.
 
     init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
             'lecun_normal', 'orthogonal'}, default='auto'
@@ -721,7 +731,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, init="auto"):
+                 n_threads=None, init="auto", weight_decay=0.01):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -731,7 +741,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads, init=init)
+            n_threads=n_threads, init=init, weight_decay=weight_decay)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -936,7 +946,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, huber_delta=1.0, init="auto"):
+                 n_threads=None, huber_delta=1.0, init="auto", weight_decay=0.01):
         self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -946,7 +956,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, n_threads=n_threads, init=init)
+            max_fun=max_fun, n_threads=n_threads, init=init, weight_decay=weight_decay)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

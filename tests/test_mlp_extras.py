@@ -106,3 +106,21 @@ def test_huber_delta_validated():
         MLPRegressor(loss="huber", huber_delta=0.0).fit(X, y)
     with pytest.raises(InvalidParameterError, match="loss"):
         MLPRegressor(loss="quantile").fit(X, y)
+
+
+# ---- solver='adamw' -------------------------------------------------------------------------------------
+def test_adamw_estimator(digits):
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(20,), max_iter=15, random_state=0)
+    adam = MLPClassifier(solver="adam", **kw).fit(X, y)
+    w0 = MLPClassifier(solver="adamw", weight_decay=0.0, **kw).fit(X, y)
+    for a, b in zip(adam.coefs_, w0.coefs_):
+        assert np.array_equal(a, b)
+    norms = [np.linalg.norm(MLPClassifier(solver="adamw", weight_decay=wd, **kw).fit(X, y).coefs_[0])
+             for wd in (0.0, 5.0, 20.0)]
+    assert norms[0] > norms[1] > norms[2]
+    clf = MLPClassifier(solver="adamw", hidden_layer_sizes=(5,), random_state=0)
+    clf.partial_fit(X, y, classes=np.unique(y))
+    assert clf.n_iter_ == 1
+    with pytest.raises(InvalidParameterError, match="weight_decay"):
+        MLPClassifier(solver="adamw", weight_decay=-1.0).fit(X, y)

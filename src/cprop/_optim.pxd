@@ -9,6 +9,7 @@ from cprop._typedefs cimport floating, intp_t
 cdef enum:
     SOLVER_SGD = 0
     SOLVER_ADAM = 1
+    SOLVER_ADAMW = 2     # Adam with decoupled weight decay (Loshchilov & Hutter 2019)
 
 
 cdef struct Optim:
@@ -19,6 +20,8 @@ cdef struct Optim:
     double beta1
     double beta2
     double eps
+    double decay         # AdamW: lr * weight_decay, the fraction of each weight removed per step
+                         # (0 for biases); unused by SGD and Adam
 
 
 cdef inline double sum_squares(const floating* p, intp_t n) noexcept nogil:
@@ -53,6 +56,7 @@ cdef inline double update_chunk(floating* p, const floating* g, floating* s1, fl
     cdef floating w, gi, v, m
     cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum
     cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
+    cdef floating decay = <floating>opt.decay
     cdef floating one = 1
     if opt.kind == SOLVER_SGD:
         if opt.nesterov:
@@ -69,7 +73,7 @@ cdef inline double update_chunk(floating* p, const floating* g, floating* s1, fl
                 v = mu * s1[i] - lr * gi
                 s1[i] = v
                 p[i] = w + v
-    else:
+    elif opt.kind == SOLVER_ADAM:
         for i in range(n):
             w = p[i]
             gi = g[i] + l2 * w
@@ -78,4 +82,15 @@ cdef inline double update_chunk(floating* p, const floating* g, floating* s1, fl
             s1[i] = m
             s2[i] = v
             p[i] = w + (-lr * m / (_sqrt(v) + eps))
+    else:
+        # AdamW: the Adam step on the loss gradient (L2 term included when alpha > 0), and the
+        # weight shrunk by lr * weight_decay outside the moments: p := w (1 - decay) - step.
+        for i in range(n):
+            w = p[i]
+            gi = g[i] + l2 * w
+            m = b1 * s1[i] + (one - b1) * gi
+            v = b2 * s2[i] + (one - b2) * (gi * gi)
+            s1[i] = m
+            s2[i] = v
+            p[i] = w * (one - decay) + (-lr * m / (_sqrt(v) + eps))
     return sumsq

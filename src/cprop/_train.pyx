@@ -28,7 +28,7 @@ from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
-from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM
+from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW
 from cprop._gemm cimport current_kernels
 from cprop._kernels cimport KernelTable, supdate_t, dupdate_t
 
@@ -41,7 +41,7 @@ cdef enum:
     GATHER_AHEAD = 4         # rows prefetched ahead when gathering a batch
     UPDATE_CHUNK = 8192
 
-SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW}
 
 
 # ---- parameter updates ----------------------------------------------------------------------------
@@ -284,12 +284,14 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
                 const intp_t[::1] order, Py_ssize_t batch_size, dict plan, double alpha,
                 str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
-                double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0):
+                double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
+                double weight_decay=0.0):
     """One epoch of mini-batch training; returns (sum over batches of batch_loss * batch_rows, t).
 
     ``order`` (or None for 0..n-1) gives the rows in epoch order; batches are consecutive slices of
     ``batch_size`` rows, the last one shorter.  ``t`` is Adam's step count, returned advanced.
     ``state1``/``state2`` are the optimizer's state (SGD velocity; Adam first/second moments).
+    ``weight_decay``: AdamW's decoupled decay (weights only, not biases).
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
@@ -299,7 +301,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
     cdef int l
-    cdef Optim opt
+    cdef Optim opt, opt_b
     if n == 0:
         raise ValueError("train_epoch needs at least one sample.")
     if batch_size < 1 or batch_size > cap:
@@ -316,6 +318,9 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     opt.beta2 = beta_2
     opt.eps = epsilon
     opt.lr = learning_rate
+    opt.decay = learning_rate * weight_decay if opt.kind == SOLVER_ADAMW else 0.0
+    opt_b = opt
+    opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
     max_chunks = max(params.shape[0] // UPDATE_CHUNK + 2, 2)
     work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
     rows_arr = np.empty(cap, dtype=np.float64)
@@ -381,9 +386,10 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             for i in range(cn):
                 lsum += rows[i]
             # -- backward, each layer updated as soon as its gradient is assembled --
-            if opt.kind == SOLVER_ADAM:
+            if opt.kind != SOLVER_SGD:
                 t += 1
                 opt.lr = learning_rate * sqrt(1 - pow(beta_2, t)) / (1 - pow(beta_1, t))
+                opt_b.lr = opt.lr
             sumsq = 0
             # the next batch's rows of X are fetched during layer 0's weight-gradient product
             pf.n_rows = 0
@@ -396,7 +402,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                                  S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
                                  <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
                 _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt, False, &partial[0],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False, &partial[0],
                         net.n_threads)
             accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
             start += cn
