@@ -238,14 +238,21 @@ class Network:
         batch_size = int(batch_size)
         if grad is None:
             grad = np.empty_like(params)
+        track = getattr(state, "gradient_norms", None)
+        norms = np.zeros(len(self.layer_sizes) - 1) if track is not None else None
         acc, t = _train.train_epoch(
             params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
             batch_size, self.plan(batch_size), float(alpha), state.solver,
             float(state.learning_rate), momentum=float(state.momentum),
             nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
             epsilon=float(state.epsilon), t=float(state.t),
-            weight_decay=float(getattr(state, "weight_decay", 0.0)))
+            weight_decay=float(getattr(state, "weight_decay", 0.0)),
+            clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
+            clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0),
+            grad_norms=norms)
         state.t = int(t)
+        if track is not None:
+            track.append(norms / -(-n // batch_size))      # mean over the epoch's mini-batches
         return acc / n
 
     def _check_targets(self, Y, n):
@@ -270,13 +277,20 @@ class OptimizerState:
 
     ``learning_rate`` is the *current* rate (the estimator changes it between epochs for
     'invscaling' and 'adaptive' schedules); Adam's bias correction uses ``t``.
+    ``clip_grad_norm`` / ``clip_grad_value`` (None: off) clip each mini-batch's gradient;
+    ``gradient_norms`` (None: off, or a list) receives, per epoch, each layer's weight-gradient
+    norm averaged over the mini-batches.
     """
 
     def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
-                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0):
+                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
+                 clip_grad_norm=None, clip_grad_value=None, gradient_norms=None):
         if solver not in ("sgd", "adam", "adamw"):
             raise ValueError(f"solver must be 'sgd', 'adam' or 'adamw'; got {solver!r}.")
         self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
+        self.gradient_norms = gradient_norms
         self.solver = solver
         self.learning_rate = learning_rate
         self.momentum = momentum

@@ -39,6 +39,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
 from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
@@ -81,6 +82,9 @@ class BaseMLP(BaseEstimator, ABC):
                       Interval(Integral, None, -1, closed="right")],
         "init": [StrOptions(set(INITS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "clip_grad_value": [Interval(Real, 0, None, closed="neither"), None],
+        "monitor_gradients": ["boolean"],
     }
 
     @abstractmethod
@@ -88,7 +92,8 @@ class BaseMLP(BaseEstimator, ABC):
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                  beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, init="auto",
-                 weight_decay=0.01):
+                 weight_decay=0.01, clip_grad_norm=None, clip_grad_value=None,
+                 monitor_gradients=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -116,6 +121,9 @@ class BaseMLP(BaseEstimator, ABC):
         self.n_threads = n_threads
         self.init = init
         self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
+        self.monitor_gradients = monitor_gradients
 
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
@@ -298,6 +306,7 @@ class BaseMLP(BaseEstimator, ABC):
 
         if self.solver in _STOCHASTIC_SOLVERS:
             self._fit_stochastic(net, params, X, Y, sample_weight, incremental)
+            self._report_gradients()
         else:
             self._fit_lbfgs(net, params, X, Y, sample_weight)
 
@@ -354,7 +363,9 @@ class BaseMLP(BaseEstimator, ABC):
             self._optimizer = OptimizerState(
                 self.solver, net.n_params, net.dtype, learning_rate=self.learning_rate_init,
                 momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
-                beta_2=self.beta_2, epsilon=self.epsilon, weight_decay=self.weight_decay)
+                beta_2=self.beta_2, epsilon=self.epsilon, weight_decay=self.weight_decay,
+                clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
+                gradient_norms=[] if self.monitor_gradients else None)
         if not hasattr(self, "loss_curve_"):  # continuing a model that lbfgs trained
             self._init_stochastic_attributes()
 
@@ -444,6 +455,17 @@ class BaseMLP(BaseEstimator, ABC):
 
         if early_stopping:
             params[...] = self._best_params
+
+    def _report_gradients(self):
+        """``gradient_norms_`` from the optimizer's record, and the vanishing/exploding warnings
+        for the epochs of this call (see cprop._diagnostics)."""
+        state = self._optimizer
+        record = getattr(state, "gradient_norms", None)
+        if record is None:
+            return
+        self.gradient_norms_ = np.array(record, dtype=np.float64).reshape(len(record), -1)
+        check_gradient_norms(self.gradient_norms_, start=getattr(state, "epochs_checked", 0))
+        state.epochs_checked = len(record)
 
     def _trigger_stopping(self, msg):
         """scikit-learn's rule: stop, unless SGD with the 'adaptive' schedule can divide its
@@ -630,6 +652,24 @@ _PARAMS_DOC = """
         loss gradient (Loshchilov & Hutter); biases are not decayed. ``alpha`` remains the L2
         term of the loss. Ignored by the other solvers.
 
+    clip_grad_norm : float, default=None
+        Gradient clipping by global norm ('sgd', 'adam', 'adamw'; cprop extension): each
+        mini-batch's gradient over all parameters (L2 term included) is scaled by
+        ``clip_grad_norm / (norm + 1e-6)`` when its norm exceeds ``clip_grad_norm``, before the
+        update. None: off.
+
+    clip_grad_value : float, default=None
+        Gradient clipping by value: every gradient entry is clipped to
+        ``[-clip_grad_value, clip_grad_value]`` (after ``clip_grad_norm`` when both are set).
+        None: off.
+
+    monitor_gradients : bool, default=False
+        Record ``gradient_norms_`` (epochs x layers: the mean over mini-batches of each
+        layer's weight-gradient norm) and warn (RuntimeWarning, naming the layer) when
+        gradients vanish (the first layer's norm falls below 1e-3 of the output layer's) or
+        explode (a norm is not finite or grows 1000-fold). Stochastic solvers; it costs an
+        extra pass over the gradients (a few percent on large layers).
+
     init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
             'lecun_normal', 'orthogonal'}, default='auto'
         Weight initialisation, drawn from ``random_state`` (cprop extension). 'auto' is
@@ -687,6 +727,11 @@ _ATTRS_DOC = """
 
     out_activation_ : str
         Name of the output activation function.
+
+    gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
+        With ``monitor_gradients=True`` and a stochastic solver: for each epoch trained (all
+        calls of ``partial_fit`` or warm-started ``fit`` since the optimizer was created), the
+        mean over mini-batches of each layer's weight-gradient norm ||dL/dW_l||.
 """
 
 
@@ -731,7 +776,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, init="auto", weight_decay=0.01):
+                 n_threads=None, init="auto", weight_decay=0.01, clip_grad_norm=None,
+                 clip_grad_value=None, monitor_gradients=False):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -741,7 +787,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads, init=init, weight_decay=weight_decay)
+            n_threads=n_threads, init=init, weight_decay=weight_decay,
+            clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+            monitor_gradients=monitor_gradients)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -946,7 +994,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, huber_delta=1.0, init="auto", weight_decay=0.01):
+                 n_threads=None, huber_delta=1.0, init="auto", weight_decay=0.01,
+                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False):
         self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -956,7 +1005,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, n_threads=n_threads, init=init, weight_decay=weight_decay)
+            max_fun=max_fun, n_threads=n_threads, init=init, weight_decay=weight_decay,
+            clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+            monitor_gradients=monitor_gradients)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

@@ -124,3 +124,112 @@ def test_adamw_estimator(digits):
     assert clf.n_iter_ == 1
     with pytest.raises(InvalidParameterError, match="weight_decay"):
         MLPClassifier(solver="adamw", weight_decay=-1.0).fit(X, y)
+
+
+# ---- clipping, gradient_norms_ and the vanishing/exploding warnings ------------------------------------
+import warnings  # noqa: E402
+
+from cprop._diagnostics import check_gradient_norms  # noqa: E402
+
+
+def _runtime_warnings(fn):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [str(w.message) for w in rec if w.category is RuntimeWarning]
+
+
+def test_vanishing_warning_deep_sigmoid_not_relu_he(digits):
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(32,) * 8, max_iter=3, random_state=0, monitor_gradients=True)
+    sig, msgs = _runtime_warnings(lambda: MLPClassifier(activation="logistic", **kw).fit(X, y))
+    assert len(msgs) == 1 and msgs[0].startswith("Vanishing gradients")
+    assert "layer 0 (coefs_[0])" in msgs[0] and "coefs_[8]" in msgs[0]
+    assert sig.gradient_norms_.shape == (3, 9)
+    assert sig.gradient_norms_[0, 0] < 1e-3 * sig.gradient_norms_[0, -1]
+    relu, msgs = _runtime_warnings(
+        lambda: MLPClassifier(activation="relu", init="he_normal", **kw).fit(X, y))
+    assert msgs == []
+    assert relu.gradient_norms_[0, 0] > 0.1 * relu.gradient_norms_[0, -1]
+
+
+def test_gradient_norms_off_by_default_and_with_partial_fit(digits):
+    X, y = digits
+    clf = MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    assert not hasattr(clf, "gradient_norms_")
+    clf = MLPClassifier((8,), random_state=0, monitor_gradients=True)
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=np.unique(y))
+    assert clf.gradient_norms_.shape == (3, 2)
+    assert np.all(clf.gradient_norms_ > 0)
+
+
+def test_exploding_warning_and_clipping_cures_it():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    y = X.sum(1) * 100
+    kw = dict(hidden_layer_sizes=(16, 16), solver="sgd", learning_rate_init=0.5, momentum=0.9,
+              max_iter=5, random_state=0, monitor_gradients=True)
+    reg = MLPRegressor(**kw)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="non-finite"):
+            reg.fit(X, y)
+    msgs = [str(w.message) for w in rec if w.category is RuntimeWarning]
+    assert any(m.startswith("Exploding gradients: the weight-gradient norm of layer 0") and
+               "clip_grad_norm" in m for m in msgs), msgs
+    clipped, msgs = _runtime_warnings(lambda: MLPRegressor(clip_grad_norm=1.0, **kw).fit(X, y))
+    assert not any(m.startswith("Exploding") for m in msgs)
+    assert np.all(np.isfinite(clipped.gradient_norms_))
+
+
+def test_gradient_norm_rules():
+    norms = check_gradient_norms
+    assert norms(np.array([[1.0, 1.0], [np.inf, 1.0]]))[0].startswith(
+        "Exploding gradients: the weight-gradient norm of layer 0 (coefs_[0]) is not finite "
+        "in epoch 2")
+    with pytest.warns(RuntimeWarning, match="layer 1 .* grew to 5e\\+03"):
+        norms(np.array([[1.0, 2.0], [1.0, 5e3]]))
+    assert norms(np.array([[1.0, 2.0], [1.0, 4.0]])) == []
+    with pytest.warns(RuntimeWarning, match="layers 0 to 1 barely learn"):
+        norms(np.array([[1e-6, 1e-5, 1.0]]))
+    # epochs already examined are not reported again
+    assert norms(np.array([[1.0, 1.0], [np.nan, 1.0]]), start=2) == []
+
+
+def test_clipping_limits_each_step(digits):
+    """SGD without momentum: with clip_grad_norm=c each batch moves the parameters by <= lr*c."""
+    X, y = digits
+    lr, c = 0.5, 1e-3
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", momentum=0.0, learning_rate_init=lr,
+              max_iter=1, batch_size=300, random_state=0, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = MLPClassifier(**{**kw, "learning_rate_init": 1e-300}).fit(X, y)
+        clipped = MLPClassifier(clip_grad_norm=c, **kw).fit(X, y)
+        free = MLPClassifier(**kw).fit(X, y)
+    flat = lambda m: np.concatenate([a.ravel() for a in m.coefs_ + m.intercepts_])  # noqa: E731
+    step = np.linalg.norm(flat(clipped) - flat(start))
+    assert step <= lr * c * (1 + 1e-9)
+    assert step > 0.9 * lr * c                     # the gradient was larger than c: clipped
+    assert np.linalg.norm(flat(free) - flat(start)) > 10 * step
+    with pytest.raises(InvalidParameterError, match="clip_grad_norm"):
+        MLPClassifier(clip_grad_norm=0.0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="clip_grad_value"):
+        MLPClassifier(clip_grad_value=-1.0).fit(X, y)
+
+
+README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.skipif(not README.exists(),
+                    reason="README.md is not beside tests/ (tests copied out of the source tree)")
+def test_readme_gradient_example():
+    import re
+    code = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+                if "monitor_gradients" in b)
+    env = {}
+    exec(compile(code, "README", "exec"), env)
+    msgs = [str(w.message) for w in env["caught"] if w.category is RuntimeWarning]
+    assert len(msgs) == 1 and msgs[0].startswith("Vanishing gradients")
+    assert env["sig"].gradient_norms_[0, 0] < 1e-3 * env["sig"].gradient_norms_[0, -1]

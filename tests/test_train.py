@@ -211,3 +211,68 @@ def test_adamw_without_decay_is_adam():
                         alpha=0.01)
         out.append(p)
     assert np.array_equal(out[0], out[1])
+
+
+# ---- gradient clipping and gradient norms (issue 11) -------------------------------------------------
+def _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, clip_norm, clip_value):
+    """Plain SGD (momentum 0) in numpy on the engine's per-batch loss_grad; returns the final
+    params and each batch's per-layer weight-gradient norms (before clipping)."""
+    ref = p0.copy()
+    norms = []
+    s = net.layer_sizes
+    for start in range(0, X.shape[0], bs):
+        rows = order[start:start + bs]
+        _, g = net.loss_grad(ref, X[rows], Y[rows], None if sw is None else sw[rows], alpha)
+        norms.append([np.linalg.norm(g[o:o + s[i] * s[i + 1]]) for i, o in enumerate(net._w_off)])
+        if clip_norm:
+            total = np.linalg.norm(g)
+            if total > clip_norm:
+                g = g * (clip_norm / (total + 1e-6))
+        if clip_value:
+            g = np.clip(g, -clip_value, clip_value)
+        ref = ref - lr * g
+    return ref, np.array(norms)
+
+
+@pytest.mark.parametrize("clip_norm, clip_value", [(0.5, None), (None, 0.01), (0.5, 0.01),
+                                                   (1e9, None)])
+def test_clipping_matches_numpy_reference(clip_norm, clip_value, kernel):
+    rng = np.random.default_rng(31)
+    n, sizes, bs, lr, alpha = 47, [6, 8, 5, 3], 10, 0.3, 0.2
+    net = Network(sizes, "tanh", "softmax", np.float64, n_threads=1)
+    p0 = net.init_params(np.random.RandomState(2))
+    X = rng.standard_normal((n, sizes[0])) * 3
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    sw = rng.random(n) + 0.5
+    order = rng.permutation(n)
+    p = p0.copy()
+    st = OptimizerState("sgd", net.n_params, np.float64, learning_rate=lr, momentum=0.0,
+                        clip_grad_norm=clip_norm, clip_grad_value=clip_value, gradient_norms=[])
+    net.train_epoch(p, st, X, Y, sw, order=order, batch_size=bs, alpha=alpha)
+    ref, norms = _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, clip_norm,
+                                      clip_value)
+    np.testing.assert_allclose(p, ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(st.gradient_norms[0], norms.mean(axis=0), rtol=1e-12)
+    if clip_norm == 0.5:   # the clip was active: it changed the result
+        unclipped, _ = _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, None, None)
+        assert np.max(np.abs(unclipped - ref)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipping_bitwise_identical_across_thread_counts(dtype):
+    rng = np.random.default_rng(32)
+    n, sizes = 400, [120, 96, 64, 10]     # > 8192 weights in a layer: several update chunks
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
+    out = []
+    for nt in (1, 2, 3):
+        net = Network(sizes, "relu", "softmax", dtype, n_threads=nt)
+        p = net.init_params(np.random.RandomState(0))
+        st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-2, clip_grad_norm=0.1,
+                            clip_grad_value=0.002, gradient_norms=[])
+        loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(), batch_size=128,
+                               alpha=1e-3)
+        out.append((loss, p, st.gradient_norms[0]))
+    for loss, p, g in out[1:]:
+        assert loss == out[0][0]
+        assert np.array_equal(p, out[0][1]) and np.array_equal(g, out[0][2])

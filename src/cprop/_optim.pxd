@@ -94,3 +94,42 @@ cdef inline double update_chunk(floating* p, const floating* g, floating* s1, fl
             s2[i] = v
             p[i] = w * (one - decay) + (-lr * m / (_sqrt(v) + eps))
     return sumsq
+
+
+# ---- gradient clipping and norms (issue 11): elementwise over one chunk, like update_chunk -------------
+cdef inline double grad_sumsq_chunk(const floating* p, const floating* g, intp_t n,
+                                    floating l2) noexcept nogil:
+    """sum((g + l2 p)^2) in double (the gradient the update applies), four interleaved partial sums
+    in a fixed order."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, a
+    cdef intp_t i = 0
+    while i + 4 <= n:
+        a = <double>(g[i] + l2 * p[i])
+        s0 += a * a
+        a = <double>(g[i + 1] + l2 * p[i + 1])
+        s1 += a * a
+        a = <double>(g[i + 2] + l2 * p[i + 2])
+        s2 += a * a
+        a = <double>(g[i + 3] + l2 * p[i + 3])
+        s3 += a * a
+        i += 4
+    while i < n:
+        a = <double>(g[i] + l2 * p[i])
+        s0 += a * a
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline void clip_chunk(const floating* p, floating* g, intp_t n, floating l2, floating scale,
+                            floating clip_value) noexcept nogil:
+    """g := clip(scale * (g + l2 p), -clip_value, clip_value); no value clip when clip_value <= 0.
+    The L2 term is folded in, so the update that follows runs with l2 = 0."""
+    cdef intp_t i
+    cdef floating v
+    if clip_value > 0:
+        for i in range(n):
+            v = scale * (g[i] + l2 * p[i])
+            g[i] = clip_value if v > clip_value else (-clip_value if v < -clip_value else v)
+    else:
+        for i in range(n):
+            g[i] = scale * (g[i] + l2 * p[i])

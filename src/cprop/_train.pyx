@@ -16,6 +16,10 @@ Design
 4. Optimizers follow scikit-learn's update rules exactly: SGD with momentum / Nesterov momentum
    (v := mu v - lr g; p += v, or p += mu v - lr g) and Adam (bias-corrected step size
    lr * sqrt(1 - b2^t) / (1 - b1^t), then p -= lr_t m / (sqrt(v) + eps)).
+5. Gradient clipping needs every layer's gradient before any update (the global norm), so with
+   clipping on the backward pass runs to the first layer first; the norm is a fixed-order sum of
+   chunk partials, and the clipped gradient (L2 term folded in) is then applied layer by layer.
+   Without clipping the updates stay interleaved with the backward pass (design note 1).
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt, pow
@@ -28,7 +32,8 @@ from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
-from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW
+from cprop._optim cimport (Optim, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW, grad_sumsq_chunk,
+                          clip_chunk)
 from cprop._gemm cimport current_kernels
 from cprop._kernels cimport KernelTable, supdate_t, dupdate_t
 
@@ -75,6 +80,42 @@ cdef double _update(const KernelTable* kt, floating* p, const floating* g, float
     for c in range(nc):
         total += partial[c]
     return total
+
+
+cdef double _grad_sumsq(const floating* p, const floating* g, intp_t n, floating l2, double* partial,
+                        int n_threads) noexcept nogil:
+    """sum((g + l2 p)^2): chunk partials combined in chunk order (any thread count, same sum)."""
+    cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
+    cdef double total = 0
+    if n_threads > 1 and nc > 1:
+        for c in prange(nc, num_threads=n_threads, schedule='static'):
+            partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                          UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                          l2)
+    else:
+        for c in range(nc):
+            partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                          UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                          l2)
+    for c in range(nc):
+        total += partial[c]
+    return total
+
+
+cdef void _clip(const floating* p, floating* g, intp_t n, floating l2, floating scale,
+                floating clip_value, int n_threads) noexcept nogil:
+    """g := clip(scale * (g + l2 p), +-clip_value) over chunks (elementwise: order-free)."""
+    cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
+    if n_threads > 1 and nc > 1:
+        for c in prange(nc, num_threads=n_threads, schedule='static'):
+            clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                       UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                       l2, scale, clip_value)
+    else:
+        for c in range(nc):
+            clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                       UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                       l2, scale, clip_value)
 
 
 cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2) noexcept nogil:
@@ -285,13 +326,18 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 const intp_t[::1] order, Py_ssize_t batch_size, dict plan, double alpha,
                 str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
-                double weight_decay=0.0):
+                double weight_decay=0.0, double clip_grad_norm=0.0, double clip_grad_value=0.0,
+                double[::1] grad_norms=None):
     """One epoch of mini-batch training; returns (sum over batches of batch_loss * batch_rows, t).
 
     ``order`` (or None for 0..n-1) gives the rows in epoch order; batches are consecutive slices of
     ``batch_size`` rows, the last one shorter.  ``t`` is Adam's step count, returned advanced.
     ``state1``/``state2`` are the optimizer's state (SGD velocity; Adam first/second moments).
     ``weight_decay``: AdamW's decoupled decay (weights only, not biases).
+    ``clip_grad_norm`` / ``clip_grad_value`` (0: off): each mini-batch's gradient (L2 term
+    included) is scaled to global norm <= clip_grad_norm, then clipped to +-clip_grad_value,
+    before the update.  ``grad_norms`` (or None, shape (L,)): ||grad W_l|| of each mini-batch is
+    added to grad_norms[l].
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
@@ -302,6 +348,14 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
     cdef int l
     cdef Optim opt, opt_b
+    cdef bint clipping = clip_grad_norm > 0 or clip_grad_value > 0
+    cdef double* norms = NULL
+    cdef double gnorm
+    cdef floating l2, scale
+    if grad_norms is not None:
+        if grad_norms.shape[0] != len(plan["w_off"]):
+            raise ValueError(f"grad_norms must hold one value per layer ({len(plan['w_off'])}).")
+        norms = &grad_norms[0]
     if n == 0:
         raise ValueError("train_epoch needs at least one sample.")
     if batch_size < 1 or batch_size > cap:
@@ -396,14 +450,51 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             if idx != NULL and not x.sparse and start + cn < n:
                 pf.rows = idx + start + cn
                 pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
-            for l in range(net.L - 1, -1, -1):
-                backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                sumsq += _update(&kt, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                 <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
-                _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False, &partial[0],
-                        net.n_threads)
+            l2 = <floating>(alpha / sw_sum)
+            if not clipping:
+                for l in range(net.L - 1, -1, -1):
+                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
+                    if norms != NULL:
+                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                     net.sizes[l] * net.sizes[l + 1], l2,
+                                                     &partial[0], net.n_threads))
+                    sumsq += _update(&kt, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                     l2, &opt, True, &partial[0], net.n_threads)
+                    _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
+                            &partial[0], net.n_threads)
+            else:
+                # clipping (design note 5): every layer's gradient first, then one global norm
+                for l in range(net.L - 1, -1, -1):
+                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
+                    if norms != NULL:
+                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                     net.sizes[l] * net.sizes[l + 1], l2,
+                                                     &partial[0], net.n_threads))
+                scale = 1
+                if clip_grad_norm > 0:
+                    gnorm = 0
+                    for l in range(net.L):
+                        gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                             net.sizes[l] * net.sizes[l + 1], l2, &partial[0],
+                                             net.n_threads)
+                        gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
+                                             <floating>0, &partial[0], net.n_threads)
+                    gnorm = sqrt(gnorm)
+                    if gnorm > clip_grad_norm:
+                        scale = <floating>(clip_grad_norm / (gnorm + 1e-6))
+                for l in range(net.L - 1, -1, -1):
+                    _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
+                          scale, <floating>clip_grad_value, net.n_threads)
+                    _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
+                          scale, <floating>clip_grad_value, net.n_threads)
+                    sumsq += _update(&kt, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                     <floating>0, &opt, True, &partial[0], net.n_threads)
+                    _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
+                            &partial[0], net.n_threads)
             accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
             start += cn
     return accumulated, t
