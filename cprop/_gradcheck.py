@@ -7,7 +7,9 @@ Design
    (``Network.loss_grad``, the same forward/backward passes and fused epilogues that train the
    model, on the active kernel path) against (L(p + h e_i) - L(p - h e_i)) / 2h for every
    parameter i.  The loss includes the L2 term (``alpha``) and the sample weights.
-3. The error of layer l (its weights and bias together) is ||g - g_fd|| / max(||g||, ||g_fd||),
+3. With dropout the loss is that of one fixed set of masks (seed 0, epoch 0, keyed by the row of
+   X as in training), so the check covers the masked forward and backward passes.
+4. The error of layer l (its weights and bias together) is ||g - g_fd|| / max(||g||, ||g_fd||),
    a norm-wise relative error, 0 when both vanish; element-wise ratios would blow up on gradient
    entries that are zero up to rounding.
 """
@@ -32,7 +34,7 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
     """Relative error, per layer, between backpropagation and central differences of the loss.
 
     The way to see that backpropagation is right for a configuration (activations, loss, L2
-    term, sample weights, data): the gradient the engine computes and trains with is compared
+    term, sample weights, dropout with one fixed set of masks, data): the gradient the engine computes and trains with is compared
     with central differences of the loss it reports, parameter by parameter, in float64.
     Errors near 1e-8 or below mean the two agree; a wrong derivative gives errors near 1.
 
@@ -103,14 +105,15 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
     X = as_engine_input(X, np.float64)
     Y = np.ascontiguousarray(y, dtype=np.float64)
     alpha = float(est.alpha)
-    _, grad = net.loss_grad(params, X, Y, sample_weight, alpha)
+    seed = None if net.dropout is None else 0      # design note 3
+    _, grad = net.loss_grad(params, X, Y, sample_weight, alpha, dropout_seed=seed)
     fd = np.empty_like(params)
     p = params.copy()
     for i in range(params.size):
         p[i] = params[i] + h
-        up = net.loss_grad(p, X, Y, sample_weight, alpha)[0]
+        up = net.loss_grad(p, X, Y, sample_weight, alpha, dropout_seed=seed)[0]
         p[i] = params[i] - h
-        down = net.loss_grad(p, X, Y, sample_weight, alpha)[0]
+        down = net.loss_grad(p, X, Y, sample_weight, alpha, dropout_seed=seed)[0]
         p[i] = params[i]
         fd[i] = (up - down) / (2 * h)
     s = net.layer_sizes

@@ -85,6 +85,7 @@ class BaseMLP(BaseEstimator, ABC):
         "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "clip_grad_value": [Interval(Real, 0, None, closed="neither"), None],
         "monitor_gradients": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
     }
 
     @abstractmethod
@@ -93,7 +94,7 @@ class BaseMLP(BaseEstimator, ABC):
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                  beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, init="auto",
                  weight_decay=0.01, clip_grad_norm=None, clip_grad_value=None,
-                 monitor_gradients=False):
+                 monitor_gradients=False, dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -124,6 +125,7 @@ class BaseMLP(BaseEstimator, ABC):
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
         self.monitor_gradients = monitor_gradients
+        self.dropout = dropout
 
     # -- pickling: the engine objects are caches, rebuilt on demand --------------------------------
     def __getstate__(self):
@@ -166,18 +168,43 @@ class BaseMLP(BaseEstimator, ABC):
             return self.loss, float(getattr(self, "huber_delta", 1.0))
         return None, 1.0
 
+    def _dropout_rates(self, n_hidden):
+        """``dropout`` as a tuple of one rate per hidden layer, or None when every rate is 0."""
+        rates = self.dropout
+        if isinstance(rates, Real):
+            rates = (float(rates),) * n_hidden
+        else:
+            rates = tuple(rates)
+            if len(rates) != n_hidden or not all(
+                    isinstance(r, Real) and 0 <= r < 1 for r in rates):
+                raise ValueError(
+                    f"dropout={self.dropout!r} must be one rate in [0, 1) or a list of "
+                    f"{n_hidden} such rates, one per hidden layer (hidden_layer_sizes="
+                    f"{self.hidden_layer_sizes!r}).")
+            rates = tuple(float(r) for r in rates)
+        return rates if any(rates) else None
+
+    def _dropout_seed(self):
+        """The seed of this fit's dropout masks, drawn from the random state (only when dropout
+        is on, so that fits without it draw exactly scikit-learn's numbers)."""
+        n_hidden = self.n_layers_ - 2
+        if self._dropout_rates(n_hidden) is None:
+            return None
+        return int(self._random_state.randint(np.iinfo(np.int32).max))
+
     def _network(self, layer_units, dtype):
         acts = self._hidden_activations(len(layer_units) - 2)
+        dropout = self._dropout_rates(len(layer_units) - 2)
         loss, huber_delta = self._engine_loss()
         key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, huber_delta,
-               np.dtype(dtype).str, effective_n_threads(self.n_threads))
+               dropout, np.dtype(dtype).str, effective_n_threads(self.n_threads))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
         if net is None:
             if len(nets) >= 4:
                 nets.clear()
             net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads,
-                          loss=loss, huber_delta=huber_delta)
+                          loss=loss, huber_delta=huber_delta, dropout=dropout)
             nets[key] = net
         return net
 
@@ -318,6 +345,10 @@ class BaseMLP(BaseEstimator, ABC):
         return self
 
     def _fit_lbfgs(self, net, params, X, Y, sample_weight):
+        if net.dropout is not None:
+            raise ValueError(
+                f"dropout needs a stochastic solver ('sgd', 'adam' or 'adamw'); solver="
+                f"{self.solver!r} minimises a fixed loss. Set dropout=0.0 or change the solver.")
         alpha = float(self.alpha)
         dtype = net.dtype
 
@@ -365,7 +396,8 @@ class BaseMLP(BaseEstimator, ABC):
                 momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
                 beta_2=self.beta_2, epsilon=self.epsilon, weight_decay=self.weight_decay,
                 clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
-                gradient_norms=[] if self.monitor_gradients else None)
+                gradient_norms=[] if self.monitor_gradients else None,
+                dropout_seed=self._dropout_seed())
         if not hasattr(self, "loss_curve_"):  # continuing a model that lbfgs trained
             self._init_stochastic_attributes()
 
@@ -670,6 +702,14 @@ _PARAMS_DOC = """
         explode (a norm is not finite or grows 1000-fold). Stochastic solvers; it costs an
         extra pass over the gradients (a few percent on large layers).
 
+    dropout : float or list of float, default=0.0
+        Dropout rate of the hidden layers' outputs during training (cprop extension): one rate
+        for every hidden layer or a list with one per hidden layer, each in [0, 1). Inverted
+        dropout: kept units are scaled by 1 / (1 - rate) while training, so ``predict`` uses
+        the network as it is (deterministic). Masks come from a counter-based generator keyed
+        by (seed drawn from ``random_state``, epoch, sample, unit): the same for any thread
+        count. Stochastic solvers only; 0 (the default) costs nothing.
+
     init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
             'lecun_normal', 'orthogonal'}, default='auto'
         Weight initialisation, drawn from ``random_state`` (cprop extension). 'auto' is
@@ -777,7 +817,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  n_threads=None, init="auto", weight_decay=0.01, clip_grad_norm=None,
-                 clip_grad_value=None, monitor_gradients=False):
+                 clip_grad_value=None, monitor_gradients=False, dropout=0.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -789,7 +829,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             n_threads=n_threads, init=init, weight_decay=weight_decay,
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-            monitor_gradients=monitor_gradients)
+            monitor_gradients=monitor_gradients, dropout=dropout)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -995,7 +1035,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  n_threads=None, huber_delta=1.0, init="auto", weight_decay=0.01,
-                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False):
+                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False,
+                 dropout=0.0):
         self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -1007,7 +1048,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, n_threads=n_threads, init=init, weight_decay=weight_decay,
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-            monitor_gradients=monitor_gradients)
+            monitor_gradients=monitor_gradients, dropout=dropout)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

@@ -51,6 +51,19 @@ def test_every_activation_and_loss_passes(activation, case, kernel):
     assert not hasattr(est, "coefs_")   # the caller's estimator is untouched
 
 
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("case", list(OUTPUT_CASES))
+def test_every_activation_and_loss_passes_with_dropout(activation, case):
+    """The same with dropout on both hidden layers (one fixed set of masks)."""
+    Est, kw, kind = OUTPUT_CASES[case]
+    rng = np.random.default_rng(abs(hash((activation, case, "dropout"))) % 2**32)
+    X, y = _data(kind, rng)
+    est = Est(hidden_layer_sizes=(6, 5), activation=activation, alpha=0.3, random_state=1,
+              dropout=[0.3, 0.5], **kw)
+    errors = check_gradients(est, X, y, sample_weight=rng.random(X.shape[0]) + 0.5)
+    assert np.all(errors <= 1e-6), errors
+
+
 def test_fitted_float32_and_sparse_input(kernel):
     rng = np.random.default_rng(3)
     X, y = _data("multiclass", rng, n=40, d=6)

@@ -233,3 +233,37 @@ def test_readme_gradient_example():
     msgs = [str(w.message) for w in env["caught"] if w.category is RuntimeWarning]
     assert len(msgs) == 1 and msgs[0].startswith("Vanishing gradients")
     assert env["sig"].gradient_norms_[0, 0] < 1e-3 * env["sig"].gradient_norms_[0, -1]
+
+
+# ---- dropout -------------------------------------------------------------------------------------------
+def test_dropout_estimator_threads_predict_and_validation(digits):
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(160, 40), dropout=[0.5, 0.2], max_iter=3, batch_size=150,
+              random_state=0)
+    fits = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for nt in (1, 2, 3):
+            fits.append(MLPClassifier(n_threads=nt, **kw).fit(X, y))
+        plain = MLPClassifier(**{**kw, "dropout": 0.0}).fit(X, y)
+        zeros = MLPClassifier(**{**kw, "dropout": [0.0, 0.0]}).fit(X, y)
+        other_seed = MLPClassifier(n_threads=1, **{**kw, "random_state": 1}).fit(X, y)
+    for f in fits[1:]:
+        for a, b in zip(f.coefs_ + f.intercepts_, fits[0].coefs_ + fits[0].intercepts_):
+            assert np.array_equal(a, b)
+    # dropout changes training; rate 0 (any spelling) is plain training, bit for bit
+    assert not np.array_equal(fits[0].coefs_[0], plain.coefs_[0])
+    assert all(np.array_equal(a, b) for a, b in zip(zeros.coefs_, plain.coefs_))
+    assert not np.array_equal(fits[0].coefs_[0], other_seed.coefs_[0])
+    # prediction uses no dropout: deterministic, equal to the plain forward pass
+    clf = fits[0]
+    P = clf.predict_proba(X)
+    assert np.array_equal(P, clf.predict_proba(X))
+    np.testing.assert_allclose(P, _numpy_predict(clf, X, ["relu", "relu"]), rtol=1e-12,
+                               atol=1e-15)
+    with pytest.raises(ValueError, match="dropout needs a stochastic solver"):
+        MLPClassifier((5,), dropout=0.3, solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="one per hidden layer"):
+        MLPClassifier((5, 4), dropout=[0.3]).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="dropout"):
+        MLPClassifier((5,), dropout=1.0).fit(X, y)

@@ -30,6 +30,7 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
+from cprop._dropout cimport Dropout
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
 from cprop._optim cimport (Optim, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW, grad_sumsq_chunk,
@@ -175,7 +176,8 @@ cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
 cdef class _Spec:
     """Keeps a plan's arrays alive and exposes them as a NetSpec."""
     cdef NetSpec spec
-    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off
+    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off, m_off
+    cdef double[::1] drop
     cdef int[::1] acts
 
     def __init__(self, dict plan):
@@ -186,6 +188,8 @@ cdef class _Spec:
         self.a_off = plan["a_off"]
         self.d_off = plan["d_off"]
         self.z_off = plan["z_off"]
+        self.m_off = plan["m_off"]
+        self.drop = plan["drop"]
         self.spec.L = self.sizes.shape[0] - 1
         self.spec.sizes = &self.sizes[0]
         self.spec.acts = &self.acts[0]
@@ -196,6 +200,9 @@ cdef class _Spec:
         self.spec.a_off = &self.a_off[0]
         self.spec.d_off = &self.d_off[0]
         self.spec.z_off = &self.z_off[0]
+        self.spec.m_off = &self.m_off[0]
+        self.spec.drop = &self.drop[0]
+        self.spec.dropout = NULL
         self.spec.y_off = plan["y_off"]
         self.spec.sw_off = plan["sw_off"]
         self.spec.gemm_off = plan["gemm_off"]
@@ -269,10 +276,12 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
               const floating[:, ::1] Y, const floating[::1] sample_weight, dict plan, double alpha,
-              floating[::1] grad):
+              floating[::1] grad, long long dropout_seed=-1, unsigned long long dropout_epoch=0):
     """Full-batch loss (returned) and gradient (into ``grad``), as scikit-learn's ``_backprop``.
 
     loss = sum_i sw_i l_i / S + alpha/(2S) sum ||W||^2 and grad = its gradient, S = sum_i sw_i.
+    ``dropout_seed`` >= 0 (and a plan with dropout rates): the loss of the network with the fixed
+    dropout masks of (seed, epoch, sample i) -- for gradient checks; otherwise no dropout.
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0]:
@@ -293,6 +302,13 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef double sw_sum = 0, lsum = 0, sumsq = 0
     cdef floating* wk = &work[0]
     cdef Input x
+    cdef Dropout dk
+    dk.seed = <unsigned long long>dropout_seed
+    dk.epoch = dropout_epoch
+    dk.rows = NULL
+    dk.row0 = 0
+    if dropout_seed >= 0:
+        net.dropout = &dk
     _set_input(&x, X_data, X_indices, X_indptr)
     with nogil:
         if sw == NULL:
@@ -304,6 +320,7 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
         while start < n:
             cn = cap if start + cap <= n else n - start
             _contiguous_rows(&x, dense, start, n_features)
+            dk.row0 = start
             forward(net, &params[0], &x, cn, wk, NULL)
             loss_delta_rows(net.loss, &Y[start, 0], wk + net.a_off[net.L], wk + net.d_off[net.L],
                             (sw + start) if sw != NULL else NULL, cn, n_out, 1.0 / sw_sum,
@@ -327,7 +344,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
                 double weight_decay=0.0, double clip_grad_norm=0.0, double clip_grad_value=0.0,
-                double[::1] grad_norms=None):
+                double[::1] grad_norms=None, long long dropout_seed=-1,
+                unsigned long long epoch=0):
     """One epoch of mini-batch training; returns (sum over batches of batch_loss * batch_rows, t).
 
     ``order`` (or None for 0..n-1) gives the rows in epoch order; batches are consecutive slices of
@@ -338,6 +356,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     included) is scaled to global norm <= clip_grad_norm, then clipped to +-clip_grad_value,
     before the update.  ``grad_norms`` (or None, shape (L,)): ||grad W_l|| of each mini-batch is
     added to grad_norms[l].
+    ``dropout_seed`` >= 0 (and a plan with dropout rates): inverted dropout with the masks of
+    (seed, ``epoch``, sample id, unit); otherwise none.
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
@@ -395,6 +415,13 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
     cdef RowPrefetch pf
+    cdef Dropout dk
+    dk.seed = <unsigned long long>dropout_seed
+    dk.epoch = epoch
+    dk.rows = NULL
+    dk.row0 = 0
+    if dropout_seed >= 0:
+        net.dropout = &dk
     # the kernel path's build of the elementwise update; one snapshot for the epoch
     cdef KernelTable kt = current_kernels()
     pf.base = <const char*>dense
@@ -432,7 +459,9 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             else:
                 for i in range(cn):
                     sw_sum += swb[i]
-            # -- forward, loss and output delta --
+            # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
+            dk.rows = (idx + start) if idx != NULL else NULL
+            dk.row0 = start
             forward(net, P, &x, cn, wk, NULL)
             loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
                             n_out, 1.0 / sw_sum, &rows[0], net.loss_param, net.n_threads)
