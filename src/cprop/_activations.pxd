@@ -218,12 +218,27 @@ cdef inline floating silu_backward(floating z) noexcept nogil:
 
 
 # ---- mish: f = z tanh(softplus(z)); f' = t + z sigmoid(z) (1 - t^2)    (reads z) --------------------
+# With n = e^z and q = n (n + 2): t = tanh(log(1 + n)) = q / (q + 2), 1 - t = 2 / (q + 2) and
+# sigmoid(z) = n / (1 + n): one exp instead of exp, log1p and tanh (the direct form made a mish
+# epoch 3.7x relu's).  Beyond z = 20, 1 - t < 1e-17 (below both epsilons) and q would overflow
+# float32 a little later: f = z and f' = 1 there.
 cdef inline floating mish_forward(floating z) noexcept nogil:
-    return z * _tanh(softplus_forward(z))
+    cdef floating n, q
+    if z > 20:
+        return z
+    n = _exp(z)
+    q = n * (n + 2)
+    return z * q / (q + 2)
 
 cdef inline floating mish_backward(floating z) noexcept nogil:
-    cdef floating t = _tanh(softplus_forward(z))
-    return t + z * logistic_forward(z) * (1 - t * t)
+    # 1 - t^2 = (1 - t)(1 + t): no cancellation as t -> 1
+    cdef floating n, q, t
+    if z > 20:
+        return 1
+    n = _exp(z)
+    q = n * (n + 2)
+    t = q / (q + 2)
+    return t + z * (n / (1 + n)) * (2 / (q + 2)) * (1 + t)
 
 
 # ---- row helpers used by GEMM epilogues and the backprop module -------------------------------------
