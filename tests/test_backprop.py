@@ -292,7 +292,8 @@ def _mix64(z):
 
 
 def _numpy_mask(seed, epoch, layer, samples, m, rate):
-    """The documented key (seed, epoch, layer, sample, unit) -> splitmix64 -> u; keep u >= rate."""
+    """The documented key (seed, epoch, layer, sample, unit // 4) -> splitmix64 -> 16-bit field
+    unit % 4 -> u = field / 2^16; keep u >= rate."""
     out = np.empty((len(samples), m))
     for r, sample in enumerate(samples):
         h = _mix64(seed + 0x9e3779b97f4a7c15)
@@ -300,7 +301,8 @@ def _numpy_mask(seed, epoch, layer, samples, m, rate):
         h = _mix64(h ^ layer)
         key = _mix64(h ^ int(sample))
         for j in range(m):
-            u = (_mix64(key ^ ((j * 0x9e3779b97f4a7c15) & M64)) >> 11) / 2.0**53
+            h = _mix64(key ^ (((j // 4) * 0x9e3779b97f4a7c15) & M64))
+            u = ((h >> (16 * (j % 4))) & 0xFFFF) / 65536.0
             out[r, j] = 1.0 / (1.0 - rate) if u >= rate else 0.0
     return out
 

@@ -34,7 +34,7 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm cimport gemm, gemm_work_size, Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV
 from cprop._kernels cimport EPI_BIAS_ACT_Z
-from cprop._dropout cimport Dropout, row_key, keep_scale
+from cprop._dropout cimport Dropout, row_key, mask_row
 from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, ACT_MISH, act_forward_row,
                                  forward_rows, act_needs_z)
 
@@ -157,11 +157,7 @@ cdef void _dropout_rows(const NetSpec* net, int l, const floating* src, floating
 cdef inline void _dropout_row(const NetSpec* net, int l, const floating* src, floating* dst,
                               intp_t r, intp_t m) noexcept nogil:
     cdef double rate = net.drop[l]
-    cdef floating scale = <floating>(1.0 / (1.0 - rate))
-    cdef unsigned long long key = row_key(net.dropout, l, r)
-    cdef intp_t j
-    for j in range(m):
-        dst[j] = src[j] * keep_scale(key, j, rate, scale)
+    mask_row(row_key(net.dropout, l, r), src, dst, m, rate, <floating>(1.0 / (1.0 - rate)))
 
 
 # ---- forward ---------------------------------------------------------------------------------------
