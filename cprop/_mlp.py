@@ -769,9 +769,10 @@ _ATTRS_DOC = """
         Name of the output activation function.
 
     gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
-        With ``monitor_gradients=True`` and a stochastic solver: for each epoch trained (all
-        calls of ``partial_fit`` or warm-started ``fit`` since the optimizer was created), the
-        mean over mini-batches of each layer's weight-gradient norm ||dL/dW_l||.
+        With ``monitor_gradients=True`` and a stochastic solver: for each epoch of the last
+        ``fit`` (with ``partial_fit``: of every call since the first), the mean over
+        mini-batches of each layer's weight-gradient norm ||dL/dW_l|| (L2 term included,
+        before clipping).
 """
 
 

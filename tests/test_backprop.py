@@ -372,3 +372,23 @@ def test_dropout_training_bitwise_identical_across_thread_counts(dtype):
         out.append((losses, p))
     for losses, p in out[1:]:
         assert losses == out[0][0] and np.array_equal(p, out[0][1])
+
+
+@pytest.mark.parametrize("hidden", NEW_HIDDEN)
+def test_new_activations_float32_close_to_float64(hidden, kernel):
+    """The float32 builds of the fused epilogues (both kernel paths) track the float64 ones."""
+    rng = np.random.default_rng(11)
+    sizes = [20, 16, 12, 5]
+    net64 = Network(sizes, hidden, "logistic", np.float64, n_threads=1)
+    net32 = Network(sizes, hidden, "logistic", np.float32, n_threads=1)
+    p64 = net64.init_params(np.random.RandomState(0))
+    X = rng.standard_normal((40, 20))
+    Y = _targets("logistic", rng, 40, 5)
+    l64, g64 = net64.loss_grad(p64, X, Y, alpha=1e-3)
+    l32, g32 = net32.loss_grad(p64.astype(np.float32), X.astype(np.float32),
+                               Y.astype(np.float32), alpha=1e-3)
+    assert g32.dtype == np.float32
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5)
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    np.testing.assert_allclose(net32.predict(p64.astype(np.float32), X.astype(np.float32)),
+                               net64.predict(p64, X), rtol=1e-5, atol=1e-6)
