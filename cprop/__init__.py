@@ -4,6 +4,7 @@
 ``sklearn.neural_network`` estimators.
 """
 try:
+    from ._gradcheck import check_gradients
     from ._isa import available_kernels, kernel_info, set_kernel
     from ._mlp import MLPClassifier, MLPRegressor
 except ImportError as _exc:  # a source tree without its compiled engine: say what to do
@@ -23,5 +24,5 @@ except ImportError as _exc:  # a source tree without its compiled engine: say wh
     raise
 
 __version__ = "0.1.0"
-__all__ = ["MLPClassifier", "MLPRegressor", "available_kernels", "kernel_info", "set_kernel",
-           "__version__"]
+__all__ = ["MLPClassifier", "MLPRegressor", "available_kernels", "check_gradients", "kernel_info",
+           "set_kernel", "__version__"]

@@ -29,9 +29,12 @@ from ._activations import ACTIVATION_CODES
 from ._losses import LOSS_CODES
 from ._openmp import effective_n_threads
 
-HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "selu",
+                      "softplus", "gelu", "gelu_tanh", "silu", "mish")
 OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
                "logistic": "binary_log_loss", "exp": "poisson"}
+# Losses other than the canonical one that an output activation may carry.
+OTHER_LOSSES = {"identity": ("absolute_error", "huber")}
 # Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived
 # from the thread count) so results do not depend on it.
 FULL_BATCH_CHUNK = 4096
@@ -96,9 +99,19 @@ class Network:
         float32 or float64; parameters, data and buffers all use it.
     n_threads : int or None
         OpenMP threads (None: the engine's policy, see ``cprop._openmp.effective_n_threads``).
+    loss : str or None
+        None: the output activation's canonical loss. With an identity output also
+        'absolute_error' or 'huber'.
+    huber_delta : float
+        The Huber loss's threshold (quadratic below it, linear above).
+    dropout : float, sequence of float or None
+        Dropout rate of the hidden layers' outputs during training (one for all or one per
+        hidden layer, each in [0, 1)); used by ``train_epoch`` when the optimizer state carries
+        a ``dropout_seed``.
     """
 
-    def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None):
+    def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None, loss=None,
+                 huber_delta=1.0, dropout=None):
         self.layer_sizes = [int(s) for s in layer_sizes]
         if len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1:
             raise ValueError(f"layer_sizes must hold >= 2 positive ints; got {layer_sizes}.")
@@ -116,11 +129,25 @@ class Network:
                              f"{sorted(OUTPUT_LOSS)}.")
         self.activations = activation
         self.out_activation = out_activation
-        self.loss = OUTPUT_LOSS[out_activation]
+        self.loss = OUTPUT_LOSS[out_activation] if loss is None else loss
+        if self.loss not in (OUTPUT_LOSS[out_activation],) + OTHER_LOSSES.get(out_activation, ()):
+            raise ValueError(f"loss {loss!r} does not go with the output activation "
+                             f"{out_activation!r}.")
+        self.huber_delta = float(huber_delta)
+        if not self.huber_delta > 0:
+            raise ValueError(f"huber_delta must be > 0; got {huber_delta}.")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype}.")
         self.n_threads = effective_n_threads(n_threads)
+        if dropout is not None:
+            rates = np.broadcast_to(np.asarray(dropout, dtype=np.float64), (n_hidden,)) \
+                if np.ndim(dropout) == 0 else np.asarray(dropout, dtype=np.float64)
+            if rates.shape != (n_hidden,) or not np.all((rates >= 0) & (rates < 1)):
+                raise ValueError(f"dropout must be one rate in [0, 1) or one per hidden layer "
+                                 f"({n_hidden}); got {dropout!r}.")
+            dropout = [float(r) for r in rates] if np.any(rates > 0) else None
+        self.dropout = dropout
         self._acts = [ACTIVATION_CODES[a] for a in activation] + [ACTIVATION_CODES[out_activation]]
         self._plans = {}
         plan = self.plan(1)
@@ -134,7 +161,8 @@ class Network:
         if key not in self._plans:
             self._plans[key] = _backprop.make_plan(self.layer_sizes, self._acts,
                                                    LOSS_CODES[self.loss], key, self.dtype,
-                                                   self.n_threads)
+                                                   self.n_threads, loss_param=self.huber_delta,
+                                                   dropout=self.dropout)
         return self._plans[key]
 
     def coefs(self, params):
@@ -199,8 +227,13 @@ class Network:
             _train.predict(params, dense, data, indices, indptr, nf, self.plan(min(n, chunk)), out)
         return out
 
-    def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None):
-        """Full-batch loss and gradient (the objective L-BFGS minimises)."""
+    def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
+                  dropout_epoch=0):
+        """Full-batch loss and gradient (the objective L-BFGS minimises).
+
+        ``dropout_seed`` (a network with dropout rates): the loss with the fixed masks of
+        (seed, ``dropout_epoch``, row of X), for gradient checks; None: no dropout.
+        """
         self._check_params(params)
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
         Y = self._check_targets(Y, X.shape[0])
@@ -208,7 +241,9 @@ class Network:
         if grad is None:
             grad = np.empty_like(params)
         loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
-                                self.plan(min(X.shape[0], FULL_BATCH_CHUNK)), float(alpha), grad)
+                                self.plan(min(X.shape[0], FULL_BATCH_CHUNK)), float(alpha), grad,
+                                dropout_seed=-1 if dropout_seed is None else int(dropout_seed),
+                                dropout_epoch=int(dropout_epoch))
         return loss, grad
 
     def train_epoch(self, params, state, X, Y, sample_weight=None, order=None, batch_size=200,
@@ -233,14 +268,22 @@ class Network:
         batch_size = int(batch_size)
         if grad is None:
             grad = np.empty_like(params)
+        track = getattr(state, "gradient_norms", None)
+        norms = np.zeros(len(self.layer_sizes) - 1) if track is not None else None
         acc, t, rows, exc = _train.train_epoch(
             params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
             batch_size, self.plan(batch_size), float(alpha), state.solver,
             float(state.learning_rate), momentum=float(state.momentum),
             nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
             epsilon=float(state.epsilon), t=float(state.t), hook=hook,
-            poll_flops=float(POLL_FLOPS))
+            poll_flops=float(POLL_FLOPS),
+            weight_decay=float(getattr(state, "weight_decay", 0.0)),
+            clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
+            clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0),
+            grad_norms=norms, **self._dropout_key(state))
         state.t = int(t)
+        if track is not None and rows > 0:
+            track.append(norms / -(-rows // batch_size))   # mean over the mini-batches done
         loss = acc / rows
         if info is not None:
             info["loss"] = loss
@@ -248,6 +291,14 @@ class Network:
         if exc is not None:
             raise exc
         return loss
+
+    def _dropout_key(self, state):
+        """Dropout seed and epoch for ``train_epoch`` (advancing the state's epoch count)."""
+        seed = getattr(state, "dropout_seed", None)
+        if self.dropout is None or seed is None:
+            return {}
+        state.dropout_epoch = getattr(state, "dropout_epoch", -1) + 1
+        return {"dropout_seed": int(seed), "epoch": int(state.dropout_epoch)}
 
     def _check_targets(self, Y, n):
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
@@ -267,16 +318,28 @@ class Network:
 
 
 class OptimizerState:
-    """State of SGD (velocity) or Adam (moments and step count) for a flat parameter vector.
+    """State of SGD (velocity) or Adam/AdamW (moments and step count) for a flat parameter vector.
 
     ``learning_rate`` is the *current* rate (the estimator changes it between epochs for
     'invscaling' and 'adaptive' schedules); Adam's bias correction uses ``t``.
+    ``clip_grad_norm`` / ``clip_grad_value`` (None: off) clip each mini-batch's gradient;
+    ``gradient_norms`` (None: off, or a list) receives, per epoch, each layer's weight-gradient
+    norm averaged over the mini-batches.  ``dropout_seed`` (None: no dropout) keys the dropout
+    masks of a network with dropout rates; each epoch uses the next epoch number.
     """
 
     def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
-                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-        if solver not in ("sgd", "adam"):
-            raise ValueError(f"solver must be 'sgd' or 'adam'; got {solver!r}.")
+                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
+                 clip_grad_norm=None, clip_grad_value=None, gradient_norms=None,
+                 dropout_seed=None):
+        if solver not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"solver must be 'sgd', 'adam' or 'adamw'; got {solver!r}.")
+        self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
+        self.gradient_norms = gradient_norms
+        self.dropout_seed = dropout_seed     # masks of epoch e: (dropout_seed, e, sample, unit)
+        self.dropout_epoch = -1
         self.solver = solver
         self.learning_rate = learning_rate
         self.momentum = momentum

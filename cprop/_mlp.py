@@ -43,10 +43,12 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _interop
 from . import _training_loop as _loop
-from ._engine import Network, OptimizerState, as_engine_input, to_engine_csr
+from ._diagnostics import check_gradient_norms
+from ._init import INITS, draw_layers
+from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
 from ._openmp import effective_n_threads
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -58,8 +60,8 @@ class BaseMLP(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
@@ -87,6 +89,12 @@ class BaseMLP(BaseEstimator, ABC):
         "callbacks": [None, list],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "warmup_iter": [Interval(Integral, 0, None, closed="left")],
+        "init": [StrOptions(set(INITS))],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "clip_grad_value": [Interval(Real, 0, None, closed="neither"), None],
+        "monitor_gradients": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
     }
 
     @abstractmethod
@@ -94,7 +102,8 @@ class BaseMLP(BaseEstimator, ABC):
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol, verbose,
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                  beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, scoring=None,
-                 callbacks=None, n_init=1, warmup_iter=0):
+                 callbacks=None, n_init=1, warmup_iter=0, init="auto", weight_decay=0.01,
+                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False, dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -124,6 +133,13 @@ class BaseMLP(BaseEstimator, ABC):
         self.callbacks = callbacks
         self.n_init = n_init
         self.warmup_iter = warmup_iter
+
+        self.init = init
+        self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
+        self.monitor_gradients = monitor_gradients
+        self.dropout = dropout
 
     # The HTML repr's "?" links to cprop's documentation (scikit-learn's hooks; see _interop).
     _doc_link_module = "cprop"
@@ -198,15 +214,67 @@ class BaseMLP(BaseEstimator, ABC):
         dt = np.asarray(self.coefs_[0]).dtype
         return dt if dt in _FLOATS else np.dtype(np.float64)
 
+    def _hidden_activations(self, n_hidden):
+        """``activation`` as a tuple of one name per hidden layer (a single name is repeated)."""
+        act = self.activation
+        if isinstance(act, str):
+            return (act,) * n_hidden
+        act = tuple(act)
+        bad = [a for a in act if not isinstance(a, str) or a not in HIDDEN_ACTIVATIONS]
+        if bad:
+            raise ValueError(
+                f"activation={self.activation!r} holds {bad!r}, which are not activations; each "
+                f"entry must be one of {sorted(HIDDEN_ACTIVATIONS)}.")
+        if len(act) != n_hidden:
+            raise ValueError(
+                f"activation={self.activation!r} gives {len(act)} activations for {n_hidden} hidden "
+                f"layers (hidden_layer_sizes={self.hidden_layer_sizes!r}). Pass one name for all "
+                "hidden layers or a list with exactly one name per hidden layer.")
+        return act
+
+    def _engine_loss(self):
+        """(loss, huber_delta) for the engine: None for the output activation's canonical loss."""
+        if self.loss in ("absolute_error", "huber"):
+            return self.loss, float(getattr(self, "huber_delta", 1.0))
+        return None, 1.0
+
+    def _dropout_rates(self, n_hidden):
+        """``dropout`` as a tuple of one rate per hidden layer, or None when every rate is 0."""
+        rates = self.dropout
+        if isinstance(rates, Real):
+            rates = (float(rates),) * n_hidden
+        else:
+            rates = tuple(rates)
+            if len(rates) != n_hidden or not all(
+                    isinstance(r, Real) and 0 <= r < 1 for r in rates):
+                raise ValueError(
+                    f"dropout={self.dropout!r} must be one rate in [0, 1) or a list of "
+                    f"{n_hidden} such rates, one per hidden layer (hidden_layer_sizes="
+                    f"{self.hidden_layer_sizes!r}).")
+            rates = tuple(float(r) for r in rates)
+        return rates if any(rates) else None
+
+    def _dropout_seed(self):
+        """The seed of this fit's dropout masks, drawn from the random state (only when dropout
+        is on, so that fits without it draw exactly scikit-learn's numbers)."""
+        n_hidden = self.n_layers_ - 2
+        if self._dropout_rates(n_hidden) is None:
+            return None
+        return int(self._random_state.randint(np.iinfo(np.int32).max))
+
     def _network(self, layer_units, dtype):
-        key = (tuple(int(u) for u in layer_units), self.activation, self.out_activation_,
-               np.dtype(dtype).str, effective_n_threads(self.n_threads))
+        acts = self._hidden_activations(len(layer_units) - 2)
+        dropout = self._dropout_rates(len(layer_units) - 2)
+        loss, huber_delta = self._engine_loss()
+        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, huber_delta,
+               dropout, np.dtype(dtype).str, effective_n_threads(self.n_threads))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
         if net is None:
             if len(nets) >= 4:
                 nets.clear()
-            net = Network(key[0], self.activation, self.out_activation_, dtype, self.n_threads)
+            net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads,
+                          loss=loss, huber_delta=huber_delta, dropout=dropout)
             nets[key] = net
         return net
 
@@ -271,8 +339,10 @@ class BaseMLP(BaseEstimator, ABC):
         else:
             self.out_activation_ = "logistic"
         net = self._network(layer_units, dtype)
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        params = net.init_params(self._random_state, factor)
+        activation = self.activation
+        if not isinstance(activation, str):
+            activation = self._hidden_activations(len(layer_units) - 2)
+        params = net.pack(*draw_layers(self.init, layer_units, activation, self._random_state))
         self._expose(net, params)
         self._best_params = params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -334,6 +404,7 @@ class BaseMLP(BaseEstimator, ABC):
 
         if self.solver in _STOCHASTIC_SOLVERS:
             self._fit_stochastic(net, params, X, Y, sample_weight, incremental, validation)
+            self._report_gradients()
         else:
             self._fit_lbfgs(net, params, X, Y, sample_weight)
 
@@ -345,6 +416,10 @@ class BaseMLP(BaseEstimator, ABC):
         return self
 
     def _fit_lbfgs(self, net, params, X, Y, sample_weight):
+        if net.dropout is not None:
+            raise ValueError(
+                f"dropout needs a stochastic solver ('sgd', 'adam' or 'adamw'); solver="
+                f"{self.solver!r} minimises a fixed loss. Set dropout=0.0 or change the solver.")
         alpha = float(self.alpha)
         dtype = net.dtype
 
@@ -391,7 +466,10 @@ class BaseMLP(BaseEstimator, ABC):
             self._optimizer = OptimizerState(
                 self.solver, net.n_params, net.dtype, learning_rate=self.learning_rate_init,
                 momentum=self.momentum, nesterov=self.nesterovs_momentum, beta_1=self.beta_1,
-                beta_2=self.beta_2, epsilon=self.epsilon)
+                beta_2=self.beta_2, epsilon=self.epsilon, weight_decay=self.weight_decay,
+                clip_grad_norm=self.clip_grad_norm, clip_grad_value=self.clip_grad_value,
+                gradient_norms=[] if self.monitor_gradients else None,
+                dropout_seed=self._dropout_seed())
         if not hasattr(self, "loss_curve_"):  # continuing a model that lbfgs trained
             self._init_stochastic_attributes()
 
@@ -537,6 +615,17 @@ class BaseMLP(BaseEstimator, ABC):
             # a user's own partial_fit loop must stop too; the model above is consistent
             raise KeyboardInterrupt
 
+    def _report_gradients(self):
+        """``gradient_norms_`` from the optimizer's record, and the vanishing/exploding warnings
+        for the epochs of this call (see cprop._diagnostics)."""
+        state = self._optimizer
+        record = getattr(state, "gradient_norms", None)
+        if record is None:
+            return
+        self.gradient_norms_ = np.array(record, dtype=np.float64).reshape(len(record), -1)
+        check_gradient_norms(self.gradient_norms_, start=getattr(state, "epochs_checked", 0))
+        state.epochs_checked = len(record)
+
     def _trigger_stopping(self, msg, say=print):
         """scikit-learn's rule: stop, unless SGD with the 'adaptive' schedule can divide its
         learning rate by 5 (it stops once the rate is <= 1e-6)."""
@@ -647,15 +736,22 @@ _PARAMS_DOC = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element represents the number of neurons in the ith hidden layer.
 
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation function for the hidden layers: 'identity' f(x) = x, 'logistic'
-        f(x) = 1 / (1 + exp(-x)), 'tanh' f(x) = tanh(x), 'relu' f(x) = max(0, x).
+    activation : str or list of str, default='relu'
+        Activation function for the hidden layers: one name for all of them, or a list with one
+        name per hidden layer (cprop extension). scikit-learn's four: 'identity' f(x) = x,
+        'logistic' f(x) = 1 / (1 + exp(-x)), 'tanh' f(x) = tanh(x), 'relu' f(x) = max(0, x).
+        cprop adds 'leaky_relu' (x for x > 0, 0.01 x otherwise), 'elu' (x, or exp(x) - 1),
+        'selu' (1.0507 x, or 1.0507 * 1.6733 (exp(x) - 1); pair it with ``init='lecun_normal'``),
+        'softplus' log(1 + exp(x)), 'gelu' x Phi(x) (exact, with the normal CDF Phi),
+        'gelu_tanh' (its tanh approximation), 'silu' x / (1 + exp(-x)) and 'mish'
+        x tanh(softplus(x)).
 
-    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    solver : {'lbfgs', 'sgd', 'adam', 'adamw'}, default='adam'
         The solver for weight optimization: 'lbfgs' (scipy's L-BFGS-B on the full-batch loss),
-        'sgd' (stochastic gradient descent with momentum) or 'adam'. 'adam' works well on
-        datasets with thousands of samples or more; 'lbfgs' often converges faster and better
-        on small ones.
+        'sgd' (stochastic gradient descent with momentum), 'adam', or 'adamw' (cprop
+        extension: Adam with decoupled weight decay, see ``weight_decay``; the 'adam' settings
+        apply to it). 'adam' works well on datasets with thousands of samples or more; 'lbfgs'
+        often converges faster and better on small ones.
 
     alpha : float, default=0.0001
         Strength of the L2 regularization term, divided by the sample size when added to the
@@ -739,6 +835,47 @@ _PARAMS_DOC = """
         threadpoolctl limits, else all usable CPUs; -1 means all CPUs, -2 all but one, ...
         Results are bitwise identical for every thread count.
 
+    weight_decay : float, default=0.01
+        Decoupled weight decay of ``solver='adamw'`` (cprop extension): each step multiplies
+        every weight by ``1 - learning_rate_init * weight_decay`` besides the Adam step on the
+        loss gradient (Loshchilov & Hutter); biases are not decayed. ``alpha`` remains the L2
+        term of the loss. Ignored by the other solvers.
+
+    clip_grad_norm : float, default=None
+        Gradient clipping by global norm ('sgd', 'adam', 'adamw'; cprop extension): each
+        mini-batch's gradient over all parameters (L2 term included) is scaled by
+        ``clip_grad_norm / (norm + 1e-6)`` when its norm exceeds ``clip_grad_norm``, before the
+        update. None: off.
+
+    clip_grad_value : float, default=None
+        Gradient clipping by value: every gradient entry is clipped to
+        ``[-clip_grad_value, clip_grad_value]`` (after ``clip_grad_norm`` when both are set).
+        None: off.
+
+    monitor_gradients : bool, default=False
+        Record ``gradient_norms_`` (epochs x layers: the mean over mini-batches of each
+        layer's weight-gradient norm) and warn (RuntimeWarning, naming the layer) when
+        gradients vanish (the first layer's norm falls below 1e-3 of the output layer's) or
+        explode (a norm is not finite or grows 1000-fold). Stochastic solvers; it costs an
+        extra pass over the gradients (a few percent on large layers).
+
+    dropout : float or list of float, default=0.0
+        Dropout rate of the hidden layers' outputs during training (cprop extension): one rate
+        for every hidden layer or a list with one per hidden layer, each in [0, 1). Inverted
+        dropout: kept units are scaled by 1 / (1 - rate) while training, so ``predict`` uses
+        the network as it is (deterministic). Masks come from a counter-based generator keyed
+        by (seed drawn from ``random_state``, epoch, sample, unit): the same for any thread
+        count. Stochastic solvers only; 0 (the default) costs nothing.
+
+    init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
+            'lecun_normal', 'orthogonal'}, default='auto'
+        Weight initialisation, drawn from ``random_state`` (cprop extension). 'auto' is
+        scikit-learn's: W and b from U(-r, r), r = sqrt(6 / (fan_in + fan_out)) (2 instead of 6
+        for logistic units), the same draws bit for bit. The others draw the weights only and
+        start the biases at 0: glorot_uniform U(+-sqrt(6 / (fan_in + fan_out))), glorot_normal
+        N(0, 2 / (fan_in + fan_out)), he_uniform U(+-sqrt(6 / fan_in)), he_normal
+        N(0, 2 / fan_in) (for relu-like units), lecun_normal N(0, 1 / fan_in) (for 'selu'),
+        orthogonal (orthonormal rows or columns, from the QR decomposition of a normal matrix).
     scoring : str, callable or None, default=None
         Validation score for early stopping and ``validation_scores_`` ('sgd'/'adam'): None
         is the estimator's ``score`` (scikit-learn's behaviour), 'loss' minus the validation
@@ -843,6 +980,12 @@ _ATTRS_DOC = """
 
     out_activation_ : str
         Name of the output activation function.
+
+    gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
+        With ``monitor_gradients=True`` and a stochastic solver: for each epoch of the last
+        ``fit`` (with ``partial_fit``: of every call since the first), the mean over
+        mini-batches of each layer's weight-gradient norm ||dL/dW_l|| (L2 term included,
+        before clipping).
 """
 
 
@@ -896,7 +1039,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  n_threads=None, class_weight=None, scoring=None, callbacks=None, n_init=1,
-                 warmup_iter=0):
+                 warmup_iter=0, init="auto", weight_decay=0.01, clip_grad_norm=None,
+                 clip_grad_value=None, monitor_gradients=False, dropout=0.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -907,7 +1051,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
             n_threads=n_threads, scoring=scoring, callbacks=callbacks, n_init=n_init,
-            warmup_iter=warmup_iter)
+            warmup_iter=warmup_iter, init=init, weight_decay=weight_decay,
+            clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+            monitor_gradients=monitor_gradients, dropout=dropout)
         self.class_weight = class_weight
 
     _parameter_constraints: dict = {
@@ -1091,10 +1237,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson'}, default='squared_error'
+    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, default='squared_error'
         The loss: half the squared error (identity output) or half the Poisson deviance
-        (exponential output, requires ``y >= 0``). With several outputs the squared error is
-        summed over outputs, the function whose gradient is applied.
+        (exponential output, requires ``y >= 0``). With several outputs the loss is summed over
+        outputs, the function whose gradient is applied. cprop adds 'absolute_error'
+        ``|y - p|`` and 'huber' (``(y - p)^2 / 2`` where ``|y - p| <= huber_delta``,
+        ``huber_delta * (|y - p| - huber_delta / 2)`` beyond), both on an identity output: they
+        limit the pull of outliers. Their gradients are ``sign(p - y)`` and ``p - y`` clipped to
+        ``[-huber_delta, huber_delta]``.
+
+    huber_delta : float, default=1.0
+        Threshold of the Huber loss, in the units of y (scale y or set it to the residual size
+        beyond which points count as outliers). Used only with ``loss='huber'``.
 """ + _PARAMS_DOC + """
     Attributes
     ----------""" + _ATTRS_DOC.format(score="R2") + _NOTES_DOC + """
@@ -1121,7 +1275,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
@@ -1130,7 +1285,10 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 n_threads=None, scoring=None, callbacks=None, n_init=1, warmup_iter=0):
+                 n_threads=None, scoring=None, callbacks=None, n_init=1, warmup_iter=0,
+                 huber_delta=1.0, init="auto", weight_decay=0.01, clip_grad_norm=None,
+                 clip_grad_value=None, monitor_gradients=False, dropout=0.0):
+        self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1140,7 +1298,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun, n_threads=n_threads, scoring=scoring, callbacks=callbacks,
-            n_init=n_init, warmup_iter=warmup_iter)
+            n_init=n_init, warmup_iter=warmup_iter, init=init, weight_decay=weight_decay,
+            clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+            monitor_gradients=monitor_gradients, dropout=dropout)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

@@ -195,3 +195,200 @@ def test_engine_rejects_bad_arguments():
         Network([3, 0, 2], "relu", "identity", np.float64)
     with pytest.raises(ValueError, match="layer 0"):
         net.pack([np.zeros((3, 5)), np.zeros((4, 2))], [np.zeros(4), np.zeros(2)])
+
+
+# ---- activations beyond scikit-learn (issue 11): every kernel path, dense and sparse --------------
+NEW_HIDDEN = ["leaky_relu", "elu", "selu", "softplus", "gelu", "gelu_tanh", "silu", "mish"]
+
+
+def _central_differences(net, params, X, Y, sw, alpha, h=1e-6):
+    fd = np.empty_like(params)
+    for i in range(params.size):
+        p1, p2 = params.copy(), params.copy()
+        p1[i] += h
+        p2[i] -= h
+        fd[i] = (net.loss_grad(p1, X, Y, sw, alpha)[0] - net.loss_grad(p2, X, Y, sw, alpha)[0]) / (2 * h)
+    return fd
+
+
+@pytest.mark.parametrize("hidden", NEW_HIDDEN)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_new_activation_gradients(hidden, sparse, kernel):
+    """The fused forward epilogue (with the saved pre-activation for gelu/silu/mish) and the
+    derivative epilogue, through two hidden layers, against central differences."""
+    rng = np.random.default_rng(8)
+    n, sizes = 13, [5, 7, 6, 3]
+    net = Network(sizes, [hidden, hidden], "softmax", np.float64, n_threads=1)
+    params = net.init_params(np.random.RandomState(4)) + 0.03  # away from the kinks at 0
+    X = rng.standard_normal((n, sizes[0]))
+    if sparse:
+        X = sp.csr_matrix(X * (rng.random(X.shape) < 0.5))
+    Y = _targets("softmax", rng, n, sizes[-1])
+    sw = rng.random(n) + 0.5
+    _, grad = net.loss_grad(params, X, Y, sw, 0.1)
+    fd = _central_differences(net, params, X, Y, sw, 0.1)
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) <= 1e-6
+    # the forward pass against numpy, with each layer's own activation
+    ref = np.asarray(X.todense()) if sparse else X
+    for W, b, act in zip(net.coefs(params), net.intercepts(params), [hidden, hidden, "softmax"]):
+        Z = ref @ W + b
+        if act == "softmax":
+            ref = softmax(Z, axis=1)
+        else:
+            ref = Z.copy()
+            from cprop._activations import forward as act_forward
+            act_forward(act, ref)
+    np.testing.assert_allclose(net.predict(params, X), ref, rtol=1e-12, atol=1e-15)
+
+
+def test_mixed_activations_per_layer_gradient(kernel):
+    """One activation per hidden layer: a z-reading one between two output-reading ones."""
+    rng = np.random.default_rng(9)
+    n, sizes = 9, [4, 5, 6, 5, 2]
+    acts = ["selu", "gelu", "softplus"]
+    net = Network(sizes, acts, "identity", np.float64, n_threads=1)
+    params = net.init_params(np.random.RandomState(5))
+    X = rng.standard_normal((n, sizes[0]))
+    Y = rng.standard_normal((n, sizes[-1]))
+    _, grad = net.loss_grad(params, X, Y, None, 0.0)
+    fd = _central_differences(net, params, X, Y, None, 0.0)
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) <= 1e-6
+    z_off = net.plan(8)["z_off"]   # only gelu's layer keeps its pre-activation
+    assert z_off[1] == -1 and z_off[2] >= 0 and z_off[3] == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_new_activations_bitwise_identical_across_thread_counts(dtype):
+    rng = np.random.default_rng(10)
+    n, sizes = 600, [120, 96, 64, 10]
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = _targets("softmax", rng, n, sizes[-1])
+    results = []
+    for nt in (1, 2, 3):
+        net = Network(sizes, ["gelu", "mish"], "softmax", dtype, n_threads=nt)
+        params = net.init_params(np.random.RandomState(0))
+        loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
+        results.append((loss, grad))
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert np.array_equal(grad, results[0][1])
+
+
+# ---- dropout (issue 11) -----------------------------------------------------------------------------
+from scipy.special import erf  # noqa: E402
+
+M64 = (1 << 64) - 1
+
+
+def _gelu(z):
+    return 0.5 * z * (1 + erf(z / np.sqrt(2)))
+
+
+def _mix64(z):
+    z = int(z) & M64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return z ^ (z >> 31)
+
+
+def _numpy_mask(seed, epoch, layer, samples, m, rate):
+    """The documented key (seed, epoch, layer, sample, unit // 4) -> splitmix64 -> 16-bit field
+    unit % 4 -> u = field / 2^16; keep u >= rate."""
+    out = np.empty((len(samples), m))
+    for r, sample in enumerate(samples):
+        h = _mix64(seed + 0x9e3779b97f4a7c15)
+        h = _mix64(h ^ epoch)
+        h = _mix64(h ^ layer)
+        key = _mix64(h ^ int(sample))
+        for j in range(m):
+            h = _mix64(key ^ (((j // 4) * 0x9e3779b97f4a7c15) & M64))
+            u = ((h >> (16 * (j % 4))) & 0xFFFF) / 65536.0
+            out[r, j] = 1.0 / (1.0 - rate) if u >= rate else 0.0
+    return out
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_dropout_forward_matches_numpy_masks(sparse, kernel):
+    rng = np.random.default_rng(40)
+    n, sizes, rates = 17, [5, 9, 7, 3], [0.3, 0.6]
+    net = Network(sizes, ["tanh", "gelu"], "softmax", np.float64, n_threads=1, dropout=rates)
+    params = net.init_params(np.random.RandomState(1))
+    X = rng.standard_normal((n, sizes[0]))
+    Y = _targets("softmax", rng, n, sizes[-1])
+    Xin = sp.csr_matrix(X * (X > 0)) if sparse else X
+    Xd = X * (X > 0) if sparse else X
+    loss, _ = net.loss_grad(params, Xin, Y, None, 0.0, dropout_seed=12, dropout_epoch=3)
+    A = Xd
+    W, b = net.coefs(params), net.intercepts(params)
+    A = np.tanh(A @ W[0] + b[0]) * _numpy_mask(12, 3, 1, range(n), sizes[1], rates[0])
+    A = _gelu(A @ W[1] + b[1]) * _numpy_mask(12, 3, 2, range(n), sizes[2], rates[1])
+    P = softmax(A @ W[2] + b[2], axis=1)
+    ref = -(Y * np.log(P)).sum(1).mean()
+    assert loss == pytest.approx(ref, rel=1e-12)
+    no_drop, _ = net.loss_grad(params, Xin, Y, None, 0.0)
+    assert abs(no_drop - loss) > 1e-3            # the masks did act ...
+    P_pred = net.predict(params, Xin)            # ... and never at prediction
+    ref_pred = softmax(_gelu(np.tanh(Xd @ W[0] + b[0]) @ W[1] + b[1]) @ W[2] + b[2], axis=1)
+    np.testing.assert_allclose(P_pred, ref_pred, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_dropout_kept_fraction_matches_rate(rate):
+    """Identity hidden layer of m ones: d loss / d b_out = mean over rows of kept/(1 - rate)."""
+    n, m = 2000, 100
+    net = Network([1, m, 1], "identity", "identity", np.float64, n_threads=1, dropout=rate)
+    params = np.zeros(net.n_params)
+    net.coefs(params)[0][...] = 1.0
+    net.coefs(params)[1][...] = 1.0
+    _, g = net.loss_grad(params, np.ones((n, 1)), np.zeros((n, 1)), dropout_seed=5)
+    kept = net.intercepts(g)[1][0] * (1 - rate) / m
+    assert abs(kept - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / (n * m)), kept
+
+
+def test_dropout_epochs_and_seeds_give_other_masks():
+    net = Network([1, 50, 1], "identity", "identity", np.float64, n_threads=1, dropout=0.5)
+    params = np.ones(net.n_params)
+    X, Y = np.ones((40, 1)), np.zeros((40, 1))
+    base = net.loss_grad(params, X, Y, dropout_seed=1, dropout_epoch=0)[1]
+    assert np.array_equal(base, net.loss_grad(params, X, Y, dropout_seed=1, dropout_epoch=0)[1])
+    assert not np.array_equal(base, net.loss_grad(params, X, Y, dropout_seed=1, dropout_epoch=1)[1])
+    assert not np.array_equal(base, net.loss_grad(params, X, Y, dropout_seed=2, dropout_epoch=0)[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_training_bitwise_identical_across_thread_counts(dtype):
+    rng = np.random.default_rng(41)
+    n, sizes = 500, [120, 96, 64, 10]
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = _targets("softmax", rng, n, sizes[-1]).astype(dtype)
+    order = rng.permutation(n)
+    out = []
+    for nt in (1, 2, 3):
+        net = Network(sizes, "relu", "softmax", dtype, n_threads=nt, dropout=[0.2, 0.5])
+        p = net.init_params(np.random.RandomState(0))
+        from cprop._engine import OptimizerState
+        st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-3, dropout_seed=9)
+        losses = [net.train_epoch(p, st, X, Y, order=order, batch_size=250) for _ in range(2)]
+        out.append((losses, p))
+    for losses, p in out[1:]:
+        assert losses == out[0][0] and np.array_equal(p, out[0][1])
+
+
+@pytest.mark.parametrize("hidden", NEW_HIDDEN)
+def test_new_activations_float32_close_to_float64(hidden, kernel):
+    """The float32 builds of the fused epilogues (both kernel paths) track the float64 ones."""
+    rng = np.random.default_rng(11)
+    sizes = [20, 16, 12, 5]
+    net64 = Network(sizes, hidden, "logistic", np.float64, n_threads=1)
+    net32 = Network(sizes, hidden, "logistic", np.float32, n_threads=1)
+    p64 = net64.init_params(np.random.RandomState(0))
+    X = rng.standard_normal((40, 20))
+    Y = _targets("logistic", rng, 40, 5)
+    l64, g64 = net64.loss_grad(p64, X, Y, alpha=1e-3)
+    l32, g32 = net32.loss_grad(p64.astype(np.float32), X.astype(np.float32),
+                               Y.astype(np.float32), alpha=1e-3)
+    assert g32.dtype == np.float32
+    np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5)
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    np.testing.assert_allclose(net32.predict(p64.astype(np.float32), X.astype(np.float32)),
+                               net64.predict(p64, X), rtol=1e-5, atol=1e-6)

@@ -100,3 +100,53 @@ def test_bad_arguments():
         loss_and_delta("squared_error", Y, np.zeros((3, 3)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="one value per row"):
         loss_and_delta("squared_error", Y, Y, Y.copy(), np.ones(2))
+
+
+# ---- robust regression losses (issue 11) ------------------------------------------------------------
+def _huber_ref(R, delta):
+    A = np.abs(R)
+    return np.where(A <= delta, 0.5 * A**2, delta * (A - 0.5 * delta))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["absolute_error", "huber"])
+def test_robust_losses_match_numpy(name, dtype):
+    rng = np.random.default_rng(11)
+    n, k, delta = 37, 3, 0.7
+    Y = rng.standard_normal((n, k)).astype(dtype)
+    P = (Y + rng.standard_normal((n, k)) * 1.5).astype(dtype)
+    P[0, 0] = Y[0, 0]                       # a zero residual: subgradient 0
+    sw = (rng.random(n) + 0.5).astype(dtype)
+    D = np.empty_like(P)
+    total = loss_and_delta(name, Y, P, D, sw, scale=0.25, huber_delta=delta)
+    R = P.astype(np.float64) - Y.astype(np.float64)
+    per = np.abs(R).sum(1) if name == "absolute_error" else _huber_ref(R, delta).sum(1)
+    grad = np.sign(R) if name == "absolute_error" else np.clip(R, -delta, delta)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert total == pytest.approx(float((sw * per).sum()), rel=tol)
+    np.testing.assert_allclose(D, sw[:, None] * 0.25 * grad, rtol=tol, atol=tol)
+    assert D[0, 0] == 0
+
+
+@pytest.mark.parametrize("name", ["absolute_error", "huber"])
+def test_robust_loss_gradients_central_differences(name):
+    rng = np.random.default_rng(12)
+    Y = rng.standard_normal((9, 2))
+    P = Y + rng.choice([-1, 1], Y.shape) * (0.05 + rng.random(Y.shape) * 2)  # away from kinks
+    D = np.empty_like(P)
+    loss_and_delta(name, Y, P, D, huber_delta=0.8)
+    h = 1e-6
+    fd = np.empty_like(P)
+    for idx in np.ndindex(P.shape):
+        Pp, Pm = P.copy(), P.copy()
+        Pp[idx] += h
+        Pm[idx] -= h
+        fd[idx] = (loss_and_delta(name, Y, Pp, np.empty_like(P), huber_delta=0.8)
+                   - loss_and_delta(name, Y, Pm, np.empty_like(P), huber_delta=0.8)) / (2 * h)
+    np.testing.assert_allclose(D, fd, rtol=1e-7, atol=1e-8)
+
+
+def test_huber_delta_must_be_positive():
+    Y = np.zeros((2, 1))
+    with pytest.raises(ValueError, match="huber_delta must be > 0"):
+        loss_and_delta("huber", Y, Y, np.empty_like(Y), huber_delta=0.0)

@@ -927,6 +927,12 @@ def test_parameters_match_sklearn():
         if isinstance(ours, MLPClassifier):
             new["class_weight"] = None
         assert {k: p1.pop(k) for k in new} == new
+        # the issue-11 extensions, each at the default that keeps scikit-learn's behaviour
+        extensions = {"init": "auto", "weight_decay": 0.01, "clip_grad_norm": None,
+                      "clip_grad_value": None, "monitor_gradients": False, "dropout": 0.0}
+        if isinstance(ours, MLPRegressor):
+            extensions["huber_delta"] = 1.0
+        assert {k: p1.pop(k) for k in extensions} == extensions
         assert p1 == p2
 
 

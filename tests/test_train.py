@@ -148,3 +148,131 @@ def test_train_epoch_rejects_bad_arguments():
         net.train_epoch(p, st, X[:0], Y[:0], batch_size=2)
     with pytest.raises(ValueError, match="solver"):
         OptimizerState("rmsprop", net.n_params, np.float64)
+
+
+# ---- AdamW (issue 11) -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adamw_matches_numpy_reference_epoch(dtype, kernel):
+    """One epoch of AdamW against numpy: each batch's gradient from the engine's full-batch
+    loss_grad (checked against central differences elsewhere), the update written out in numpy."""
+    from cprop._engine import Network, OptimizerState
+    rng = np.random.default_rng(21)
+    n, sizes, bs = 53, [6, 9, 4], 16
+    net = Network(sizes, "tanh", "softmax", dtype, n_threads=1)
+    p0 = net.init_params(np.random.RandomState(0))
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)].astype(dtype)
+    sw = (rng.random(n) + 0.5).astype(dtype)
+    order = rng.permutation(n)
+    lr, wd, alpha, b1, b2, eps = 0.01, 0.3, 0.05, 0.9, 0.999, 1e-8
+    # the engine
+    params = p0.copy()
+    st = OptimizerState("adamw", net.n_params, dtype, learning_rate=lr, weight_decay=wd)
+    net.train_epoch(params, st, X, Y, sw, order=order, batch_size=bs, alpha=alpha)
+    assert st.t == 4
+    # numpy, in the model's dtype (float32 arrays with Python-float constants stay float32)
+    ref = p0.copy()
+    m = np.zeros_like(ref)
+    v = np.zeros_like(ref)
+    is_w = np.zeros(ref.size, bool)
+    for o, (a, b) in zip(net._w_off, zip(sizes[:-1], sizes[1:])):
+        is_w[o:o + a * b] = True
+    decay = np.where(is_w, 1 - lr * wd, 1.0).astype(dtype)
+    for t, start in enumerate(range(0, n, bs), 1):
+        rows = order[start:start + bs]
+        _, g = net.loss_grad(ref, X[rows], Y[rows], sw[rows], alpha)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * (g * g)
+        lr_t = float(lr * np.sqrt(1 - b2**t) / (1 - b1**t))
+        ref = ref * decay - lr_t * m / (np.sqrt(v) + eps)
+        assert ref.dtype == dtype
+    if dtype == np.float64:
+        np.testing.assert_allclose(params, ref, rtol=1e-12, atol=1e-15)
+    else:
+        # float32 rounding (a few ulps per step, more where m / (sqrt(v) + eps) divides by a
+        # gradient entry near 0): within 1e-5 relative or 1e-4 of one step (lr)
+        np.testing.assert_allclose(params, ref, rtol=1e-5, atol=1e-4 * lr)
+    # and the decay did act: without it the weights differ by about lr * wd * |w| per step
+    assert np.max(np.abs(params - p0)[is_w]) > 0
+
+
+def test_adamw_without_decay_is_adam():
+    from cprop._engine import Network, OptimizerState
+    rng = np.random.default_rng(22)
+    net = Network([5, 7, 3], "relu", "logistic", np.float64, n_threads=1)
+    p0 = net.init_params(np.random.RandomState(1))
+    X = rng.standard_normal((40, 5))
+    Y = (rng.random((40, 3)) > 0.5).astype(float)
+    out = []
+    for solver in ("adam", "adamw"):
+        p = p0.copy()
+        st = OptimizerState(solver, net.n_params, np.float64, learning_rate=0.01, weight_decay=0.0)
+        net.train_epoch(p, st, X, Y, order=rng.permutation(40) * 0 + np.arange(40), batch_size=8,
+                        alpha=0.01)
+        out.append(p)
+    assert np.array_equal(out[0], out[1])
+
+
+# ---- gradient clipping and gradient norms (issue 11) -------------------------------------------------
+def _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, clip_norm, clip_value):
+    """Plain SGD (momentum 0) in numpy on the engine's per-batch loss_grad; returns the final
+    params and each batch's per-layer weight-gradient norms (before clipping)."""
+    ref = p0.copy()
+    norms = []
+    s = net.layer_sizes
+    for start in range(0, X.shape[0], bs):
+        rows = order[start:start + bs]
+        _, g = net.loss_grad(ref, X[rows], Y[rows], None if sw is None else sw[rows], alpha)
+        norms.append([np.linalg.norm(g[o:o + s[i] * s[i + 1]]) for i, o in enumerate(net._w_off)])
+        if clip_norm:
+            total = np.linalg.norm(g)
+            if total > clip_norm:
+                g = g * (clip_norm / (total + 1e-6))
+        if clip_value:
+            g = np.clip(g, -clip_value, clip_value)
+        ref = ref - lr * g
+    return ref, np.array(norms)
+
+
+@pytest.mark.parametrize("clip_norm, clip_value", [(0.5, None), (None, 0.01), (0.5, 0.01),
+                                                   (1e9, None)])
+def test_clipping_matches_numpy_reference(clip_norm, clip_value, kernel):
+    rng = np.random.default_rng(31)
+    n, sizes, bs, lr, alpha = 47, [6, 8, 5, 3], 10, 0.3, 0.2
+    net = Network(sizes, "tanh", "softmax", np.float64, n_threads=1)
+    p0 = net.init_params(np.random.RandomState(2))
+    X = rng.standard_normal((n, sizes[0])) * 3
+    Y = np.eye(3)[rng.integers(0, 3, n)]
+    sw = rng.random(n) + 0.5
+    order = rng.permutation(n)
+    p = p0.copy()
+    st = OptimizerState("sgd", net.n_params, np.float64, learning_rate=lr, momentum=0.0,
+                        clip_grad_norm=clip_norm, clip_grad_value=clip_value, gradient_norms=[])
+    net.train_epoch(p, st, X, Y, sw, order=order, batch_size=bs, alpha=alpha)
+    ref, norms = _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, clip_norm,
+                                      clip_value)
+    np.testing.assert_allclose(p, ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(st.gradient_norms[0], norms.mean(axis=0), rtol=1e-12)
+    if clip_norm == 0.5:   # the clip was active: it changed the result
+        unclipped, _ = _sgd_reference_epoch(net, p0, X, Y, sw, order, bs, lr, alpha, None, None)
+        assert np.max(np.abs(unclipped - ref)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipping_bitwise_identical_across_thread_counts(dtype):
+    rng = np.random.default_rng(32)
+    n, sizes = 400, [120, 96, 64, 10]     # > 8192 weights in a layer: several update chunks
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
+    out = []
+    for nt in (1, 2, 3):
+        net = Network(sizes, "relu", "softmax", dtype, n_threads=nt)
+        p = net.init_params(np.random.RandomState(0))
+        st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-2, clip_grad_norm=0.1,
+                            clip_grad_value=0.002, gradient_norms=[])
+        loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(), batch_size=128,
+                               alpha=1e-3)
+        out.append((loss, p, st.gradient_norms[0]))
+    for loss, p, g in out[1:]:
+        assert loss == out[0][0]
+        assert np.array_equal(p, out[0][1]) and np.array_equal(g, out[0][2])

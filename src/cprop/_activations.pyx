@@ -16,16 +16,27 @@ ACTIVATION_CODES = {
     "relu": ACT_RELU,
     "exp": ACT_EXP,
     "softmax": ACT_SOFTMAX,
+    "leaky_relu": ACT_LEAKY_RELU,
+    "elu": ACT_ELU,
+    "selu": ACT_SELU,
+    "softplus": ACT_SOFTPLUS,
+    "gelu": ACT_GELU,
+    "gelu_tanh": ACT_GELU_TANH,
+    "silu": ACT_SILU,
+    "mish": ACT_MISH,
 }
+# Activations whose derivative reads the pre-activation z (see _activations.pxd, design note 2).
+NEEDS_Z = frozenset(name for name, code in ACTIVATION_CODES.items() if act_needs_z(code))
 
 
 cdef void forward_rows(floating* Z, intp_t n_rows, intp_t n_cols, intp_t ldz, const floating* bias,
-                       int act, int n_threads) noexcept nogil:
-    """Z := f(Z + 1 bias^T), row by row."""
+                       int act, floating* zsave, int n_threads) noexcept nogil:
+    """Z := f(Z + 1 bias^T), row by row; zsave (n_rows x ldz, or NULL) := Z + 1 bias^T."""
     cdef intp_t i
     for i in prange(n_rows, num_threads=n_threads, schedule='static',
                     use_threads_if=n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN):
-        act_forward_row(Z + i * ldz, bias, n_cols, act)
+        act_forward_row(Z + i * ldz, bias, n_cols, act,
+                        (zsave + i * ldz) if zsave != NULL else NULL)
 
 
 cdef void backward_rows(floating* D, const floating* A, intp_t n_rows, intp_t n_cols, intp_t ld,
@@ -60,11 +71,12 @@ def forward(str name, floating[:, ::1] Z, int n_threads=1):
     if Z.shape[0] == 0 or Z.shape[1] == 0:
         return
     with nogil:
-        forward_rows(&Z[0, 0], Z.shape[0], Z.shape[1], Z.shape[1], NULL, act, n_threads)
+        forward_rows(&Z[0, 0], Z.shape[0], Z.shape[1], Z.shape[1], NULL, act, NULL, n_threads)
 
 
 def backward(str name, const floating[:, ::1] A, floating[:, ::1] D, int n_threads=1):
-    """D := D * f'(Z) in place, where A = f(Z) is the forward output.
+    """D := D * f'(Z) in place, where A = f(Z) is the forward output, or A = Z itself for the
+    activations in ``NEEDS_Z`` (gelu, gelu_tanh, silu, mish), whose derivative reads Z.
 
     Examples
     --------

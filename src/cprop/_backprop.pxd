@@ -1,6 +1,7 @@
 from cprop._typedefs cimport floating, intp_t
 from cprop._prefetch cimport RowPrefetch
 from cprop._isa cimport KernelPath
+from cprop._dropout cimport Dropout
 
 # A network and the layout of its buffers; every pointer is owned by the Python caller (a plan).
 cdef struct NetSpec:
@@ -8,10 +9,18 @@ cdef struct NetSpec:
     const intp_t* sizes      # L+1 layer widths, sizes[0] = n_features
     const int* acts          # L activation codes; acts[l] produces A_{l+1}; acts[L-1] is the output
     int loss                 # LOSS_* code paired with acts[L-1]
+    double loss_param        # Huber's delta (unused by the other losses)
     const intp_t* w_off      # W_l (sizes[l] x sizes[l+1], row-major) at params + w_off[l]
     const intp_t* b_off      # b_l (sizes[l+1]) at params + b_off[l]
     const intp_t* a_off      # A_l (cap x sizes[l]) at work + a_off[l]   (l = 0..L)
     const intp_t* d_off      # D_l (cap x sizes[l]) at work + d_off[l]   (l = 1..L)
+    const intp_t* z_off      # Z_l (cap x sizes[l]), the pre-activation of A_l, at work + z_off[l]
+                             # when acts[l-1] reads z in its derivative (act_needs_z), else -1
+    const intp_t* m_off      # A_l after dropout (cap x sizes[l]) at work + m_off[l] when layer l has
+                             # a dropout rate, else -1
+    const double* drop       # L+1 dropout rates, drop[l] for A_l (0: none)
+    const Dropout* dropout   # the mask key of a training pass, or NULL (no dropout: inference,
+                             # full-batch loss)
     intp_t y_off             # batch targets (cap x sizes[L])
     intp_t sw_off            # batch sample weights (cap)
     intp_t gemm_off          # GEMM packing workspace

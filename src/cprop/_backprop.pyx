@@ -13,10 +13,18 @@ Design
    carries sw_i / sum(sw)), so a full-batch gradient can be accumulated over row chunks.
 4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 split over column blocks
    of the output so each gradient element is summed in row order by one thread.
-5. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
+5. An activation whose derivative reads the pre-activation (gelu, silu, mish: act_needs_z) has
+   its Z_l = A_{l-1} W_{l-1} + b_{l-1} written by the forward epilogue into a plan buffer, and the
+   backward epilogue reads Z_l instead of A_l; other activations have no such buffer.
+6. Dropout (training passes only, ``net.dropout`` set): after layer l's epilogue, the kept units of
+   A_l, scaled by 1/(1 - rate), are written to a second buffer M_l, which the next product and the
+   weight gradient read; the derivative epilogue still reads the unmasked A_l (or Z_l), and D_l is
+   multiplied by the same mask afterwards (masks are recomputed from their counter-based key,
+   _dropout.pxd).  A network without dropout rates runs none of this.
+7. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
    The kernel path (cprop._isa) is taken once per pass into ``NetSpec.path``: its GEMM context
    and its build of the tile epilogue serve every product of the pass.
-6. The caller may name rows to prefetch during the first layer's weight-gradient product (the
+8. The caller may name rows to prefetch during the first layer's weight-gradient product (the
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 """
@@ -29,10 +37,13 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm cimport gemm
 from cprop._kernels cimport TileCallback
-from cprop._epilogue cimport Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV
-from cprop._activations cimport ACT_SOFTMAX, ACT_IDENTITY, forward_rows
+from cprop._epilogue cimport Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV, EPI_BIAS_ACT_Z
+from cprop._dropout cimport Dropout, row_key, mask_row
+from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, ACT_MISH, act_forward_row,
+                                 forward_rows, act_needs_z)
 from cprop._isa cimport KernelPath, current_path
-from cprop._config cimport COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN
+from cprop._config cimport (COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN,
+                            ROWS_PARALLEL_MIN)
 
 
 cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
@@ -117,6 +128,28 @@ cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const
                 g[j] += v * d[j]
 
 
+# ---- dropout ---------------------------------------------------------------------------------------
+cdef inline bint _drops(const NetSpec* net, int l) noexcept nogil:
+    """True when A_l is dropped out in this pass (a training pass and a rate for layer l)."""
+    return net.dropout != NULL and l > 0 and l < net.L and net.m_off[l] >= 0
+
+
+cdef void _dropout_rows(const NetSpec* net, int l, const floating* src, floating* dst, intp_t n,
+                        intp_t m) noexcept nogil:
+    """dst := src * mask_l (0, or 1/(1 - rate) for kept units) over n rows of m units; dst may
+    be src (the backward pass masks D_l in place)."""
+    cdef intp_t r
+    for r in prange(n, num_threads=net.n_threads, schedule='static',
+                    use_threads_if=net.n_threads > 1 and n * m > ROWS_PARALLEL_MIN):
+        _dropout_row(net, l, src + r * m, dst + r * m, r, m)
+
+
+cdef inline void _dropout_row(const NetSpec* net, int l, const floating* src, floating* dst,
+                              intp_t r, intp_t m) noexcept nogil:
+    cdef double rate = net.drop[l]
+    mask_row(row_key(net.dropout, l, r), src, dst, m, rate, <floating>(1.0 / (1.0 - rate)))
+
+
 # ---- forward ---------------------------------------------------------------------------------------
 cdef inline void _callback(const KernelPath* path, const Epilogue* epi,
                            TileCallback* cb) noexcept nogil:
@@ -133,6 +166,7 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
     cdef intp_t fan_in, fan_out
     cdef const floating* A
     cdef floating* Z
+    cdef floating* zsave
     cdef Epilogue epi
     cdef TileCallback cb
     _callback(net.path, &epi, &cb)
@@ -141,22 +175,30 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
         fan_out = net.sizes[l + 1]
         act = net.acts[l]
         Z = out if (l == net.L - 1 and out != NULL) else work + net.a_off[l + 1]
+        zsave = (work + net.z_off[l + 1]) if net.z_off[l + 1] >= 0 else NULL
         if l == 0 and x.sparse:
             _sparse_forward(x, n, params + net.w_off[0], fan_out, Z, net.n_threads)
-            forward_rows(Z, n, fan_out, fan_out, params + net.b_off[0], act, net.n_threads)
+            forward_rows(Z, n, fan_out, fan_out, params + net.b_off[0], act, zsave, net.n_threads)
+            if _drops(net, 1):
+                _dropout_rows(net, 1, Z, work + net.m_off[1], n, fan_out)
             continue
-        A = (<const floating*>x.dense) if l == 0 else work + net.a_off[l]
-        epi.kind = EPI_BIAS_ACT
+        A = (<const floating*>x.dense) if l == 0 else \
+            work + (net.m_off[l] if _drops(net, l) else net.a_off[l])
+        epi.kind = EPI_BIAS_ACT if zsave == NULL else EPI_BIAS_ACT_Z
         epi.act = ACT_IDENTITY if act == ACT_SOFTMAX else act
         epi.bias = <const void*>(params + net.b_off[l])
         epi.aux = NULL
         epi.ldaux = 0
         epi.prefetch = NULL
+        epi.zsave = <void*>zsave
+        epi.ldz = fan_out
         gemm(&net.path.gemm, False, False, n, fan_out, fan_in, <floating>1, A, fan_in,
              params + net.w_off[l], fan_out, <floating>0, Z, fan_out, &cb, work + net.gemm_off,
              net.n_threads)
         if act == ACT_SOFTMAX:
-            forward_rows(Z, n, fan_out, fan_out, NULL, ACT_SOFTMAX, net.n_threads)
+            forward_rows(Z, n, fan_out, fan_out, NULL, ACT_SOFTMAX, NULL, net.n_threads)
+        if _drops(net, l + 1):
+            _dropout_rows(net, l + 1, Z, work + net.m_off[l + 1], n, fan_out)
 
 
 # ---- backward, one layer ---------------------------------------------------------------------------
@@ -177,13 +219,17 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
     if l == 0 and x.sparse:
         _sparse_weight_grad(x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate, net.n_threads)
         return
-    A = (<const floating*>x.dense) if l == 0 else work + net.a_off[l]
+    # the weight gradient reads A_l as the forward product did: after dropout when it applies
+    A = (<const floating*>x.dense) if l == 0 else \
+        work + (net.m_off[l] if _drops(net, l) else net.a_off[l])
     epi.kind = EPI_NONE
     epi.act = 0
     epi.bias = NULL
     epi.aux = NULL
     epi.ldaux = 0
     epi.prefetch = prefetch if l == 0 else NULL
+    epi.zsave = NULL
+    epi.ldz = 0
     gemm(&net.path.gemm, True, False, fan_in, fan_out, n, <floating>1, A, fan_in, D, fan_out,
          <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out,
          &cb if epi.prefetch != NULL else NULL, work + net.gemm_off, net.n_threads)
@@ -191,16 +237,23 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         epi.kind = EPI_MUL_DERIV
         epi.act = net.acts[l - 1]
         epi.bias = NULL
-        epi.aux = <const void*>(work + net.a_off[l])
+        # the derivative reads A_l, or Z_l for an activation that needs it (design note 5)
+        epi.aux = <const void*>(work + (net.z_off[l] if net.z_off[l] >= 0 else net.a_off[l]))
         epi.ldaux = fan_in
         epi.prefetch = NULL
         gemm(&net.path.gemm, False, True, n, fan_in, fan_out, <floating>1, D, fan_out,
              params + net.w_off[l], fan_out, <floating>0, work + net.d_off[l], fan_in, &cb,
              work + net.gemm_off, net.n_threads)
+        if _drops(net, l):      # d A_l(dropped) / d A_l = the mask
+            _dropout_rows(net, l, work + net.d_off[l], work + net.d_off[l], n, fan_in)
 
 
 # ---- plans -----------------------------------------------------------------------------------------
-def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
+_NEEDS_Z = frozenset(code for code in range(ACT_MISH + 1) if act_needs_z(code))
+
+
+def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, double loss_param=0.0,
+              dropout=None):
     """Offsets of parameters and work buffers for a network, as int arrays (see NetSpec).
 
     Examples
@@ -239,6 +292,23 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
     for l in range(1, L + 1):
         d_off[l] = off
         off += cap * sizes[l]
+    drop = np.zeros(L + 1, np.float64)
+    if dropout is not None:
+        rates = np.asarray(dropout, dtype=np.float64).ravel()
+        if rates.shape != (L - 1,) or not np.all((rates >= 0) & (rates < 1)):
+            raise ValueError(f"dropout needs one rate in [0, 1) per hidden layer ({L - 1}); got "
+                             f"{rates.tolist()}.")
+        drop[1:L] = rates
+    m_off = np.full(L + 1, -1, np.intp)
+    for l in range(1, L):
+        if drop[l] > 0:
+            m_off[l] = off
+            off += cap * sizes[l]
+    z_off = np.full(L + 1, -1, np.intp)
+    for l in range(1, L):
+        if int(acts[l - 1]) in _NEEDS_Z:
+            z_off[l] = off
+            off += cap * sizes[l]
     y_off = off
     off += cap * sizes[L]
     sw_off = off
@@ -252,8 +322,10 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
                  work_size(is_float, cap, fi, fo, n_threads))          # D W_l^T
     gemm_off = off + 16     # keep 64-byte alignment slack between regions
     total = gemm_off + gw
-    return {"sizes": sizes, "acts": acts, "loss": int(loss), "w_off": w_off, "b_off": b_off,
-            "a_off": a_off, "d_off": d_off, "y_off": int(y_off), "sw_off": int(sw_off),
+    return {"sizes": sizes, "acts": acts, "loss": int(loss), "loss_param": float(loss_param),
+            "w_off": w_off, "b_off": b_off,
+            "a_off": a_off, "d_off": d_off, "z_off": z_off,
+            "m_off": m_off, "drop": drop, "y_off": int(y_off), "sw_off": int(sw_off),
             "gemm_off": int(gemm_off), "cap": cap, "n_threads": int(n_threads),
             "n_params": int(n_params), "work_size": int(total)}
 
@@ -296,6 +368,8 @@ def epilogue_product(bint trans_a, bint trans_b, const floating[:, ::1] A, const
     epi.aux = NULL
     epi.ldaux = 0
     epi.prefetch = NULL
+    epi.zsave = NULL
+    epi.ldz = 0
     if aux is not None:
         epi.kind = EPI_MUL_DERIV
         epi.aux = <const void*>&aux[0, 0] if M * N > 0 else NULL

@@ -15,6 +15,8 @@ cdef enum:
     EPI_NONE = 0
     EPI_BIAS_ACT = 1     # C := f(C + 1 bias^T)            (forward: bias + activation at write-back)
     EPI_MUL_DERIV = 2    # C := C * f'(.) written via aux  (backward: activation derivative into delta)
+    EPI_BIAS_ACT_Z = 3   # as EPI_BIAS_ACT, and zsave := C + 1 bias^T (the pre-activation, for the
+                         # activations whose derivative reads z: _activations.act_needs_z)
 
 cdef struct Epilogue:
     int kind
@@ -23,6 +25,8 @@ cdef struct Epilogue:
     const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
     intp_t ldaux
     const RowPrefetch* prefetch   # rows to prefetch while the product runs, or NULL
+    void* zsave          # floating[M, ldz]: pre-activations written by EPI_BIAS_ACT_Z (else unread)
+    intp_t ldz
 
 # One path's builds of the callback.
 cdef struct EpilogueTable:
@@ -36,10 +40,17 @@ cdef inline void epilogue_tile(const Epilogue* epi, floating* c, intp_t ldc, int
     cdef intp_t i
     cdef const floating* bias
     cdef const floating* aux
+    cdef floating* zs
     if epi.kind == EPI_BIAS_ACT:
         bias = <const floating*>epi.bias
         for i in range(m):
-            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act)
+            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act, NULL)
+    elif epi.kind == EPI_BIAS_ACT_Z:
+        bias = <const floating*>epi.bias
+        zs = <floating*>epi.zsave
+        for i in range(m):
+            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act,
+                            zs + (i0 + i) * epi.ldz + j0)
     elif epi.kind == EPI_MUL_DERIV:
         aux = <const floating*>epi.aux
         for i in range(m):

@@ -1,9 +1,11 @@
 """Per-sample losses and, beside each, the gradient with respect to the output pre-activation.
 
 Design
-1. Every output layer is paired with its canonical loss, so the delta at the output is always
+1. Every output layer is paired with its canonical loss, so the delta at the output is
    d loss / d z = P - Y (softmax + cross-entropy, logistic + binary cross-entropy, identity + half
-   squared error, exp + half Poisson deviance); each loss below is written beside that fact.
+   squared error, exp + half Poisson deviance); each loss below is written beside that fact.  The
+   robust regression losses on an identity output have their own gradients: sign(P - Y) for the
+   absolute error, P - Y clipped to [-delta, delta] for Huber (the subgradient 0 at P == Y).
 2. Sample weights enter both: row_loss[i] = sw_i * l(y_i, p_i) and D[i] = sw_i * scale * (p_i - y_i);
    the caller chooses scale = 1 / sum(sw) so the gradient is that of the weighted mean.
 3. Probabilities are clipped to [eps, 1 - eps] inside the logarithms, with eps the dtype's machine
@@ -14,14 +16,15 @@ Design
    gradient is applied; scikit-learn 1.9 averages it over outputs (see README, differences).
 """
 from cython.parallel cimport prange
-from libc.math cimport log
+from libc.math cimport log, fabs
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._config cimport ROWS_PARALLEL_MIN
 
 LOSS_CODES = {"squared_error": LOSS_SQUARED, "log_loss": LOSS_LOG,
-              "binary_log_loss": LOSS_BINARY_LOG, "poisson": LOSS_POISSON}
+              "binary_log_loss": LOSS_BINARY_LOG, "poisson": LOSS_POISSON,
+              "absolute_error": LOSS_ABSOLUTE, "huber": LOSS_HUBER}
 
 
 cdef inline double _xlogy(double x, double y) noexcept nogil:
@@ -71,43 +74,87 @@ cdef inline double poisson_loss(const floating* y, const floating* p, intp_t n) 
     return s
 
 
+# ---- absolute error: l = sum_j |y_j - p_j|, dl/dz = sign(p - y) (identity output) -------------------
+cdef inline double absolute_loss(const floating* y, const floating* p, intp_t n) noexcept nogil:
+    cdef double s = 0
+    cdef intp_t j
+    for j in range(n):
+        s += fabs(<double>y[j] - <double>p[j])
+    return s
+
+cdef inline floating absolute_grad(floating y, floating p) noexcept nogil:
+    return 1 if p > y else (-1 if p < y else 0)
+
+
+# ---- Huber: l = sum_j h(p_j - y_j), h(r) = r^2/2 (|r| <= delta), delta (|r| - delta/2) otherwise;
+#      dl/dz = r clipped to [-delta, delta] (identity output) ----------------------------------------
+cdef inline double huber_loss(const floating* y, const floating* p, intp_t n,
+                              double delta) noexcept nogil:
+    cdef double s = 0, r
+    cdef intp_t j
+    for j in range(n):
+        r = fabs(<double>p[j] - <double>y[j])
+        s += 0.5 * r * r if r <= delta else delta * (r - 0.5 * delta)
+    return s
+
+cdef inline floating huber_grad(floating y, floating p, floating delta) noexcept nogil:
+    cdef floating r = p - y
+    return delta if r > delta else (-delta if r < -delta else r)
+
+
 cdef inline double _row_loss(int loss, const floating* y, const floating* p, intp_t n,
-                             double eps) noexcept nogil:
+                             double eps, double loss_param) noexcept nogil:
     if loss == LOSS_SQUARED:
         return squared_loss(y, p, n)
     elif loss == LOSS_LOG:
         return log_loss(y, p, n, eps)
     elif loss == LOSS_BINARY_LOG:
         return binary_log_loss(y, p, n, eps)
+    elif loss == LOSS_ABSOLUTE:
+        return absolute_loss(y, p, n)
+    elif loss == LOSS_HUBER:
+        return huber_loss(y, p, n, loss_param)
     return poisson_loss(y, p, n)
 
 
 cdef inline void _one_row(int loss, const floating* y, const floating* p, floating* d, double w,
-                          double scale, intp_t n, double eps, double* out) noexcept nogil:
+                          double scale, intp_t n, double eps, double loss_param,
+                          double* out) noexcept nogil:
     cdef intp_t j
     cdef floating f = <floating>(w * scale)
-    out[0] = w * _row_loss(loss, y, p, n, eps)
-    if d != NULL:
+    cdef floating delta = <floating>loss_param
+    out[0] = w * _row_loss(loss, y, p, n, eps, loss_param)
+    if d == NULL:
+        return
+    if loss == LOSS_ABSOLUTE:
+        for j in range(n):
+            d[j] = absolute_grad(y[j], p[j]) * f
+    elif loss == LOSS_HUBER:
+        for j in range(n):
+            d[j] = huber_grad(y[j], p[j], delta) * f
+    else:
         for j in range(n):
             d[j] = (p[j] - y[j]) * f
 
 
 cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floating* D,
                           const floating* sw, intp_t n_rows, intp_t n_out, double scale,
-                          double* row_loss, int n_threads) noexcept nogil:
-    """row_loss[i] := sw_i l(Y_i, P_i);  D_i := sw_i * scale * (P_i - Y_i)  (D may be NULL)."""
+                          double* row_loss, double loss_param, int n_threads) noexcept nogil:
+    """row_loss[i] := sw_i l(Y_i, P_i);  D_i := sw_i * scale * dl/dz_i  (D may be NULL).
+
+    ``loss_param``: Huber's delta (unused by the other losses)."""
     cdef intp_t i
     cdef double eps = FLT_EPSILON if floating is float else DBL_EPSILON
     for i in prange(n_rows, num_threads=n_threads, schedule='static',
                     use_threads_if=n_threads > 1 and n_rows * n_out > ROWS_PARALLEL_MIN):
         _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
-                 sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
+                 sw[i] if sw != NULL else 1.0, scale, n_out, eps, loss_param, row_loss + i)
 
 
 def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,
                    floating[:, ::1] D, const floating[::1] sample_weight=None, double scale=1.0,
-                   int n_threads=1):
-    """Return sum_i sw_i l(Y_i, P_i) and set D := sw * scale * (P - Y).
+                   int n_threads=1, double huber_delta=1.0):
+    """Return sum_i sw_i l(Y_i, P_i) and set D := sw * scale * dl/dz (P - Y for the paired losses).
 
     Examples
     --------
@@ -125,6 +172,8 @@ def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,
     if Y.shape[0] != P.shape[0] or Y.shape[1] != P.shape[1] or D.shape[0] != P.shape[0] \
             or D.shape[1] != P.shape[1]:
         raise ValueError("Y, P and D must have the same shape.")
+    if not huber_delta > 0:
+        raise ValueError(f"huber_delta must be > 0; got {huber_delta}.")
     if sample_weight is not None and sample_weight.shape[0] != Y.shape[0]:
         raise ValueError("sample_weight must have one value per row of Y.")
     import numpy as np
@@ -135,5 +184,5 @@ def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,
     with nogil:
         loss_delta_rows(code, &Y[0, 0], &P[0, 0], &D[0, 0],
                         &sample_weight[0] if sample_weight is not None else NULL,
-                        Y.shape[0], Y.shape[1], scale, &rl[0], n_threads)
+                        Y.shape[0], Y.shape[1], scale, &rl[0], huber_delta, n_threads)
     return float(sum(rows.tolist()))

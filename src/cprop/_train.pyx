@@ -23,6 +23,10 @@ Design
    either ends the epoch after that complete batch: the caller gets the rows done, the loss over
    them and Adam's step count, all consistent with the weights.  Counting flops, not batches,
    keeps small fits (a digits epoch is ~4e7 flops) from ever taking the GIL inside an epoch.
+6. Gradient clipping needs every layer's gradient before any update (the global norm), so with
+   clipping on the backward pass runs to the first layer first; the norm is a fixed-order sum of
+   chunk partials, and the clipped gradient (L2 term folded in) is then applied layer by layer.
+   Without clipping the updates stay interleaved with the backward pass (design note 1).
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt, pow
@@ -34,9 +38,11 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
+from cprop._dropout cimport Dropout
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
-from cprop._optim cimport Optim, OptimTable, SOLVER_SGD, SOLVER_ADAM
+from cprop._optim cimport (Optim, OptimTable, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW,
+                          grad_sumsq_chunk, clip_chunk)
 from cprop._isa cimport current_path
 from cprop._config cimport (PASS_SERIAL_FLOPS, GATHER_AHEAD, GATHER_PARALLEL_MIN, UPDATE_CHUNK)
 
@@ -45,7 +51,7 @@ from cprop._config cimport (PASS_SERIAL_FLOPS, GATHER_AHEAD, GATHER_PARALLEL_MIN
 # Ctrl-C may take; one poll (GIL + signal check) costs a few microseconds.
 DEFAULT_POLL_FLOPS = 1e9
 
-SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW}
 
 
 # ---- parameter updates ----------------------------------------------------------------------------
@@ -73,6 +79,32 @@ cdef double _update(const OptimTable* ot, floating* p, const floating* g, floati
     for c in range(nc):
         total += partial[c]
     return total
+
+
+cdef double _grad_sumsq(const floating* p, const floating* g, intp_t n, floating l2, double* partial,
+                        int n_threads) noexcept nogil:
+    """sum((g + l2 p)^2): chunk partials combined in chunk order (any thread count, same sum)."""
+    cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
+    cdef double total = 0
+    for c in prange(nc, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and nc > 1):
+        partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                      UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                      l2)
+    for c in range(nc):
+        total += partial[c]
+    return total
+
+
+cdef void _clip(const floating* p, floating* g, intp_t n, floating l2, floating scale,
+                floating clip_value, int n_threads) noexcept nogil:
+    """g := clip(scale * (g + l2 p), +-clip_value) over chunks (elementwise: order-free)."""
+    cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
+    for c in prange(nc, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and nc > 1):
+        clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                   UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                   l2, scale, clip_value)
 
 
 cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2) noexcept nogil:
@@ -127,7 +159,8 @@ cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
 cdef class _Spec:
     """Keeps a plan's arrays alive and exposes them as a NetSpec."""
     cdef NetSpec spec
-    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off
+    cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off, m_off
+    cdef double[::1] drop
     cdef int[::1] acts
 
     def __init__(self, dict plan):
@@ -137,14 +170,22 @@ cdef class _Spec:
         self.b_off = plan["b_off"]
         self.a_off = plan["a_off"]
         self.d_off = plan["d_off"]
+        self.z_off = plan["z_off"]
+        self.m_off = plan["m_off"]
+        self.drop = plan["drop"]
         self.spec.L = self.sizes.shape[0] - 1
         self.spec.sizes = &self.sizes[0]
         self.spec.acts = &self.acts[0]
         self.spec.loss = plan["loss"]
+        self.spec.loss_param = plan["loss_param"]
         self.spec.w_off = &self.w_off[0]
         self.spec.b_off = &self.b_off[0]
         self.spec.a_off = &self.a_off[0]
         self.spec.d_off = &self.d_off[0]
+        self.spec.z_off = &self.z_off[0]
+        self.spec.m_off = &self.m_off[0]
+        self.spec.drop = &self.drop[0]
+        self.spec.dropout = NULL
         self.spec.y_off = plan["y_off"]
         self.spec.sw_off = plan["sw_off"]
         self.spec.gemm_off = plan["gemm_off"]
@@ -220,12 +261,14 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
               const floating[:, ::1] Y, const floating[::1] sample_weight, dict plan, double alpha,
-              floating[::1] grad):
+              floating[::1] grad, long long dropout_seed=-1, unsigned long long dropout_epoch=0):
     """Full-batch loss (returned) and gradient (into ``grad``), as scikit-learn's ``_backprop``.
 
     loss = sum_i sw_i l_i / S + alpha/(2S) sum ||W||^2 and grad = its gradient, S = sum_i sw_i.
     Pending signals are handled every ~DEFAULT_POLL_FLOPS flops (design note 5); a Ctrl-C stops
     the pass and is raised here (``grad`` is then incomplete and must be discarded).
+    ``dropout_seed`` >= 0 (and a plan with dropout rates): the loss of the network with the fixed
+    dropout masks of (seed, epoch, sample i) -- for gradient checks; otherwise no dropout.
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0]:
@@ -248,6 +291,13 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef Input x
     cdef double row_flops = 0, since_poll = 0, poll_flops = DEFAULT_POLL_FLOPS
     cdef bint stop = False
+    cdef Dropout dk
+    dk.seed = <unsigned long long>dropout_seed
+    dk.epoch = dropout_epoch
+    dk.rows = NULL
+    dk.row0 = 0
+    if dropout_seed >= 0:
+        net.dropout = &dk
     _set_input(&x, X_data, X_indices, X_indptr)
     exc = None
     for l in range(net.L):
@@ -263,10 +313,11 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
         while start < n:
             cn = cap if start + cap <= n else n - start
             _contiguous_rows(&x, dense, start, n_features)
+            dk.row0 = start
             forward(net, &params[0], &x, cn, wk, NULL)
             loss_delta_rows(net.loss, &Y[start, 0], wk + net.a_off[net.L], wk + net.d_off[net.L],
                             (sw + start) if sw != NULL else NULL, cn, n_out, 1.0 / sw_sum,
-                            &rows[0], net.n_threads)
+                            &rows[0], net.loss_param, net.n_threads)
             for i in range(cn):
                 lsum += rows[i]
             for l in range(net.L - 1, -1, -1):
@@ -298,7 +349,10 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 const intp_t[::1] order, Py_ssize_t batch_size, dict plan, double alpha,
                 str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
-                object hook=None, double poll_flops=DEFAULT_POLL_FLOPS):
+                object hook=None, double poll_flops=DEFAULT_POLL_FLOPS,
+                double weight_decay=0.0, double clip_grad_norm=0.0, double clip_grad_value=0.0,
+                double[::1] grad_norms=None, long long dropout_seed=-1,
+                unsigned long long epoch=0):
     """One epoch of mini-batch training; returns (sum over batches of batch_loss * batch_rows, t,
     rows_done, exc).
 
@@ -309,6 +363,13 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     ``hook(rows_done)`` is called; if either raises, the epoch ends after the batch just finished
     and ``exc`` is that exception (else None); ``rows_done`` < n then.  Nothing is raised here:
     the caller records the partial epoch, then raises ``exc``.
+    ``weight_decay``: AdamW's decoupled decay (weights only, not biases).
+    ``clip_grad_norm`` / ``clip_grad_value`` (0: off): each mini-batch's gradient (L2 term
+    included) is scaled to global norm <= clip_grad_norm, then clipped to +-clip_grad_value,
+    before the update.  ``grad_norms`` (or None, shape (L,)): ||grad W_l|| of each mini-batch is
+    added to grad_norms[l].
+    ``dropout_seed`` >= 0 (and a plan with dropout rates): inverted dropout with the masks of
+    (seed, ``epoch``, sample id, unit); otherwise none.
     """
     _check_plan(plan, params.shape[0], n_features)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
@@ -318,7 +379,15 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
     cdef int l
-    cdef Optim opt
+    cdef Optim opt, opt_b
+    cdef bint clipping = clip_grad_norm > 0 or clip_grad_value > 0
+    cdef double* norms = NULL
+    cdef double gnorm
+    cdef floating l2, scale
+    if grad_norms is not None:
+        if grad_norms.shape[0] != len(plan["w_off"]):
+            raise ValueError(f"grad_norms must hold one value per layer ({len(plan['w_off'])}).")
+        norms = &grad_norms[0]
     if n == 0:
         raise ValueError("train_epoch needs at least one sample.")
     if batch_size < 1 or batch_size > cap:
@@ -335,6 +404,9 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     opt.beta2 = beta_2
     opt.eps = epsilon
     opt.lr = learning_rate
+    opt.decay = learning_rate * weight_decay if opt.kind == SOLVER_ADAMW else 0.0
+    opt_b = opt
+    opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
     max_chunks = max(params.shape[0] // UPDATE_CHUNK + 2, 2)
     work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
     rows_arr = np.empty(cap, dtype=np.float64)
@@ -357,6 +429,13 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef bint stop = False
     cdef Input x
     cdef RowPrefetch pf
+    cdef Dropout dk
+    dk.seed = <unsigned long long>dropout_seed
+    dk.epoch = epoch
+    dk.rows = NULL
+    dk.row0 = 0
+    if dropout_seed >= 0:
+        net.dropout = &dk
     # the kernel path's build of the elementwise update (the snapshot the passes use too)
     cdef const OptimTable* ot = &net.path.optim
     pf.base = <const char*>dense
@@ -398,31 +477,71 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             else:
                 for i in range(cn):
                     sw_sum += swb[i]
-            # -- forward, loss and output delta --
+            # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
+            dk.rows = (idx + start) if idx != NULL else NULL
+            dk.row0 = start
             forward(net, P, &x, cn, wk, NULL)
             loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
-                            n_out, 1.0 / sw_sum, &rows[0], net.n_threads)
+                            n_out, 1.0 / sw_sum, &rows[0], net.loss_param, net.n_threads)
             lsum = 0
             for i in range(cn):
                 lsum += rows[i]
             # -- backward, each layer updated as soon as its gradient is assembled --
-            if opt.kind == SOLVER_ADAM:
+            if opt.kind != SOLVER_SGD:
                 t += 1
                 opt.lr = learning_rate * sqrt(1 - pow(beta_2, t)) / (1 - pow(beta_1, t))
+                opt_b.lr = opt.lr
             sumsq = 0
             # the next batch's rows of X are fetched during layer 0's weight-gradient product
             pf.n_rows = 0
             if idx != NULL and not x.sparse and start + cn < n:
                 pf.rows = idx + start + cn
                 pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
-            for l in range(net.L - 1, -1, -1):
-                backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                 <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
-                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt, False, &partial[0],
-                        net.n_threads)
+            l2 = <floating>(alpha / sw_sum)
+            if not clipping:
+                for l in range(net.L - 1, -1, -1):
+                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
+                    if norms != NULL:
+                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                     net.sizes[l] * net.sizes[l + 1], l2,
+                                                     &partial[0], net.n_threads))
+                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                     l2, &opt, True, &partial[0], net.n_threads)
+                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
+                            &partial[0], net.n_threads)
+            else:
+                # clipping (design note 5): every layer's gradient first, then one global norm
+                for l in range(net.L - 1, -1, -1):
+                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
+                    if norms != NULL:
+                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                     net.sizes[l] * net.sizes[l + 1], l2,
+                                                     &partial[0], net.n_threads))
+                scale = 1
+                if clip_grad_norm > 0:
+                    gnorm = 0
+                    for l in range(net.L):
+                        gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                             net.sizes[l] * net.sizes[l + 1], l2, &partial[0],
+                                             net.n_threads)
+                        gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
+                                             <floating>0, &partial[0], net.n_threads)
+                    gnorm = sqrt(gnorm)
+                    if gnorm > clip_grad_norm:
+                        scale = <floating>(clip_grad_norm / (gnorm + 1e-6))
+                for l in range(net.L - 1, -1, -1):
+                    _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
+                          scale, <floating>clip_grad_value, net.n_threads)
+                    _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
+                          scale, <floating>clip_grad_value, net.n_threads)
+                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                     <floating>0, &opt, True, &partial[0], net.n_threads)
+                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
+                            &partial[0], net.n_threads)
             accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
             start += cn
             # -- poll for Ctrl-C and report progress (design note 5) --

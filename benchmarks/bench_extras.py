@@ -1,0 +1,118 @@
+"""Cost of the issue-11 extras, paired and interleaved, medians (a shared machine is noisy).
+
+    python benchmarks/bench_extras.py activations   # epoch time of each activation / relu's
+    python benchmarks/bench_extras.py dropout       # epoch time with dropout / without
+    python benchmarks/bench_extras.py default OLD NEW
+        # a default digits fit and a 784-100-10 epoch, importing cprop from the directory OLD
+        # (a build before the change) and NEW in alternating subprocesses
+
+Engine epochs: Adam, float32, 784-256-256-10, 4096 random rows, batch 200, one thread.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPS = 7
+
+
+def _epoch_timer(activation, dropout=None, dtype=np.float32):
+    from cprop._engine import Network, OptimizerState
+    rng = np.random.default_rng(0)
+    X = rng.random((4096, 784)).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 4096)]
+    net = Network([784, 256, 256, 10], activation, "softmax", dtype, n_threads=1, dropout=dropout)
+    order = np.random.RandomState(0).permutation(4096)
+
+    def run():
+        p = net.init_params(np.random.RandomState(0))
+        st = OptimizerState("adam", net.n_params, dtype, dropout_seed=1 if dropout else None)
+        t = time.perf_counter()
+        net.train_epoch(p, st, X, Y, order=order, batch_size=200, alpha=1e-4)
+        return time.perf_counter() - t
+    run()
+    return run
+
+
+def activations():
+    from cprop._engine import HIDDEN_ACTIVATIONS
+    timers = {a: _epoch_timer(a) for a in HIDDEN_ACTIVATIONS}
+    times = {a: [] for a in timers}
+    for _ in range(REPS):
+        for a, run in timers.items():
+            times[a].append(run())
+    relu = np.median(times["relu"])
+    print("| activation | epoch s (median) | / relu |\n|---|---|---|")
+    for a in timers:
+        m = np.median(times[a])
+        print(f"| {a} | {m:.3f} [{min(times[a]):.3f}-{max(times[a]):.3f}] | {m / relu:.2f} |")
+
+
+def dropout():
+    timers = {"none": _epoch_timer("relu"), "0.2": _epoch_timer("relu", [0.2, 0.2]),
+              "0.5": _epoch_timer("relu", [0.5, 0.5])}
+    times = {k: [] for k in timers}
+    for _ in range(REPS):
+        for k, run in timers.items():
+            times[k].append(run())
+    base = np.median(times["none"])
+    print("| dropout | epoch s (median) | / none |\n|---|---|---|")
+    for k in timers:
+        m = np.median(times[k])
+        print(f"| {k} | {m:.3f} [{min(times[k]):.3f}-{max(times[k]):.3f}] | {m / base:.3f} |")
+
+
+CHILD = r"""
+import json, time, warnings
+import numpy as np
+from sklearn.datasets import load_digits
+from cprop import MLPClassifier
+from cprop._engine import Network, OptimizerState
+X, y = load_digits(return_X_y=True)
+X = X / 16
+t = time.perf_counter()
+clf = MLPClassifier(random_state=0, n_threads=1).fit(X, y)
+fit = time.perf_counter() - t
+rng = np.random.default_rng(0)
+Xw = rng.random((6000, 784)).astype(np.float32)
+Yw = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 6000)]
+net = Network([784, 100, 10], "relu", "softmax", np.float32, n_threads=1)
+order = np.random.RandomState(0).permutation(6000)
+ep = []
+for _ in range(3):
+    p = net.init_params(np.random.RandomState(0))
+    st = OptimizerState("adam", net.n_params, np.float32)
+    t = time.perf_counter()
+    net.train_epoch(p, st, Xw, Yw, order=order, batch_size=200, alpha=1e-4)
+    ep.append(time.perf_counter() - t)
+print(json.dumps({"fit": fit, "epoch": min(ep), "n_iter": clf.n_iter_,
+                  "coef_sum": float(sum(c.sum() for c in clf.coefs_))}))
+"""
+
+
+def default(old, new):
+    res = {old: [], new: []}
+    for _ in range(REPS + 2):
+        for path in (old, new):
+            out = subprocess.run([sys.executable, "-c", CHILD], env={"PYTHONPATH": path,
+                                 "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+                                 capture_output=True, text=True, check=True)
+            res[path].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("| build | digits default fit s | 784-100-10 epoch s | n_iter | sum of coefs |")
+    print("|---|---|---|---|---|")
+    for path in (old, new):
+        f = [r["fit"] for r in res[path]]
+        e = [r["epoch"] for r in res[path]]
+        print(f"| {path} | {np.median(f):.3f} [{min(f):.3f}-{max(f):.3f}] | "
+              f"{np.median(e):.3f} [{min(e):.3f}-{max(e):.3f}] | {res[path][0]['n_iter']} | "
+              f"{res[path][0]['coef_sum']!r} |")
+    f_ratio = np.median([r["fit"] for r in res[new]]) / np.median([r["fit"] for r in res[old]])
+    e_ratio = np.median([r["epoch"] for r in res[new]]) / np.median([r["epoch"] for r in res[old]])
+    print(f"\nnew / old medians: fit {f_ratio:.3f}, epoch {e_ratio:.3f}")
+
+
+if __name__ == "__main__":
+    {"activations": activations, "dropout": dropout,
+     "default": lambda: default(sys.argv[2], sys.argv[3])}[sys.argv[1]]()

@@ -1,0 +1,126 @@
+"""``check_gradients``: the engine's backward pass against central differences of its own loss.
+
+Design
+1. The estimator is copied (fitted: deep copy; unfitted: ``clone``, then initialised from its
+   ``random_state`` exactly as ``fit`` would), so the caller's estimator is never changed.
+2. Everything runs in float64 whatever the model's dtype: the engine's full-batch loss and gradient
+   (``Network.loss_grad``, the same forward/backward passes and fused epilogues that train the
+   model, on the active kernel path) against (L(p + h e_i) - L(p - h e_i)) / 2h for every
+   parameter i.  The loss includes the L2 term (``alpha``) and the sample weights.
+3. With dropout the loss is that of one fixed set of masks (seed 0, epoch 0, keyed by the row of
+   X as in training), so the check covers the masked forward and backward passes.
+4. The error of layer l (its weights and bias together) is ||g - g_fd|| / max(||g||, ||g_fd||),
+   a norm-wise relative error, 0 when both vanish; element-wise ratios would blow up on gradient
+   entries that are zero up to rounding.
+"""
+import copy
+from numbers import Real
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils.validation import _check_sample_weight
+
+from ._engine import as_engine_input
+
+
+@validate_params(
+    {"estimator": [object], "X": ["array-like", "sparse matrix"], "y": ["array-like"],
+     "sample_weight": ["array-like", None], "eps": [Interval(Real, 0, None, closed="neither"), None]},
+    prefer_skip_nested_validation=True,
+)
+def check_gradients(estimator, X, y, sample_weight=None, eps=None):
+    """Relative error, per layer, between backpropagation and central differences of the loss.
+
+    The way to see that backpropagation is right for a configuration (activations, loss, L2
+    term, sample weights, dropout with one fixed set of masks, data): the gradient the engine computes and trains with is compared
+    with central differences of the loss it reports, parameter by parameter, in float64.
+    Errors near 1e-8 or below mean the two agree; a wrong derivative gives errors near 1.
+
+    Parameters
+    ----------
+    estimator : MLPClassifier or MLPRegressor
+        Fitted (its weights are checked) or not (checked at the weights ``fit`` would start
+        from, drawn from its ``random_state``). It is not modified.
+
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Input data. The check costs two full-batch loss evaluations per parameter: use a few
+        dozen rows and a small network.
+
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets, as for ``fit``.
+
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sample weights, as for ``fit``.
+
+    eps : float, default=None
+        Step h of the central differences (None: 1e-6).
+
+    Returns
+    -------
+    errors : ndarray of shape (n_layers - 1,)
+        For each weight layer l (``coefs_[l]`` and ``intercepts_[l]`` together),
+        ``||g - g_fd|| / max(||g||, ||g_fd||)`` (0 when both are 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop import MLPClassifier, check_gradients
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.randn(20, 4), rng.randint(0, 3, 20)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(6, 5), activation=["gelu", "tanh"],
+    ...                     random_state=0)
+    >>> errors = check_gradients(clf, X, y)
+    >>> errors.shape, bool(errors.max() < 1e-6)
+    ((3,), True)
+    """
+    from ._mlp import BaseMLP
+    if not isinstance(estimator, BaseMLP):
+        raise TypeError(f"check_gradients needs a cprop MLPClassifier or MLPRegressor; got "
+                        f"{type(estimator).__name__}.")
+    h = 1e-6 if eps is None else float(eps)
+    fitted = hasattr(estimator, "coefs_")
+    est = copy.deepcopy(estimator) if fitted else clone(estimator)
+    if not fitted:
+        est._validate_params()
+    X, y = est._validate_input(X, y, incremental=fitted, reset=not fitted)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    if fitted:
+        layer_units = est._layer_units()
+        if layer_units[0] != X.shape[1] or layer_units[-1] != y.shape[1]:
+            raise ValueError(f"X and y give {X.shape[1]} features and {y.shape[1]} outputs; the "
+                             f"fitted network has layer sizes {layer_units}.")
+    else:
+        hidden = est.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        layer_units = [X.shape[1]] + [int(u) for u in hidden] + [y.shape[1]]
+        est._random_state = check_random_state(est.random_state)
+        est._initialize(y, layer_units, np.float64)
+    net = est._network(layer_units, np.float64)
+    params = np.array(est._flat_params(net), dtype=np.float64)
+    X = as_engine_input(X, np.float64)
+    Y = np.ascontiguousarray(y, dtype=np.float64)
+    alpha = float(est.alpha)
+    seed = None if net.dropout is None else 0      # design note 3
+    _, grad = net.loss_grad(params, X, Y, sample_weight, alpha, dropout_seed=seed)
+    fd = np.empty_like(params)
+    p = params.copy()
+    for i in range(params.size):
+        p[i] = params[i] + h
+        up = net.loss_grad(p, X, Y, sample_weight, alpha, dropout_seed=seed)[0]
+        p[i] = params[i] - h
+        down = net.loss_grad(p, X, Y, sample_weight, alpha, dropout_seed=seed)[0]
+        p[i] = params[i]
+        fd[i] = (up - down) / (2 * h)
+    s = net.layer_sizes
+    errors = np.empty(len(s) - 1)
+    for l, (w0, b0) in enumerate(zip(net._w_off, net._b_off)):
+        sl = slice(int(w0), int(b0) + s[l + 1])    # W_l then b_l, contiguous in the flat vector
+        num = np.linalg.norm(grad[sl] - fd[sl])
+        den = max(np.linalg.norm(grad[sl]), np.linalg.norm(fd[sl]))
+        errors[l] = num / den if den > 0 else 0.0
+    return errors
