@@ -21,6 +21,8 @@ Examples
 >>> P.shape, bool(np.allclose(P.sum(axis=1), 1))
 ((4, 2), True)
 """
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -200,6 +202,7 @@ class Network:
         self.n_threads = effective_n_threads(n_threads)
         self._acts = [ACTIVATION_CODES[a] for a in activation] + [ACTIVATION_CODES[out_activation]]
         self._plans = {}
+        self._plans_lock = threading.Lock()
         plan = self.plan(1)
         self.n_params = plan["n_params"]
         self._w_off = plan["w_off"]
@@ -210,13 +213,14 @@ class Network:
         """The buffer layout for passes of up to ``cap`` rows (cached, least recently used
         dropped beyond ``PLAN_CACHE_SIZE``: predict makes one per distinct short row count)."""
         key = max(int(cap), 1)
-        plan = self._plans.pop(key, None)
-        if plan is None:
-            plan = _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss], key,
-                                       self.dtype, self.n_threads)
-            while len(self._plans) >= PLAN_CACHE_SIZE:
-                del self._plans[next(iter(self._plans))]
-        self._plans[key] = plan       # most recently used last (dicts keep insertion order)
+        with self._plans_lock:        # predict may run in several Python threads at once
+            plan = self._plans.pop(key, None)
+            if plan is None:
+                plan = _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss],
+                                           key, self.dtype, self.n_threads)
+                while len(self._plans) >= PLAN_CACHE_SIZE:
+                    del self._plans[next(iter(self._plans))]
+            self._plans[key] = plan   # most recently used last (dicts keep insertion order)
         return plan
 
     def coefs(self, params):

@@ -359,6 +359,25 @@ def test_plan_cache_is_bounded():
     assert 199 in net._plans and net.plan(199) is net._plans[199]
 
 
+def test_concurrent_predicts_with_distinct_row_counts():
+    """8 Python threads predict at once through one model, each with its own row counts (so
+    they create and evict plans concurrently); every answer equals the serial one."""
+    from concurrent.futures import ThreadPoolExecutor
+    X, y = _data(n=400, f=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(9,), max_iter=2, random_state=0,
+                           n_threads=1).fit(X, y)
+    expected = reg.predict(X)
+
+    def work(t):
+        return all(np.array_equal(reg.predict(X[:n]), expected[:n])
+                   for n in range(1 + t, 400, 8))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(8)))
+
+
 def test_non_integer_hidden_layer_sizes_raise_type_error_like_sklearn():
     X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
     with pytest.raises(TypeError):
