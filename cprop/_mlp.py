@@ -57,9 +57,10 @@ def _transactional(fit):
     interrupt outside the epoch loop, non-finite weights), the estimator is put back exactly as it
     was before the call -- attributes, classes, weights and optimizer state.
 
-    A fresh fit builds new arrays, so a shallow copy of ``__dict__`` is enough to undo it; a
-    continued fit (``warm_start``, ``partial_fit``) trains the existing weight vector and optimizer
-    state in place, so their values are copied first (one vector each).  An interrupt inside the
+    A shallow copy of ``__dict__`` undoes attribute assignments; a continued fit (``warm_start``,
+    ``partial_fit``) also trains the existing weight vector, optimizer state and ``loss_curve_``
+    in place, so their contents are copied first (one vector each, ~75 us for 80k float32
+    weights).  Nested calls (``partial_fit`` -> ``_fit``) save once.  An interrupt inside the
     epoch loop is not a failure: the solvers catch it and keep the weights reached.
     """
     @functools.wraps(fit)
