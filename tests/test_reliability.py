@@ -93,10 +93,13 @@ def test_child_process_after_threads_in_parent(method):
     expected = m.predict(X)                      # 2,000 rows on 2 threads: a threaded pass
     assert engine_threads(2) == 2 and not fork_serial()
     ctx = multiprocessing.get_context(method)
+    # (only cprop callables cross to the child: spawned children cannot import this module
+    # under pytest's importlib mode)
+    fresh = MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=2, random_state=0, n_threads=2)
     with ctx.Pool(1) as pool:
         got = pool.apply_async(m.predict, (X,)).get(TIMEOUT)
         serial = pool.apply_async(fork_serial).get(TIMEOUT)
-        refit = pool.apply_async(_fit_small, (X, y)).get(TIMEOUT)
+        refit = pool.apply_async(fresh.fit, (X, y)).get(TIMEOUT)
     # bitwise: rows and results do not depend on the thread count
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(refit.predict(X), expected)
