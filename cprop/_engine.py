@@ -21,6 +21,8 @@ Examples
 >>> P.shape, bool(np.allclose(P.sum(axis=1), 1))
 ((4, 2), True)
 """
+import threading
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -48,11 +50,75 @@ PREDICT_CHUNK_SERIAL = 512
 POLL_FLOPS = _train.DEFAULT_POLL_FLOPS
 
 
+# Plans kept per Network (one per distinct row count of a pass); least recently used dropped.
+PLAN_CACHE_SIZE = 16
+
+
+def check_sparse_structure(X, name="X"):
+    """Raise ValueError unless the index arrays of sparse ``X`` describe its shape.
+
+    scipy trusts ``indptr``/``indices`` (and COO coordinates): a column index of -1 or past the
+    last column, or an ``indptr`` that decreases or runs past the stored values, makes its own
+    conversions and the engine's kernels read or write outside the arrays.  Checked with a few
+    vectorised passes over the index arrays, without modifying X (scipy's
+    ``check_format(full_check=True)`` may rewrite index dtypes in place).  Dense input passes.
+    """
+    if not sp.issparse(X):
+        return
+    fmt = X.format
+    if fmt in ("csr", "csc"):
+        n_major, n_minor = X.shape if fmt == "csr" else X.shape[::-1]
+        what = "column" if fmt == "csr" else "row"
+        indptr, indices, data = np.asarray(X.indptr), np.asarray(X.indices), np.asarray(X.data)
+        problem = None
+        if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+            problem = "indptr, indices and data must be 1-D"
+        elif not (np.issubdtype(indptr.dtype, np.integer)
+                  and np.issubdtype(indices.dtype, np.integer)):
+            problem = f"indptr and indices must be integers (got {indptr.dtype}, {indices.dtype})"
+        elif indptr.shape[0] != n_major + 1:
+            problem = f"indptr has {indptr.shape[0]} entries for {n_major} {fmt[-1]}-rows " \
+                      f"(expected {n_major + 1})"
+        elif indptr[0] != 0:
+            problem = f"indptr starts at {indptr[0]} instead of 0"
+        elif indptr[-1] > min(indices.shape[0], data.shape[0]):
+            problem = (f"indptr ends at {indptr[-1]} but only {indices.shape[0]} indices and "
+                       f"{data.shape[0]} values are stored")
+        elif n_major and np.any(indptr[1:] < indptr[:-1]):
+            problem = "indptr is not non-decreasing"
+        elif indptr[-1] > 0:
+            used = indices[:indptr[-1]]
+            lo, hi = used.min(), used.max()
+            if lo < 0 or hi >= n_minor:
+                problem = (f"{what} index {lo if lo < 0 else hi} is outside [0, {n_minor}) for "
+                           f"a matrix of shape {X.shape}")
+    elif fmt == "coo":
+        coords = getattr(X, "coords", None) or (X.row, X.col)
+        problem = None
+        for axis, c in enumerate(coords):
+            c = np.asarray(c)
+            if c.shape[0] != np.asarray(X.data).shape[0]:
+                problem = "row, col and data have different lengths"
+            elif c.size and (c.min() < 0 or c.max() >= X.shape[axis]):
+                problem = (f"a {'row' if axis == 0 else 'column'} coordinate lies outside "
+                           f"[0, {X.shape[axis]})")
+            if problem:
+                break
+    else:
+        return
+    if problem:
+        raise ValueError(f"{name} is a malformed sparse {fmt.upper()} matrix: {problem}. Rebuild it "
+                         f"with scipy (e.g. scipy.sparse.csr_matrix((data, indices, indptr), "
+                         f"shape=...)) and check it with {name}.check_format(full_check=True).")
+
+
 def to_engine_csr(X, dtype):
     """CSR with sorted indices, ``dtype`` data and intp indices: the layout the kernels read.
 
     Converting once (estimators do it per fit) means later calls pass X to the kernels uncopied.
+    The index arrays are checked first (``check_sparse_structure``): the kernels trust them.
     """
+    check_sparse_structure(X)
     X = sp.csr_matrix(X)
     if not X.has_sorted_indices:
         X = X.sorted_indices()
@@ -65,6 +131,22 @@ def to_engine_csr(X, dtype):
     out.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
     out.has_sorted_indices = True
     return out
+
+
+def _check_batch_weights(sw_in_order, batch_size):
+    """Every mini-batch needs a non-zero weight sum: its loss is divided by that sum."""
+    n = sw_in_order.shape[0]
+    if n == 0:
+        return
+    sums = np.add.reduceat(sw_in_order.astype(np.float64, copy=False),
+                           np.arange(0, n, batch_size))
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        b = int(zero[0])
+        raise ValueError(
+            f"mini-batch {b} (rows {b * batch_size} to {min(n, (b + 1) * batch_size) - 1} of the "
+            f"epoch order) has sample weights summing to 0, so its weighted mean loss is "
+            "undefined. Use a larger batch_size, shuffle=True, or drop the zero-weight samples.")
 
 
 def as_engine_input(X, dtype):
@@ -150,6 +232,7 @@ class Network:
         self.dropout = dropout
         self._acts = [ACTIVATION_CODES[a] for a in activation] + [ACTIVATION_CODES[out_activation]]
         self._plans = {}
+        self._plans_lock = threading.Lock()
         plan = self.plan(1)
         self.n_params = plan["n_params"]
         self._w_off = plan["w_off"]
@@ -157,13 +240,19 @@ class Network:
 
     # -- parameters ----------------------------------------------------------------------------
     def plan(self, cap):
-        key = int(cap)
-        if key not in self._plans:
-            self._plans[key] = _backprop.make_plan(self.layer_sizes, self._acts,
-                                                   LOSS_CODES[self.loss], key, self.dtype,
-                                                   self.n_threads, loss_param=self.huber_delta,
-                                                   dropout=self.dropout)
-        return self._plans[key]
+        """The buffer layout for passes of up to ``cap`` rows (cached, least recently used
+        dropped beyond ``PLAN_CACHE_SIZE``: predict makes one per distinct short row count)."""
+        key = max(int(cap), 1)
+        with self._plans_lock:        # predict may run in several Python threads at once
+            plan = self._plans.pop(key, None)
+            if plan is None:
+                plan = _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss],
+                                           key, self.dtype, self.n_threads,
+                                           loss_param=self.huber_delta, dropout=self.dropout)
+                while len(self._plans) >= PLAN_CACHE_SIZE:
+                    del self._plans[next(iter(self._plans))]
+            self._plans[key] = plan   # most recently used last (dicts keep insertion order)
+        return plan
 
     def coefs(self, params):
         """Views W_l of shape (fan_in, fan_out) into the flat vector."""
@@ -238,6 +327,9 @@ class Network:
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
         Y = self._check_targets(Y, X.shape[0])
         sw = self._check_sw(sample_weight, X.shape[0])
+        if sw is not None and np.sum(sw, dtype=np.float64) == 0:
+            raise ValueError("sample_weight sums to 0: the weighted mean loss is undefined. Give "
+                             "some samples a non-zero weight.")
         if grad is None:
             grad = np.empty_like(params)
         loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
@@ -266,6 +358,10 @@ class Network:
             if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
                 raise ValueError(f"order must hold {n} row indices in [0, {n}).")
         batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        if sw is not None:
+            _check_batch_weights(sw if order is None else sw[order], batch_size)
         if grad is None:
             grad = np.empty_like(params)
         track = getattr(state, "gradient_norms", None)

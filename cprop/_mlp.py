@@ -19,6 +19,7 @@ Design
 4. Fitted state is plain numpy arrays and small Python objects; the engine's ``Network`` is a
    cache rebuilt on demand and never pickled.
 """
+import functools
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -34,7 +35,8 @@ from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import (
+    Interval, Options, StrOptions, validate_parameter_constraints)
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -45,11 +47,89 @@ from . import _interop
 from . import _training_loop as _loop
 from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
-from ._engine import HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, to_engine_csr
+from ._engine import (
+    HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, check_sparse_structure,
+    to_engine_csr)
 from ._openmp import effective_n_threads
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+_IN_TRANSACTION = set()   # ids of estimators inside a _transactional call (the outermost saves)
+
+
+def _transactional(fit):
+    """Make a fitting method all-or-nothing: if it raises (bad input found late, MemoryError, an
+    interrupt outside the epoch loop, non-finite weights), the estimator is put back exactly as it
+    was before the call -- attributes, classes, weights and optimizer state.
+
+    A shallow copy of ``__dict__`` undoes attribute assignments; a continued fit (``warm_start``,
+    ``partial_fit``) also trains the existing weight vector, optimizer state and ``loss_curve_``
+    in place, so their contents are copied first (one vector each, ~75 us for 80k float32
+    weights).  Nested calls (``partial_fit`` -> ``_fit``) save once.  An interrupt inside the
+    epoch loop is not a failure: the solvers catch it and keep the weights reached (and
+    ``partial_fit`` re-raises it after that, without a rollback).
+    """
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        if id(self) in _IN_TRANSACTION:
+            return fit(self, *args, **kwargs)
+        saved = dict(self.__dict__)
+        # set again by this call's solver when Ctrl-C ended training with a consistent model
+        self.__dict__.pop("_interrupted", None)
+        opt = saved.get("_optimizer")
+        arrays = [(a, a.copy()) for a in (saved.get("_params"), getattr(opt, "s1", None),
+                                          getattr(opt, "s2", None))
+                  if isinstance(a, np.ndarray)]
+        opt_state = dict(opt.__dict__) if opt is not None else None
+        lists = {k: list(v) for k, v in saved.items() if isinstance(v, list)}
+        _IN_TRANSACTION.add(id(self))
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and self.__dict__.get("_interrupted"):
+                # the solver kept the epochs (and partial epoch) done and re-raised so that a
+                # partial_fit loop stops: a consistent model, not a failure (see fit's Notes)
+                raise
+            for k, items in lists.items():     # lists grown in place (loss_curve_, ...)
+                saved[k][:] = items
+            for live, copy in arrays:          # vectors trained in place
+                live[...] = copy
+            if opt is not None:
+                opt.__dict__.clear()
+                opt.__dict__.update(opt_state)
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        finally:
+            _IN_TRANSACTION.discard(id(self))
+    return wrapper
+
+
+def _check_hidden_layer_sizes(hidden_layer_sizes):
+    """hidden_layer_sizes as a list of positive ints (scikit-learn's checks and errors: a
+    non-integer size is a TypeError, a size <= 0 a ValueError)."""
+    if not hasattr(hidden_layer_sizes, "__iter__"):
+        hidden_layer_sizes = [hidden_layer_sizes]
+    hidden_layer_sizes = list(hidden_layer_sizes)
+    for size in hidden_layer_sizes:
+        if isinstance(size, bool) or not isinstance(size, Integral):
+            raise TypeError(
+                f"hidden_layer_sizes must hold integers (units per hidden layer); got "
+                f"{size!r} of type {type(size).__name__} in {hidden_layer_sizes}.")
+    if np.any(np.array(hidden_layer_sizes) <= 0):
+        raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+    return [int(size) for size in hidden_layer_sizes]
+
+
+def _check_sample_weight_sum(sample_weight):
+    """Weights that sum to zero leave the weighted mean loss undefined (0/0)."""
+    if sample_weight is not None:
+        if float(np.sum(sample_weight, dtype=np.float64)) == 0:
+            raise ValueError(
+                "sample_weight sums to 0: the loss is a weighted mean (divided by the sum of the "
+                "weights), so it is undefined. Give some samples a non-zero weight.")
 
 
 class BaseMLP(BaseEstimator, ABC):
@@ -262,7 +342,19 @@ class BaseMLP(BaseEstimator, ABC):
             return None
         return int(self._random_state.randint(np.iinfo(np.int32).max))
 
+    def _training_dtype(self):
+        """dtype a continued fit trains in: that of the optimizer state when there is one
+        (assigned ``coefs_`` of another dtype are converted into it), else the weights'."""
+        opt = self.__dict__.get("_optimizer")
+        if opt is not None and getattr(opt, "s1", None) is not None and opt.s1.dtype in _FLOATS:
+            return opt.s1.dtype
+        return self._model_dtype()
+
     def _network(self, layer_units, dtype):
+        # n_threads is checked here, at use, too: set_params after fit skips fit's validation.
+        validate_parameter_constraints(
+            {"n_threads": self._parameter_constraints["n_threads"]},
+            {"n_threads": self.n_threads}, caller_name=type(self).__name__)
         acts = self._hidden_activations(len(layer_units) - 2)
         dropout = self._dropout_rates(len(layer_units) - 2)
         loss, huber_delta = self._engine_loss()
@@ -323,6 +415,7 @@ class BaseMLP(BaseEstimator, ABC):
 
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
+            check_sparse_structure(X)
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         return self._forward(X)
 
@@ -360,18 +453,16 @@ class BaseMLP(BaseEstimator, ABC):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    @_transactional
     def _fit(self, X, y, sample_weight=None, incremental=False, validation=None):
-        hidden_layer_sizes = self.hidden_layer_sizes
-        if not hasattr(hidden_layer_sizes, "__iter__"):
-            hidden_layer_sizes = [hidden_layer_sizes]
-        hidden_layer_sizes = list(hidden_layer_sizes)
-        if np.any(np.array(hidden_layer_sizes) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+        hidden_layer_sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
+        check_sparse_structure(X)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+            _check_sample_weight_sum(sample_weight)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         sample_weight = self._with_class_weight(y, sample_weight, incremental)
@@ -383,7 +474,7 @@ class BaseMLP(BaseEstimator, ABC):
             dtype = X.dtype
             self._initialize(y, layer_units, dtype)
         else:
-            dtype = self._model_dtype()
+            dtype = self._training_dtype()
             if not hasattr(self, "n_layers_"):
                 self.n_layers_ = len(layer_units)
             if self._layer_units() != layer_units:
@@ -1140,6 +1231,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
+    @_transactional      # the first call sets classes_ before _fit
     def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
                     sample_weight_val=None):
         """Update the model with a single epoch over the given data.

@@ -631,17 +631,34 @@ def test_bad_loop_parameters(params, match):
         MLPClassifier(max_iter=2, **params).fit(X_tr_dig, y_tr_dig)
 
 
-def test_other_exception_inside_an_epoch_propagates_after_bookkeeping(monkeypatch):
+def test_other_exception_inside_an_epoch_propagates_and_the_fit_is_rolled_back(monkeypatch):
+    """An exception other than Ctrl-C from a poll inside the compiled epoch (a signal handler, a
+    progress hook) propagates; the partial epoch is recorded first, then the failed call is rolled
+    back as every failed fit is (see test_reliability.py): the previous model, unchanged."""
     monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+    fail = {"on": False}
 
     def update(self, rows):
-        if rows == 96:
+        if fail["on"] and rows == 96:
             raise RuntimeError("from a signal handler")
 
     monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
     clf = MLPClassifier(hidden_layer_sizes=(9,), batch_size=48, random_state=0, max_iter=5,
                         verbose=2)
+    fail["on"] = True
     with pytest.raises(RuntimeError, match="from a signal handler"):
         clf.fit(X_tr_dig, y_tr_dig)
-    assert clf.n_iter_ == 1 and clf.t_ == 96 and len(clf.loss_curve_) == 1
-    assert clf._optimizer.t == 2 and clf.history_[-1].partial
+    assert not hasattr(clf, "coefs_") and not hasattr(clf, "n_iter_")   # never fitted
+    fail["on"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_tr_dig, y_tr_dig)
+    before = (clf.n_iter_, clf.t_, list(clf.loss_curve_), clf._optimizer.t)
+    weights = [W.copy() for W in clf.coefs_]
+    clf.set_params(warm_start=True)
+    fail["on"] = True
+    with pytest.raises(RuntimeError, match="from a signal handler"):
+        clf.fit(X_tr_dig, y_tr_dig)
+    assert (clf.n_iter_, clf.t_, list(clf.loss_curve_), clf._optimizer.t) == before
+    for W, W0 in zip(clf.coefs_, weights):
+        np.testing.assert_array_equal(W, W0)

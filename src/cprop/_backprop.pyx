@@ -249,6 +249,39 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
 
 
 # ---- plans -----------------------------------------------------------------------------------------
+def _check_plan_args(sizes, acts, loss, cap, dtype, n_threads):
+    """make_plan's arguments, checked (codes, counts, dtype): a plan is trusted by every kernel."""
+    from cprop._activations import ACTIVATION_CODES
+    from cprop._losses import LOSS_CODES
+    sizes_in, acts_in = np.asarray(sizes), np.asarray(acts)
+    if sizes_in.ndim != 1 or acts_in.ndim != 1 or (
+            sizes_in.size and not np.issubdtype(sizes_in.dtype, np.integer)) or (
+            acts_in.size and not np.issubdtype(acts_in.dtype, np.integer)):
+        raise ValueError(f"sizes and acts must be 1-D sequences of ints; got {sizes!r}, {acts!r}.")
+    sizes = np.ascontiguousarray(sizes_in, dtype=np.intp)
+    acts = np.ascontiguousarray(acts_in, dtype=np.intc)
+    L = len(sizes) - 1
+    if L < 1 or len(acts) != L:
+        raise ValueError(f"a network needs L >= 1 layers and one activation per layer; got "
+                         f"sizes={sizes.tolist()}, acts={acts.tolist()}.")
+    if np.any(sizes <= 0):
+        raise ValueError(f"layer sizes must be positive; got {sizes.tolist()}.")
+    known = set(int(c) for c in ACTIVATION_CODES.values())
+    softmax = ACTIVATION_CODES["softmax"]
+    for l, a in enumerate(acts.tolist()):
+        if a not in known or (a == softmax and l != L - 1):
+            raise ValueError(f"activation code {a} of layer {l} is not valid; expected one of "
+                             f"{sorted(known)} (softmax only for the output layer).")
+    if int(loss) not in set(int(c) for c in LOSS_CODES.values()):
+        raise ValueError(f"loss code {loss} is not valid; expected one of "
+                         f"{sorted(LOSS_CODES.values())} ({sorted(LOSS_CODES)}).")
+    if int(cap) < 1 or int(n_threads) < 1:
+        raise ValueError(f"cap and n_threads must be >= 1; got cap={cap}, n_threads={n_threads}.")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64; got {np.dtype(dtype)}.")
+    return sizes, acts
+
+
 _NEEDS_Z = frozenset(code for code in range(ACT_MISH + 1) if act_needs_z(code))
 
 
@@ -265,15 +298,8 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
     23
     """
     from cprop._gemm import work_size
-    sizes = np.ascontiguousarray(sizes, dtype=np.intp)
-    acts = np.ascontiguousarray(acts, dtype=np.intc)
+    sizes, acts = _check_plan_args(sizes, acts, loss, cap, dtype, n_threads)
     L = len(sizes) - 1
-    if L < 1 or len(acts) != L:
-        raise ValueError(f"a network needs L >= 1 layers and one activation per layer; got "
-                         f"sizes={sizes.tolist()}, acts={acts.tolist()}.")
-    if np.any(sizes <= 0):
-        raise ValueError(f"layer sizes must be positive; got {sizes.tolist()}.")
-    cap = max(int(cap), 1)
     w_off = np.zeros(L, np.intp)
     b_off = np.zeros(L, np.intp)
     off = 0

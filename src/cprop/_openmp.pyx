@@ -7,8 +7,22 @@ Design
    process may use (cgroup/affinity) when ``OMP_NUM_THREADS`` is unset -- the policy scikit-learn uses.
 2. A positive ``n_threads`` is used as given; ``-1`` means all allowed CPUs, ``-2`` all but one, ...
 3. Every ``prange``/``parallel`` in the engine receives the result explicitly via ``num_threads=``.
+4. ``engine_threads`` is the last word, asked once per compiled call (``_train``'s plan wrapper):
+   - after ``fork`` in a process whose engine already ran threads, GNU libgomp's thread pool is
+     gone (its threads were not copied) and the next team of > 1 threads waits for them forever;
+     a ``pthread_atfork`` child handler marks such a child and every later call runs on one
+     thread.  (LLVM's libomp re-creates its pool after fork itself; the guard is built for gcc.)
+   - libgomp calls ``exit(1)`` when it cannot create a thread (a memory or process limit).  Before
+     a calling thread first asks for a team of n threads, n - 1 threads are started and joined
+     here; if only k of them start, the call runs on k + 1 threads (results do not depend on the
+     count) with a warning, never an exit.  Teams are per calling thread in OpenMP, so the
+     verified size is thread-local.
+   - explicit counts above ``thread_ceiling()`` (4 per usable CPU) are capped with a warning: a
+     thread beyond that only adds buffers and context switches.
 """
+import numbers
 import os
+import warnings
 
 cdef extern from *:
     """
@@ -27,6 +41,86 @@ cdef extern from *:
     int cprop_omp_max_threads() noexcept nogil
     int CPROP_HAVE_OPENMP
     int CPROP_DEBUG_BUILD
+
+
+cdef extern from *:
+    """
+    /* Fork guard (GNU libgomp only: gcc without clang, on a system with fork). */
+    #if defined(_OPENMP) && defined(__GNUC__) && !defined(__clang__) && !defined(_WIN32)
+    #define CPROP_FORK_GUARD 1
+    #else
+    #define CPROP_FORK_GUARD 0
+    #endif
+    #if !defined(_WIN32)
+    #include <pthread.h>
+    #include <stdlib.h>
+    #define CPROP_HAVE_PTHREADS 1
+    #else
+    #define CPROP_HAVE_PTHREADS 0
+    #endif
+
+    static volatile int cprop_threads_used = 0;     /* this process handed out a team of > 1 */
+    static volatile int cprop_fork_serial = 0;      /* forked after that: stay on one thread */
+
+    #if CPROP_FORK_GUARD
+    static void cprop_atfork_child(void) { if (cprop_threads_used) cprop_fork_serial = 1; }
+    static int cprop_register_atfork(void) { return pthread_atfork(NULL, NULL, cprop_atfork_child); }
+    #else
+    static int cprop_register_atfork(void) { return 0; }
+    #endif
+
+    #if CPROP_HAVE_PTHREADS
+    /* Largest team this calling thread has verified it can start (OpenMP pools are per caller). */
+    static __thread int cprop_verified_team = 1;
+    static pthread_mutex_t cprop_gate = PTHREAD_MUTEX_INITIALIZER;
+    static void* cprop_wait_gate(void* arg) {
+        (void)arg;
+        pthread_mutex_lock(&cprop_gate);
+        pthread_mutex_unlock(&cprop_gate);
+        return NULL;
+    }
+    /* Start up to n threads that all live at once (stack size as OpenMP's, 0: the default),
+       then release and join them; returns how many started. */
+    static int cprop_try_threads(int n, size_t stacksize) {
+        pthread_t* t = (pthread_t*)malloc(sizeof(pthread_t) * (size_t)(n > 0 ? n : 1));
+        pthread_attr_t attr;
+        int k = 0;
+        if (t == NULL) return 0;
+        pthread_attr_init(&attr);
+        if (stacksize > 0) pthread_attr_setstacksize(&attr, stacksize);
+        pthread_mutex_lock(&cprop_gate);
+        for (k = 0; k < n; k++)
+            if (pthread_create(&t[k], &attr, cprop_wait_gate, NULL) != 0) break;
+        pthread_mutex_unlock(&cprop_gate);
+        for (int i = 0; i < k; i++) pthread_join(t[i], NULL);
+        pthread_attr_destroy(&attr);
+        free(t);
+        return k;
+    }
+    static int cprop_get_verified(void) { return cprop_verified_team; }
+    static void cprop_set_verified(int n) { cprop_verified_team = n; }
+    #else
+    static int cprop_try_threads(int n, size_t stacksize) { (void)stacksize; return n; }
+    static int cprop_get_verified(void) { return 1 << 30; }
+    static void cprop_set_verified(int n) { (void)n; }
+    #endif
+    """
+    int CPROP_FORK_GUARD
+    int cprop_threads_used
+    int cprop_fork_serial
+    int cprop_register_atfork() noexcept nogil
+    int cprop_try_threads(int n, size_t stacksize) noexcept nogil
+    int cprop_get_verified() noexcept nogil
+    void cprop_set_verified(int n) noexcept nogil
+
+
+if cprop_register_atfork() != 0:
+    raise ImportError("cprop could not register its fork handler (pthread_atfork failed).")
+
+# Built with the fork guard (gcc/libgomp on a system with fork)?
+FORK_GUARD = bool(CPROP_FORK_GUARD)
+# Explicit thread counts are capped at this many per usable CPU.
+THREADS_PER_CPU = 4
 
 
 def _cpu_count():
@@ -68,8 +162,13 @@ def effective_n_threads(n_threads=None):
     >>> effective_n_threads(2)
     2
     """
+    if n_threads is not None and not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be None or an int; got {n_threads!r} "
+                        f"({type(n_threads).__name__}).")
     if n_threads == 0:
         raise ValueError("n_threads=0 is not allowed; use None for the default or a positive count.")
+    if cprop_fork_serial:
+        return 1
     max_threads = cprop_omp_max_threads()
     if n_threads is None:
         if os.environ.get("OMP_NUM_THREADS"):
@@ -78,4 +177,86 @@ def effective_n_threads(n_threads=None):
     n_threads = int(n_threads)
     if n_threads < 0:
         return max(1, _cpu_count() + 1 + n_threads)
+    ceiling = thread_ceiling()
+    if n_threads > ceiling:
+        warnings.warn(
+            f"n_threads={n_threads} is more threads than this machine can use ({_cpu_count()} "
+            f"usable CPUs); using {ceiling} ({THREADS_PER_CPU} per CPU). Pass n_threads=None or -1 "
+            "to use every CPU.", UserWarning, stacklevel=2)
+        return ceiling
+    return n_threads
+
+
+def thread_ceiling():
+    """The most threads an explicit ``n_threads`` gets: ``THREADS_PER_CPU`` per usable CPU.
+
+    Examples
+    --------
+    >>> from cprop._openmp import thread_ceiling
+    >>> thread_ceiling() >= 4
+    True
+    """
+    return THREADS_PER_CPU * _cpu_count()
+
+
+def _omp_stacksize():
+    """Bytes of stack OpenMP gives its threads when ``OMP_STACKSIZE``/``GOMP_STACKSIZE`` set it
+    (number with an optional B/K/M/G suffix, K by default), else 0 (the system default)."""
+    for name in ("OMP_STACKSIZE", "GOMP_STACKSIZE"):
+        text = os.environ.get(name, "").strip().upper()
+        if not text:
+            continue
+        unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[len(text) - 1])
+        digits = text[:len(text) - 1] if unit else text
+        try:
+            return int(digits.strip()) * (unit or 1 << 10)
+        except ValueError:
+            continue
+    return 0
+
+
+def fork_serial():
+    """True in a process forked after the engine ran threads (it then runs on one thread).
+
+    Examples
+    --------
+    >>> from cprop._openmp import fork_serial
+    >>> fork_serial()
+    False
+    """
+    return bool(cprop_fork_serial)
+
+
+def engine_threads(int n_threads):
+    """The threads a compiled call may use now, given the ``n_threads`` its plan was made for.
+
+    One thread in a child forked after threads ran (see the module notes); otherwise
+    ``n_threads``, or fewer when the system cannot start that many threads (with a
+    ``RuntimeWarning``), checked once per calling thread and team size.
+
+    Examples
+    --------
+    >>> from cprop._openmp import engine_threads
+    >>> engine_threads(1)
+    1
+    """
+    global cprop_threads_used
+    cdef int started
+    cdef size_t stack
+    if n_threads <= 1 or cprop_fork_serial or not CPROP_HAVE_OPENMP:
+        return 1
+    if n_threads > cprop_get_verified():
+        stack = _omp_stacksize()
+        with nogil:
+            started = cprop_try_threads(n_threads - 1, stack)
+        if started < n_threads - 1:
+            warnings.warn(
+                f"cprop could start only {started + 1} of the {n_threads} threads asked for "
+                f"(a memory or process limit); running on {started + 1}. Results are the same "
+                "for any thread count; pass a smaller n_threads to silence this.",
+                RuntimeWarning, stacklevel=2)
+            n_threads = started + 1
+        cprop_set_verified(n_threads)
+    if n_threads > 1:
+        cprop_threads_used = 1
     return n_threads

@@ -36,6 +36,7 @@ from cpython.exc cimport PyErr_CheckSignals
 
 import numpy as np
 
+from cprop._openmp import engine_threads
 from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._dropout cimport Dropout
@@ -190,7 +191,7 @@ cdef class _Spec:
         self.spec.sw_off = plan["sw_off"]
         self.spec.gemm_off = plan["gemm_off"]
         self.spec.cap = plan["cap"]
-        self.spec.n_threads = plan["n_threads"]
+        self.spec.n_threads = engine_threads(plan["n_threads"])   # 1 in a forked child, see _openmp
         # the kernel path of this call: one snapshot, so a pass never mixes paths
         self.spec.path = current_path()
 
@@ -216,11 +217,108 @@ cdef inline void _contiguous_rows(Input* x, const floating* dense, intp_t start,
         x.dense = <const void*>(dense + start * n_features)
 
 
-def _check_plan(dict plan, Py_ssize_t n_params, Py_ssize_t n_features):
+# ---- argument checks of the def functions (once per call; the kernels trust what passes) ----------
+cdef intp_t _csr_bad_row(const intp_t* indptr, const intp_t* indices, intp_t n_rows,
+                         intp_t n_features) noexcept nogil:
+    """First row whose indptr step is negative or whose column indices leave [0, n_features);
+    -1 when every row is well formed (indptr[0] == 0 and the end are checked by the caller)."""
+    cdef intp_t r, k
+    for r in range(n_rows):
+        if indptr[r + 1] < indptr[r]:
+            return r
+        for k in range(indptr[r], indptr[r + 1]):
+            if indices[k] < 0 or indices[k] >= n_features:
+                return r
+    return -1
+
+
+cdef bint _same_ints(const intp_t[::1] a, const intp_t[::1] b):
+    cdef Py_ssize_t i
+    if a.shape[0] != b.shape[0]:
+        return False
+    for i in range(a.shape[0]):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+# Reference plans by (sizes, acts, loss, cap, n_threads, float32?): a checked plan must equal one.
+_REFERENCE_PLANS = {}
+
+
+def _check_plan(dict plan, Py_ssize_t n_params, Py_ssize_t n_features, dtype=None):
+    """The plan is the one ``make_plan`` makes for its sizes, codes, cap, threads and this dtype
+    (an edited offset or work size would send the kernels outside their buffers).  Compared with
+    a cached reference plan: a few microseconds per call.  Returns the number of outputs."""
+    is_float = dtype is not None and np.dtype(dtype) == np.float32
+    try:
+        sizes = np.asarray(plan["sizes"])
+        acts = np.asarray(plan["acts"])
+        drop = np.asarray(plan["drop"], dtype=np.float64)
+        key = (tuple(sizes.tolist()), tuple(acts.tolist()), int(plan["loss"]), int(plan["cap"]),
+               int(plan["n_threads"]), is_float, float(plan["loss_param"]),
+               tuple(drop.tolist()))
+        ref = _REFERENCE_PLANS.get(key)
+        if ref is None:
+            from cprop._backprop import make_plan
+            L = len(sizes) - 1
+            ref = make_plan(sizes, acts, key[2], key[3], np.float32 if is_float else np.float64,
+                            key[4], loss_param=key[6],
+                            dropout=drop[1:L] if np.any(drop[1:L]) else None)
+            if len(_REFERENCE_PLANS) >= 256:
+                _REFERENCE_PLANS.clear()
+            _REFERENCE_PLANS[key] = ref
+        same = (sizes.dtype == np.intp and acts.dtype == np.intc
+                and all(_same_ints(plan[k], ref[k])
+                        for k in ("w_off", "b_off", "a_off", "d_off", "z_off", "m_off"))
+                and np.array_equal(drop, ref["drop"])
+                and all(plan[k] == ref[k] for k in ("y_off", "sw_off", "gemm_off", "n_params"))
+                and plan["work_size"] >= ref["work_size"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"plan is not a network plan from cprop._backprop.make_plan ({exc}).") \
+            from None
+    if not same:
+        raise ValueError("plan does not match make_plan's layout for its sizes, activations, cap, "
+                         "thread count and dtype; build it with cprop._backprop.make_plan.")
     if n_params != plan["n_params"]:
         raise ValueError(f"params has {n_params} values; this network has {plan['n_params']}.")
     if n_features != plan["sizes"][0]:
         raise ValueError(f"X has {n_features} features; this network expects {plan['sizes'][0]}.")
+    return int(key[0][len(key[0]) - 1])     # outputs
+
+
+def _check_input(X, X_data, X_indices, X_indptr, Py_ssize_t n_features, Py_ssize_t n):
+    """X (n x n_features, dense) or the CSR triple (n rows, column indices in [0, n_features))."""
+    cdef const intp_t[::1] ip, ix
+    cdef intp_t bad
+    if X is not None:
+        if X_data is not None or X_indices is not None or X_indptr is not None:
+            raise ValueError("pass either dense X or the CSR arrays (X_data, X_indices, "
+                             "X_indptr), not both.")
+        if X.shape[0] != n or X.shape[1] != n_features:
+            raise ValueError(f"X has shape ({X.shape[0]}, {X.shape[1]}); expected ({n}, "
+                             f"{n_features}).")
+        return
+    if X_data is None or X_indices is None or X_indptr is None:
+        raise ValueError("X is None: pass dense X, or all of X_data, X_indices and X_indptr (CSR).")
+    ip = X_indptr
+    ix = X_indices
+    if ip.shape[0] != n + 1:
+        raise ValueError(f"X_indptr has {ip.shape[0]} entries; {n} rows need {n + 1}.")
+    if ip[0] != 0 or ip[n] > ix.shape[0] or ip[n] > X_data.shape[0]:
+        raise ValueError(f"X_indptr must start at 0 and end at most at the number of stored "
+                         f"values ({ix.shape[0]} indices, {X_data.shape[0]} data); it runs "
+                         f"from {ip[0]} to {ip[n]}.")
+    with nogil:
+        bad = _csr_bad_row(&ip[0], &ix[0] if ix.shape[0] > 0 else NULL, n, n_features)
+    if bad >= 0:
+        raise ValueError(f"malformed CSR input in row {bad}: X_indptr must be non-decreasing and "
+                         f"column indices must lie in [0, {n_features}).")
+
+
+def _check_rows(str name, a, Py_ssize_t n):
+    if a is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} rows; expected {n} (one per sample).")
 
 
 def predict(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
@@ -238,7 +336,10 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
     >>> predict(params, np.array([[1.0, 1.0]]), None, None, None, 2, plan, out); out
     array([[3.5]])
     """
-    _check_plan(plan, params.shape[0], n_features)
+    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
+    _check_input(X, X_data, X_indices, X_indptr, n_features, out.shape[0])
+    if out.shape[1] != n_outputs:
+        raise ValueError(f"out has {out.shape[1]} columns; the network has {n_outputs} outputs.")
     cdef _Spec s = _Spec(plan)
     cdef Py_ssize_t n = out.shape[0], start, cn, cap = s.spec.cap
     _serial_if_small(&s.spec, cap if cap < n else n)
@@ -270,9 +371,13 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     ``dropout_seed`` >= 0 (and a plan with dropout rates): the loss of the network with the fixed
     dropout masks of (seed, epoch, sample i) -- for gradient checks; otherwise no dropout.
     """
-    _check_plan(plan, params.shape[0], n_features)
+    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
     if grad.shape[0] != params.shape[0]:
         raise ValueError("grad must have the shape of params.")
+    if Y is None or Y.shape[1] != n_outputs:
+        raise ValueError(f"Y must have one column per network output ({n_outputs}).")
+    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_rows("sample_weight", sample_weight, Y.shape[0])
     cdef _Spec s = _Spec(plan)
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], start, cn, cap = net.cap, i
@@ -371,10 +476,17 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     ``dropout_seed`` >= 0 (and a plan with dropout rates): inverted dropout with the masks of
     (seed, ``epoch``, sample id, unit); otherwise none.
     """
-    _check_plan(plan, params.shape[0], n_features)
+    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
             state2.shape[0] != params.shape[0]:
         raise ValueError("grad, state1 and state2 must have the shape of params.")
+    if Y is None or Y.shape[1] != n_outputs:
+        raise ValueError(f"Y must have one column per network output ({n_outputs}).")
+    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_rows("sample_weight", sample_weight, Y.shape[0])
+    if order is not None and order.shape[0] > 0 and (np.min(np.asarray(order)) < 0
+                                                     or np.max(np.asarray(order)) >= Y.shape[0]):
+        raise ValueError(f"order must hold row indices in [0, {Y.shape[0]}).")
     cdef _Spec s = _Spec(plan)
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
