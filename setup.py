@@ -8,6 +8,9 @@ CPROP_DEBUG=1        Cython boundscheck/initializedcheck on, -O1 -g: the debug b
                      also run under.
 CPROP_ALLOW_NO_OPENMP=1
                      build without OpenMP instead of failing (never used for wheels or CI).
+CPROP_TARGET_ARCH=aarch64|x86_64|...
+                     the architecture whose kernel paths are built (default: the platform tag);
+                     for cross builds (.ci/check_arm64.sh).
 """
 import os
 import platform
@@ -17,7 +20,6 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -25,40 +27,49 @@ from setuptools.command.build_ext import build_ext
 HERE = Path(__file__).parent
 DEBUG = os.environ.get("CPROP_DEBUG", "0") not in ("", "0")
 
-# Engine modules, in dependency order.  (name, extra compile args for that module only)
-MODULES = [
-    ("_openmp", []),
-    ("_gemm", []),
-    ("_activations", []),
-    ("_losses", []),
-    ("_backprop", []),
-    ("_train", []),
-]
-
-# Instruction-set-specific micro-kernel modules: built with their ISA flags on the architectures
-# that have the ISA; everything else stays baseline.  cprop._gemm imports one only after CPU
-# detection says it can run (so its code, module init included, never reaches an older CPU).
-X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-ISA_MODULES = {
-    "_kernels_avx2": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]} if X86 else None,
-}
-MODULES += [(name, []) for name, flags in ISA_MODULES.items() if flags is not None]
-# Per-module, per-compiler flags that are not about the ISA.  -fno-math-errno: sqrt/sqrtf need not
-# set errno, so the optimizer updates (_optim.pxd, built into both kernel tables) vectorise; IEEE
-# results are unchanged (not fast-math).  Not -funroll-loops for the micro-kernels: gcc 12 then
-# spilled one accumulator of the float64 6x8 kernel to the stack (half speed, seen in the
+# Engine modules, in dependency order.
+MODULES = ["_openmp", "_isa", "_gemm", "_activations", "_losses", "_backprop", "_train"]
+# Per-module flags that are not about the instruction set.  -fno-math-errno: sqrt/sqrtf need not set
+# errno, so the optimizer updates (_optim.pxd, compiled into every kernel path's module) vectorise;
+# IEEE results are unchanged (not fast-math).  Not -funroll-loops for the micro-kernels: gcc 12 then
+# spilled one accumulator of the float64 AVX2 kernel to the stack (half speed, seen in the
 # benchmark's kernel table); check `objdump -d` for (%rsp) in the k loop after any flag change.
-MODULE_FLAGS = {
-    "_gemm": {"unix": ["-fno-math-errno"], "msvc": []},
-    "_kernels_avx2": {"unix": ["-fno-math-errno"], "msvc": []},
-}
+KERNEL_FLAGS = {"unix": ["-fno-math-errno"], "msvc": []}
 
 
-def isa_flags(name, compiler_type):
-    """Per-module instruction-set (and other per-module) flags; empty for most modules."""
+def _kernel_paths():
+    """cprop/_kernel_paths.py, read without importing cprop (whose compiled modules do not exist yet)."""
+    ns = {}
+    src = HERE / "cprop" / "_kernel_paths.py"
+    exec(compile(src.read_text(encoding="utf-8"), str(src), "exec"), ns)
+    return ns
+
+
+def target_arch():
+    """The architecture the extensions are built for: CPROP_TARGET_ARCH, else the platform tag
+    (which cibuildwheel's cross builds set, e.g. macosx-11.0-arm64, win-arm64), else the machine."""
+    forced = os.environ.get("CPROP_TARGET_ARCH")
+    if forced:
+        return forced.lower()
+    plat = sysconfig.get_platform().lower()
+    for arch in ("arm64", "aarch64", "x86_64", "amd64"):
+        if plat.endswith(arch):
+            return arch
+    return platform.machine().lower()
+
+
+PATHS = _kernel_paths()
+KERNEL_MODULES = {f"_kernels_{p['name']}": p for p in PATHS["PATHS"]
+                  if p["name"] in PATHS["built_for"](target_arch())}
+
+
+def module_flags(name, compiler_type):
+    """Per-module flags: a kernel path's instruction-set flags (and KERNEL_FLAGS); empty for the rest."""
     short = name.rsplit(".", 1)[-1]
     key = "msvc" if compiler_type == "msvc" else "unix"
-    return (ISA_MODULES.get(short) or {}).get(key, []) + MODULE_FLAGS.get(short, {}).get(key, [])
+    if short in KERNEL_MODULES:
+        return KERNEL_MODULES[short]["flags"][key] + KERNEL_FLAGS[key]
+    return []
 
 
 def openmp_flags(compiler_type):
@@ -129,37 +140,34 @@ class BuildExt(build_ext):
             ocflags, olflags = [], []
         cflags, lflags = base_flags(ctype)
         for ext in self.extensions:
-            ext.extra_compile_args = (cflags + ocflags + isa_flags(ext.name, ctype)
+            ext.extra_compile_args = (cflags + ocflags + module_flags(ext.name, ctype)
                                       + list(ext.extra_compile_args))
             ext.extra_link_args = lflags + olflags + list(ext.extra_link_args)
         super().build_extensions()
 
 
-def render_templates():
-    """src/cprop/*.pyx.tp -> *.pyx (Cython's Tempita, as scikit-learn does): one source for kernels
-    that differ only in dtype and intrinsic names.  Rewritten only when the text changes, so an
-    unchanged template does not force a rebuild."""
+def render_kernel_paths():
+    """src/cprop/_kernels.pyx.tp -> _kernels_<path>.pyx for each path built for the target (Cython's
+    Tempita, as scikit-learn's .pyx.tp files).  Rewritten only when the text changes, so an
+    unchanged path does not force a rebuild."""
     from Cython import Tempita
-    for tp in sorted((HERE / "src" / "cprop").glob("*.pyx.tp")):
-        out = tp.with_suffix("")
-        text = Tempita.sub(tp.read_text(encoding="utf-8"))
+    tp = HERE / "src" / "cprop" / "_kernels.pyx.tp"
+    for name, entry in KERNEL_MODULES.items():
+        out = tp.with_name(f"{name}.pyx")
+        text = Tempita.sub(tp.read_text(encoding="utf-8"), path=entry)
         if not out.exists() or out.read_text(encoding="utf-8") != text:
             out.write_text(text, encoding="utf-8")
 
 
 def extensions():
-    render_templates()
+    render_kernel_paths()
     exts = [
         Extension(
             f"cprop.{name}",
             [f"src/cprop/{name}.pyx"],
-            include_dirs=[np.get_include()],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
-                           ("CPROP_DEBUG_BUILD", "1" if DEBUG else "0")],
-            extra_compile_args=list(extra),
+            define_macros=[("CPROP_DEBUG_BUILD", "1" if DEBUG else "0")],
         )
-        for name, extra in MODULES
-        if (HERE / "src" / "cprop" / f"{name}.pyx").exists()
+        for name in MODULES + list(KERNEL_MODULES)
     ]
     directives = {
         "language_level": 3,

@@ -69,6 +69,17 @@ if not any("libgomp" in n for n in libs):
 if stray:
     sys.exit(f"FAIL: build sources leaked into the wheel: {stray}")
 print("OK: libgomp bundled; no build sources in the wheel")
+# Every kernel path built for the wheel's architecture (cprop/_kernel_paths.py, read from the wheel
+# itself) must be in it: a wheel without its AVX-512 or NEON module would run slower paths silently.
+ns = {}
+exec(zipfile.ZipFile(sys.argv[1]).read("cprop/_kernel_paths.py").decode(), ns)
+tag = sys.argv[1].rsplit("-", 1)[1].removesuffix(".whl")
+arch = next(a for a in ("x86_64", "aarch64", "arm64", "amd64") if tag.endswith(a))
+want = ns["built_for"](arch)
+have = [w for w in want if any(n.startswith(f"cprop/_kernels_{w}.") for n in exts)]
+if have != want:
+    sys.exit(f"FAIL: the wheel ({arch}) lacks kernel paths {sorted(set(want) - set(have))}")
+print(f"OK: kernel paths for {arch}: {have}")
 EOF
 
 step "fresh venv $WORK/venv-wheel: install the repaired wheel with its [test] extra"

@@ -54,7 +54,8 @@ except ImportError:  # pragma: no cover
 
 import cprop
 from cprop._engine import Network, OptimizerState
-from cprop._gemm import gemm_py, kernel_info, set_kernel, available_kernels
+from cprop._gemm import gemm_py
+from cprop._isa import available_kernels, kernel_info, set_kernel
 
 try:
     from cprop import MLPClassifier as CpropMLP
@@ -76,6 +77,11 @@ N_SAMPLES, N_FEATURES, N_CLASSES = 60000, 784, 10
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+def _blocks(dtype):
+    b = kernel_info()[dtype]
+    return f"{b['mr']}x{b['nr']}, MC/KC/NC {b['mc']}/{b['kc']}/{b['nc']}"
+
+
 def machine_header():
     cpu = platform.processor() or platform.machine()
     try:
@@ -101,9 +107,9 @@ def machine_header():
         f"python {platform.python_version()}, numpy {np.__version__}, "
         f"scikit-learn {_version('sklearn')}, torch {TORCH_VERSION or 'not installed'}",
         f"BLAS: {'; '.join(blas) or 'unknown'}",
-        f"cprop {cprop.__version__}: kernel {kernel_info()['name']} "
-        f"(float32 {kernel_info()['float32']}, float64 {kernel_info()['float64']}), "
-        f"available {available_kernels()}",
+        f"cprop {cprop.__version__}: kernel path {kernel_info()['name']} "
+        f"(float32 {_blocks('float32')}, float64 {_blocks('float64')}), "
+        f"available {available_kernels()}, CPU features {kernel_info()['cpu_features']}",
         f"environment: {env or 'no OpenBLAS/OpenMP overrides'}",
     ]
     return lines

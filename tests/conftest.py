@@ -13,9 +13,13 @@ import os
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cprop._gemm import available_kernels, kernel_info, set_kernel
+from cprop._isa import available_kernels, kernel_info, set_kernel
+from cprop._kernel_paths import PATHS
 
-KERNEL_PATHS = ["reference", "avx2"]
+# Every kernel path of the list; a test taking the ``kernel`` fixture runs once per path and skips,
+# with the reason, the paths this CPU or architecture cannot run (test_isa.py checks that no path
+# the CPU could run is missing from the build).
+KERNEL_PATHS = [p["name"] for p in PATHS]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,8 +37,9 @@ def kernel(request):
     restoring the previous one afterwards; skipped where the CPU or build lacks the path."""
     name = request.param
     if name not in available_kernels():
-        pytest.skip(f"kernel path {name!r} not available on this CPU/build "
-                    f"(available: {available_kernels()})")
+        info = kernel_info()
+        pytest.skip(f"kernel path {name!r} not available here (CPU features "
+                    f"{info['cpu_features']}; available: {info['available']})")
     old = kernel_info()["name"]
     set_kernel(name)
     yield name

@@ -7,6 +7,7 @@ wrappers the tests call.
 from cython.parallel cimport prange
 
 from cprop._typedefs cimport floating, intp_t
+from cprop._config cimport ROWS_PARALLEL_MIN
 
 ACTIVATION_CODES = {
     "identity": ACT_IDENTITY,
@@ -22,24 +23,18 @@ cdef void forward_rows(floating* Z, intp_t n_rows, intp_t n_cols, intp_t ldz, co
                        int act, int n_threads) noexcept nogil:
     """Z := f(Z + 1 bias^T), row by row."""
     cdef intp_t i
-    if n_threads > 1 and n_rows * n_cols > 20000:
-        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
-            act_forward_row(Z + i * ldz, bias, n_cols, act)
-    else:
-        for i in range(n_rows):
-            act_forward_row(Z + i * ldz, bias, n_cols, act)
+    for i in prange(n_rows, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN):
+        act_forward_row(Z + i * ldz, bias, n_cols, act)
 
 
 cdef void backward_rows(floating* D, const floating* A, intp_t n_rows, intp_t n_cols, intp_t ld,
                         int act, int n_threads) noexcept nogil:
     """D := D * f'(Z), with f'(Z) written through A = f(Z)."""
     cdef intp_t i
-    if n_threads > 1 and n_rows * n_cols > 20000:
-        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
-            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
-    else:
-        for i in range(n_rows):
-            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
+    for i in prange(n_rows, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN):
+        act_backward_row(D + i * ld, A + i * ld, n_cols, act)
 
 
 def _code(name):

@@ -1,5 +1,6 @@
 from cprop._typedefs cimport floating, intp_t
 from cprop._prefetch cimport RowPrefetch
+from cprop._isa cimport KernelPath
 
 # A network and the layout of its buffers; every pointer is owned by the Python caller (a plan).
 cdef struct NetSpec:
@@ -16,6 +17,7 @@ cdef struct NetSpec:
     intp_t gemm_off          # GEMM packing workspace
     intp_t cap               # rows per pass
     int n_threads
+    const KernelPath* path   # kernel path of the pass (one snapshot of cprop._isa.current_path())
 
 # First-layer input of one pass of n rows: dense rows (ld = sizes[0]) or CSR rows.
 cdef struct Input:

@@ -14,35 +14,35 @@ Design
 4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 split over column blocks
    of the output so each gradient element is summed in row order by one thread.
 5. Buffers come from a plan (``make_plan``) computed once per fit: nothing is allocated per batch.
+   The kernel path (cprop._isa) is taken once per pass into ``NetSpec.path``: its GEMM context
+   and its build of the tile epilogue serve every product of the pass.
 6. The caller may name rows to prefetch during the first layer's weight-gradient product (the
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 """
 from cython.parallel cimport prange
-from libc.string cimport memset
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
 
 import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
-from cprop._gemm cimport gemm, gemm_work_size, Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV
-from cprop._activations cimport ACT_SOFTMAX, ACT_IDENTITY, act_forward_row, forward_rows
-
-cdef enum:
-    COL_BLOCK = 64           # columns per task in sparse X^T D and column sums
+from cprop._gemm cimport gemm
+from cprop._kernels cimport TileCallback
+from cprop._epilogue cimport Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV
+from cprop._activations cimport ACT_SOFTMAX, ACT_IDENTITY, forward_rows
+from cprop._isa cimport KernelPath, current_path
+from cprop._config cimport COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN
 
 
 cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
                  int n_threads) noexcept nogil:
     """out (+)= 1^T D for D (n x m): each column summed over rows 0..n-1 in order."""
     cdef intp_t nb = (m + COL_BLOCK - 1) // COL_BLOCK, b
-    if n_threads > 1 and n * m > 50000 and nb > 1:
-        for b in prange(nb, num_threads=n_threads, schedule='static'):
-            _colsum_block(D, n, m, out, accumulate, b * COL_BLOCK,
-                          COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK)
-    else:
-        for b in range(nb):
-            _colsum_block(D, n, m, out, accumulate, b * COL_BLOCK,
-                          COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK)
+    for b in prange(nb, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n * m > COLSUM_PARALLEL_MIN and nb > 1):
+        _colsum_block(D, n, m, out, accumulate, b * COL_BLOCK,
+                      COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK)
 
 
 cdef inline void _colsum_block(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
@@ -65,12 +65,9 @@ cdef void _sparse_forward(const Input* x, intp_t n, const floating* W, intp_t n_
                           floating* Z, int n_threads) noexcept nogil:
     """Z := X[rows] W (X in CSR), each output row owned by one thread."""
     cdef intp_t r
-    if n_threads > 1 and n > 16:
-        for r in prange(n, num_threads=n_threads, schedule='static'):
-            _sparse_row(x, r, W, n_out, Z + r * n_out)
-    else:
-        for r in range(n):
-            _sparse_row(x, r, W, n_out, Z + r * n_out)
+    for r in prange(n, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN):
+        _sparse_row(x, r, W, n_out, Z + r * n_out)
 
 
 cdef inline void _sparse_row(const Input* x, intp_t r, const floating* W, intp_t n_out,
@@ -92,14 +89,10 @@ cdef void _sparse_weight_grad(const Input* x, intp_t n, intp_t n_in, const float
                               floating* G, bint accumulate, int n_threads) noexcept nogil:
     """G (+)= X[rows]^T D over column blocks of G; within a block rows are added in order."""
     cdef intp_t nb = (n_out + COL_BLOCK - 1) // COL_BLOCK, b
-    if n_threads > 1 and nb > 1:
-        for b in prange(nb, num_threads=n_threads, schedule='static'):
-            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b * COL_BLOCK,
-                               COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK)
-    else:
-        for b in range(nb):
-            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b * COL_BLOCK,
-                               COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK)
+    for b in prange(nb, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and nb > 1):
+        _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b * COL_BLOCK,
+                           COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK)
 
 
 cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const floating* D,
@@ -125,6 +118,14 @@ cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const
 
 
 # ---- forward ---------------------------------------------------------------------------------------
+cdef inline void _callback(const KernelPath* path, const Epilogue* epi,
+                           TileCallback* cb) noexcept nogil:
+    """cb := the path's build of the tile epilogue, reading ``epi``."""
+    cb.s = path.epi.s_tile
+    cb.d = path.epi.d_tile
+    cb.data = <const void*>epi
+
+
 cdef void forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
                   floating* work, floating* out) noexcept nogil:
     """A_{l+1} := f_l(A_l W_l + b_l) for l = 0..L-1 over n rows; A_L goes to ``out`` if not NULL."""
@@ -133,6 +134,8 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
     cdef const floating* A
     cdef floating* Z
     cdef Epilogue epi
+    cdef TileCallback cb
+    _callback(net.path, &epi, &cb)
     for l in range(net.L):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
@@ -149,8 +152,9 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
         epi.aux = NULL
         epi.ldaux = 0
         epi.prefetch = NULL
-        gemm(False, False, n, fan_out, fan_in, <floating>1, A, fan_in, params + net.w_off[l],
-             fan_out, <floating>0, Z, fan_out, &epi, work + net.gemm_off, net.n_threads)
+        gemm(&net.path.gemm, False, False, n, fan_out, fan_in, <floating>1, A, fan_in,
+             params + net.w_off[l], fan_out, <floating>0, Z, fan_out, &cb, work + net.gemm_off,
+             net.n_threads)
         if act == ACT_SOFTMAX:
             forward_rows(Z, n, fan_out, fan_out, NULL, ACT_SOFTMAX, net.n_threads)
 
@@ -167,6 +171,8 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
     cdef const floating* D = work + net.d_off[l + 1]
     cdef const floating* A
     cdef Epilogue epi
+    cdef TileCallback cb
+    _callback(net.path, &epi, &cb)
     colsum(D, n, fan_out, grad + net.b_off[l], accumulate, net.n_threads)
     if l == 0 and x.sparse:
         _sparse_weight_grad(x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate, net.n_threads)
@@ -178,9 +184,9 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
     epi.aux = NULL
     epi.ldaux = 0
     epi.prefetch = prefetch if l == 0 else NULL
-    gemm(True, False, fan_in, fan_out, n, <floating>1, A, fan_in, D, fan_out,
-         <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out, &epi,
-         work + net.gemm_off, net.n_threads)
+    gemm(&net.path.gemm, True, False, fan_in, fan_out, n, <floating>1, A, fan_in, D, fan_out,
+         <floating>(1 if accumulate else 0), grad + net.w_off[l], fan_out,
+         &cb if epi.prefetch != NULL else NULL, work + net.gemm_off, net.n_threads)
     if l > 0:
         epi.kind = EPI_MUL_DERIV
         epi.act = net.acts[l - 1]
@@ -188,9 +194,9 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         epi.aux = <const void*>(work + net.a_off[l])
         epi.ldaux = fan_in
         epi.prefetch = NULL
-        gemm(False, True, n, fan_in, fan_out, <floating>1, D, fan_out, params + net.w_off[l],
-             fan_out, <floating>0, work + net.d_off[l], fan_in, &epi, work + net.gemm_off,
-             net.n_threads)
+        gemm(&net.path.gemm, False, True, n, fan_in, fan_out, <floating>1, D, fan_out,
+             params + net.w_off[l], fan_out, <floating>0, work + net.d_off[l], fan_in, &cb,
+             work + net.gemm_off, net.n_threads)
 
 
 # ---- plans -----------------------------------------------------------------------------------------
@@ -250,3 +256,58 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads):
             "a_off": a_off, "d_off": d_off, "y_off": int(y_off), "sw_off": int(sw_off),
             "gemm_off": int(gemm_off), "cap": cap, "n_threads": int(n_threads),
             "n_params": int(n_params), "work_size": int(total)}
+
+
+# ---- one fused layer product, for tests ------------------------------------------------------------
+def epilogue_product(bint trans_a, bint trans_b, const floating[:, ::1] A, const floating[:, ::1] B,
+                     floating[:, ::1] C, int n_threads=1, const floating[::1] bias=None,
+                     int act=-1, const floating[:, ::1] aux=None, path=None):
+    """C := f(op(A) op(B) + bias) (forward epilogue), or with ``aux`` (the layer's activations
+    a = f(z), M x N) C := (op(A) op(B)) * f'(z) (derivative epilogue): one GEMM with a kernel path's
+    build of the tile epilogue (None: the installed path).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._backprop import epilogue_product
+    >>> from cprop._activations import ACTIVATION_CODES
+    >>> C = np.empty((1, 2))
+    >>> epilogue_product(False, False, np.ones((1, 3)), -np.ones((3, 2)), C,
+    ...                  bias=np.array([1.0, 5.0]), act=ACTIVATION_CODES["relu"])
+    >>> C
+    array([[0., 2.]])
+    """
+    from cprop._gemm import _dims, work_size
+    from cprop._isa import path_capsule
+    M, N, K = _dims(trans_a, trans_b, A, B, C)
+    if bias is not None and bias.shape[0] != N:
+        raise ValueError(f"bias has {bias.shape[0]} values; expected N={N}.")
+    if act == ACT_SOFTMAX or act < -1:
+        raise ValueError("act must be an element-wise ACT_* code (softmax is row-wise).")
+    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None or act < 0):
+        raise ValueError(f"aux must be {M}x{N}, with act given and no bias (derivative epilogue).")
+    cdef const KernelPath* kp = <const KernelPath*>PyCapsule_GetPointer(
+        path_capsule(path), b"cprop._isa.KernelPath")
+    cdef Epilogue epi
+    cdef TileCallback cb
+    epi.kind = EPI_BIAS_ACT if (bias is not None or act >= 0) else EPI_NONE
+    epi.act = act if act >= 0 else ACT_IDENTITY
+    epi.bias = <const void*>&bias[0] if bias is not None else NULL
+    epi.aux = NULL
+    epi.ldaux = 0
+    epi.prefetch = NULL
+    if aux is not None:
+        epi.kind = EPI_MUL_DERIV
+        epi.aux = <const void*>&aux[0, 0] if M * N > 0 else NULL
+        epi.ldaux = N
+    _callback(kp, &epi, &cb)
+    work_arr = np.empty(max(1, work_size(floating is float, M, N, K, n_threads)),
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef const floating* pa = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const floating* pb = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
+    cdef floating* pc = &C[0, 0] if C.shape[0] * C.shape[1] > 0 else NULL
+    cdef intp_t m = M, n = N, k = K
+    with nogil:
+        gemm(&kp.gemm, trans_a, trans_b, m, n, k, <floating>1, pa, A.shape[1], pb, B.shape[1],
+             <floating>0, pc, C.shape[1], &cb, &work[0], n_threads)

@@ -1,27 +1,11 @@
-# Micro-kernel table: the interface between the GEMM loops (_gemm) and the instruction-set-specific
-# micro-kernel modules (_kernels_avx2, ...).  Types only: cimporting this imports no module, so the
-# baseline _gemm never loads code built for an instruction set the CPU may lack.
+# The GEMM's view of a kernel path: micro-kernels with their register and cache blocking, per dtype,
+# and the per-tile callback type.  Types only, and nothing about networks: cimporting this imports
+# no module, so the baseline _gemm never loads code built for an instruction set the CPU may lack.
 from cprop._typedefs cimport intp_t
-from cprop._optim cimport Optim
-from cprop._prefetch cimport RowPrefetch
 
-
-# What a product does to each finished tile of C (see _gemm's design note 5).
-cdef enum:
-    EPI_NONE = 0
-    EPI_BIAS_ACT = 1     # C := f(C + 1 bias^T)            (forward: bias + activation at write-back)
-    EPI_MUL_DERIV = 2    # C := C * f'(.) written via aux  (backward: activation derivative into delta)
-
-cdef struct Epilogue:
-    int kind
-    int act              # an ACT_* code from _activations
-    const void* bias     # floating[N] or NULL
-    const void* aux      # floating[M, ldaux] (the layer's activations) for EPI_MUL_DERIV
-    intp_t ldaux
-    const RowPrefetch* prefetch   # rows to prefetch while the product runs, or NULL
 
 # C[:m, :n] := alpha * A(MR x kc) * B~(kc x NR) + beta * C[:m, :n]   (C never read when beta == 0)
-# A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, for a table with direct_a,
+# A(i, p) = a[i*rsa + p*csa]: a packed A~ panel (rsa = 1, csa = MR) or, for a context with direct_a,
 # op(A) read in place (any strides; all MR rows must exist).  B~ is always packed.
 ctypedef void (*sukernel_t)(intp_t kc, float alpha, const float* a, intp_t rsa, intp_t csa,
                             const float* b, float beta, float* c, intp_t ldc,
@@ -30,28 +14,47 @@ ctypedef void (*dukernel_t)(intp_t kc, double alpha, const double* a, intp_t rsa
                             const double* b, double beta, double* c, intp_t ldc,
                             intp_t m, intp_t n) noexcept nogil
 
-# The epilogue on one finished m x n tile at c (rows i0.., columns j0.. of the whole product).
-ctypedef void (*sepi_t)(const Epilogue* epi, float* c, intp_t ldc, intp_t i0, intp_t j0,
-                        intp_t m, intp_t n) noexcept nogil
-ctypedef void (*depi_t)(const Epilogue* epi, double* c, intp_t ldc, intp_t i0, intp_t j0,
-                        intp_t m, intp_t n) noexcept nogil
-# One chunk of an optimizer update (_optim.update_chunk); returns sum(p_old^2) if want_sumsq.
-ctypedef double (*supdate_t)(float* p, const float* g, float* s1, float* s2, intp_t n, float l2,
-                             const Optim* opt, bint want_sumsq) noexcept nogil
-ctypedef double (*dupdate_t)(double* p, const double* g, double* s1, double* s2, intp_t n,
-                             double l2, const Optim* opt, bint want_sumsq) noexcept nogil
+# Register blocking MR x NR and cache blocking MC x KC (A~ per thread) and NC (columns of B~ per
+# loop-5 block, further capped by _config.BPACK_MAX) of one dtype.
+cdef struct SGemmBlocks:
+    int mr
+    int nr
+    int mc
+    int kc
+    int nc
+    sukernel_t fn
+    sukernel_t fn_half       # MR x NR/2 kernel for a last B~ panel of <= NR/2 columns, or NULL
 
-cdef struct KernelTable:
-    int s_mr                 # float32 register block MR x NR
-    int s_nr
-    sukernel_t s_fn
-    sukernel_t s_fn_half     # MR x NR/2 kernel for a last B~ panel of <= NR/2 columns, or NULL
-    int d_mr                 # float64 register block
-    int d_nr
-    dukernel_t d_fn
-    dukernel_t d_fn_half
+cdef struct DGemmBlocks:
+    int mr
+    int nr
+    int mc
+    int kc
+    int nc
+    dukernel_t fn
+    dukernel_t fn_half
+
+cdef struct GemmContext:
+    SGemmBlocks s
+    DGemmBlocks d
     bint direct_a            # kernels honour any A strides (else only packed A~: rsa = 1, csa = MR)
-    sepi_t s_epi             # tile epilogues built for this path
-    depi_t d_epi
-    supdate_t s_update       # optimizer update built for this path
-    dupdate_t d_update
+
+# Where a finished micro-kernel call sits in the product, handed to the per-tile callback.
+cdef struct Tile:
+    intp_t i0                # first row and column of the tile in the whole product
+    intp_t j0
+    intp_t m                 # valid rows and columns
+    intp_t n
+    intp_t index             # tiles numbered k-block, then MR panel, then NR panel
+    intp_t count             # tiles in the whole product (all k-blocks)
+    bint last_k              # the tile's last k-block: C holds the finished product there
+
+# Called after each micro-kernel call with the caller's data and the tile of C just written.
+ctypedef void (*stile_t)(const void* data, float* c, intp_t ldc, const Tile* t) noexcept nogil
+ctypedef void (*dtile_t)(const void* data, double* c, intp_t ldc, const Tile* t) noexcept nogil
+
+# The callback of one product: ``s`` or ``d`` by the product's dtype, called with ``data``.
+cdef struct TileCallback:
+    stile_t s
+    dtile_t d
+    const void* data

@@ -18,6 +18,7 @@ from libc.math cimport log
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 
 from cprop._typedefs cimport floating, intp_t
+from cprop._config cimport ROWS_PARALLEL_MIN
 
 LOSS_CODES = {"squared_error": LOSS_SQUARED, "log_loss": LOSS_LOG,
               "binary_log_loss": LOSS_BINARY_LOG, "poisson": LOSS_POISSON}
@@ -97,14 +98,10 @@ cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floati
     """row_loss[i] := sw_i l(Y_i, P_i);  D_i := sw_i * scale * (P_i - Y_i)  (D may be NULL)."""
     cdef intp_t i
     cdef double eps = FLT_EPSILON if floating is float else DBL_EPSILON
-    if n_threads > 1 and n_rows * n_out > 20000:
-        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
-            _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
-                     sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
-    else:
-        for i in range(n_rows):
-            _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
-                     sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
+    for i in prange(n_rows, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n_rows * n_out > ROWS_PARALLEL_MIN):
+        _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
+                 sw[i] if sw != NULL else 1.0, scale, n_out, eps, row_loss + i)
 
 
 def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,

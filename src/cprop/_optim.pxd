@@ -1,8 +1,8 @@
 # Optimizer updates, elementwise: one chunk of parameters at a time.
 #
-# Inline here so each module that cimports them compiles them with its own flags: cprop._gemm (the
-# baseline build, in the reference kernel table) and cprop._kernels_avx2 (-mavx2 -mfma: 8-wide
-# sqrt/div, half the time per update).  cprop._train calls the installed table's build.
+# Inline here so each kernel path's module compiles them with that path's flags (the reference
+# build; AVX2's 8-wide and AVX-512's 16-wide sqrt/div: half the time per update or less);
+# cprop._isa hands the installed path's build (an OptimTable) to cprop._train.
 from libc.math cimport sqrt, sqrtf
 from cprop._typedefs cimport floating, intp_t
 
@@ -19,6 +19,17 @@ cdef struct Optim:
     double beta1
     double beta2
     double eps
+
+# One chunk of an optimizer update (update_chunk below); returns sum(p_old^2) if want_sumsq.
+ctypedef double (*supdate_t)(float* p, const float* g, float* s1, float* s2, intp_t n, float l2,
+                             const Optim* opt, bint want_sumsq) noexcept nogil
+ctypedef double (*dupdate_t)(double* p, const double* g, double* s1, double* s2, intp_t n,
+                             double l2, const Optim* opt, bint want_sumsq) noexcept nogil
+
+# One path's builds of the update.
+cdef struct OptimTable:
+    supdate_t s_update
+    dupdate_t d_update
 
 
 cdef inline double sum_squares(const floating* p, intp_t n) noexcept nogil:

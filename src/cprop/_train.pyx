@@ -9,8 +9,9 @@ Design
 2. Updates are elementwise over fixed chunks of UPDATE_CHUNK values; the L2 term alpha*W/sum(sw) is
    added to the gradient inside the same pass, which also sums the squares of the weights for the
    reported loss (chunk partials combined in chunk order, never an OpenMP reduction).  The loop
-   itself (_optim.update_chunk) comes from the installed kernel path's table: the baseline build
-   (reference) or the AVX2 one (8-wide sqrt/div).
+   itself (_optim.update_chunk) comes from the kernel path installed when the call starts
+   (cprop._isa): its OptimTable holds that instruction set's build (8-wide sqrt/div for AVX2,
+   16-wide for AVX-512).
 3. ``loss_grad`` gives L-BFGS the full-batch loss and gradient: row chunks of ``cap`` rows are
    accumulated into the gradient in chunk order, then the L2 term is added once.
 4. Optimizers follow scikit-learn's update rules exactly: SGD with momentum / Nesterov momentum
@@ -28,50 +29,35 @@ from cprop._typedefs cimport floating, intp_t
 from cprop._backprop cimport NetSpec, Input, forward, backward_layer
 from cprop._losses cimport loss_delta_rows
 from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
-from cprop._optim cimport Optim, SOLVER_SGD, SOLVER_ADAM
-from cprop._gemm cimport current_kernels
-from cprop._kernels cimport KernelTable, supdate_t, dupdate_t
-
-cdef enum:
-    # A pass (one mini-batch, or one chunk of rows) with fewer GEMM flops than this runs every
-    # kernel on one thread: ~0.2 ms of work at 80 GFLOP/s, a few dozen fork/joins -- and on a
-    # shared machine each fork may wait for a time slice.  Whole small-data fits (digits: ~6e6
-    # flops per batch of 200) then never touch OpenMP.  Results do not depend on it.
-    PASS_SERIAL_FLOPS = 16000000
-    GATHER_AHEAD = 4         # rows prefetched ahead when gathering a batch
-    UPDATE_CHUNK = 8192
+from cprop._optim cimport Optim, OptimTable, SOLVER_SGD, SOLVER_ADAM
+from cprop._isa cimport current_path
+from cprop._config cimport (PASS_SERIAL_FLOPS, GATHER_AHEAD, GATHER_PARALLEL_MIN, UPDATE_CHUNK)
 
 SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
 
 
 # ---- parameter updates ----------------------------------------------------------------------------
-cdef inline double _update_one(const KernelTable* kt, floating* p, const floating* g, floating* s1,
+cdef inline double _update_one(const OptimTable* ot, floating* p, const floating* g, floating* s1,
                                floating* s2, intp_t n, floating l2, const Optim* opt,
                                bint want_sumsq) noexcept nogil:
     if floating is float:
-        return kt.s_update(p, g, s1, s2, n, l2, opt, want_sumsq)
+        return ot.s_update(p, g, s1, s2, n, l2, opt, want_sumsq)
     else:
-        return kt.d_update(p, g, s1, s2, n, l2, opt, want_sumsq)
+        return ot.d_update(p, g, s1, s2, n, l2, opt, want_sumsq)
 
 
-cdef double _update(const KernelTable* kt, floating* p, const floating* g, floating* s1,
+cdef double _update(const OptimTable* ot, floating* p, const floating* g, floating* s1,
                     floating* s2, intp_t n, floating l2, const Optim* opt, bint want_sumsq,
                     double* partial, int n_threads) noexcept nogil:
     """p, s1, s2 := optimizer step with gradient g + l2*p; returns sum(p_old^2) if want_sumsq."""
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     cdef double total = 0
-    if n_threads > 1 and nc > 1:
-        for c in prange(nc, num_threads=n_threads, schedule='static'):
-            partial[c] = _update_one(kt, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                     s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
-                                     UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                     l2, opt, want_sumsq)
-    else:
-        for c in range(nc):
-            partial[c] = _update_one(kt, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                     s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
-                                     UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                     l2, opt, want_sumsq)
+    for c in prange(nc, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and nc > 1):
+        partial[c] = _update_one(ot, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                 s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
+                                 UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
+                                 l2, opt, want_sumsq)
     for c in range(nc):
         total += partial[c]
     return total
@@ -106,16 +92,11 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
     """dst[r] := src[idx[r]] for r < n.  Random rows of a large X come from DRAM one at a time, so
     each copy prefetches the row GATHER_AHEAD positions later (perf: gather time -35% on Zen 3)."""
     cdef intp_t r
-    if n_threads > 1 and n * ld > 50000:
-        for r in prange(n, num_threads=n_threads, schedule='static'):
-            _copy_row(src + idx[r] * ld,
-                      (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
-                      ld, dst + r * ld)
-    else:
-        for r in range(n):
-            _copy_row(src + idx[r] * ld,
-                      (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
-                      ld, dst + r * ld)
+    for r in prange(n, num_threads=n_threads, schedule='static',
+                    use_threads_if=n_threads > 1 and n * ld > GATHER_PARALLEL_MIN):
+        _copy_row(src + idx[r] * ld,
+                  (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
+                  ld, dst + r * ld)
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
@@ -157,6 +138,8 @@ cdef class _Spec:
         self.spec.gemm_off = plan["gemm_off"]
         self.spec.cap = plan["cap"]
         self.spec.n_threads = plan["n_threads"]
+        # the kernel path of this call: one snapshot, so a pass never mixes paths
+        self.spec.path = current_path()
 
 
 cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indices,
@@ -333,8 +316,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef double sw_sum, lsum, sumsq, accumulated = 0
     cdef Input x
     cdef RowPrefetch pf
-    # the kernel path's build of the elementwise update; one snapshot for the epoch
-    cdef KernelTable kt = current_kernels()
+    # the kernel path's build of the elementwise update (the snapshot the passes use too)
+    cdef const OptimTable* ot = &net.path.optim
     pf.base = <const char*>dense
     pf.ld = n_features * sizeof(floating)
     pf.row_bytes = pf.ld
@@ -389,10 +372,10 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
             for l in range(net.L - 1, -1, -1):
                 backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                sumsq += _update(&kt, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
                                  S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
                                  <floating>(alpha / sw_sum), &opt, True, &partial[0], net.n_threads)
-                _update(&kt, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
                         S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt, False, &partial[0],
                         net.n_threads)
             accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn

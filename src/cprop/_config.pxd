@@ -1,0 +1,66 @@
+# Thresholds and workspace bounds of the engine: the one place they live, each with where and how it
+# was measured.  Block sizes of the GEMM belong to each kernel path (cprop/_kernel_paths.py); the
+# bounds below are what every path's blocks must fit (cprop._isa checks each path at import).
+#
+# None of these changes a result: they choose how work is split and which loops use threads, never
+# the order of any sum (see the determinism notes in _gemm.pyx and _train.pyx).
+
+cdef enum:
+    # ---- workspace bounds (elements), valid for every kernel path ---------------------------------
+    # Widest NR of any path (avx512 float32: 32); every path's NR divides it, so a plan sized under
+    # one path stays valid after set_kernel.
+    NR_MAX = 32
+    # Largest MC and KC of any path, per dtype (avx512: 480 x 384 float32, 240 x 256 float64): one
+    # thread's A~ holds at most MC_MAX * min(KC_MAX, K) elements.
+    S_MC_MAX = 480
+    S_KC_MAX = 384
+    D_MC_MAX = 240
+    D_KC_MAX = 256
+    # B~ holds all of K for a block of columns (packed once, shared by the threads); this caps its
+    # size in elements (16 MiB of float32: L3-sized on Zen 3), narrowing the column block when K is
+    # large.  Loop 5 then runs more than once (tests/test_gemm.py: K*N past it).
+    BPACK_MAX = 4194304
+
+    # ---- when to use threads ----------------------------------------------------------------------
+    # Below this many flops (2*M*N*K) a product runs on one thread: about 25 us of work at 80
+    # GFLOP/s, several fork/join costs (far more on a shared machine, where a woken thread may wait
+    # for a time slice).  Keeps the 100 x 10 layer products of W1 serial.  Zen 3, 2 cores, W1 epoch.
+    GEMM_SERIAL_FLOPS = 2000000
+    # A pass (one mini-batch, or one chunk of rows) with fewer GEMM flops than this runs every
+    # kernel on one thread: ~0.2 ms of work at 80 GFLOP/s, a few dozen fork/joins.  Whole small-data
+    # fits (digits: ~6e6 flops per batch of 200) then never touch OpenMP.  Zen 3, digits and
+    # breast-cancer fits of the benchmark at 1 and 2 threads.
+    PASS_SERIAL_FLOPS = 16000000
+    # Elementwise passes over rows (activation, loss/delta, column sums, row gather) use threads
+    # above this many values: below it a fork/join (~5-10 us on the shared 2-core VM) costs more
+    # than the pass.  Zen 3, W1's 200 x 100 and 200 x 10 passes at 2 threads (perf: libgomp wait).
+    ROWS_PARALLEL_MIN = 20000
+    GATHER_PARALLEL_MIN = 50000
+    COLSUM_PARALLEL_MIN = 50000
+    # Sparse first layer: rows per pass above which X W runs threaded (each row is independent).
+    SPARSE_ROWS_PARALLEL_MIN = 16
+    # Columns per task in sparse X^T D and in column sums (each column is summed in row order by
+    # one task, so results do not depend on it).
+    COL_BLOCK = 64
+    # Tasks per thread in a parallel product, for dynamic load balancing (a thread delayed by the
+    # OS or by a busy neighbour core gives its remaining tasks to the others).
+    TASKS_PER_THREAD = 4
+
+    # ---- GEMM loop shapes ---------------------------------------------------------------------------
+    # The micro-kernel reads a row-major op(A) in place (no A~) when N is at most this: each A panel
+    # is then reused by few B~ panels and packing costs about as much as it saves.  Zen 3, the
+    # benchmark's kernel table (MLP shapes, 1 thread).
+    DIRECT_A_MAX_N = 1024
+    # The same for a column-major op(A) (weight gradient X^T D): MR consecutive values of one row of
+    # X per k step, stride lda.  Zen 3, the same table.
+    DIRECT_AT_MAX_N = 256
+    # With A read in place, loop 1 (MR panels of A) runs outside loop 2 (NR panels of B~): one MR
+    # panel of A stays in L1 across the B~ panels.  Zen 3, paired runs: +2% to +6% (MLP shapes).
+    DIRECT_A_OUTER = 1
+
+    # ---- fixed chunking (part of the arithmetic's order: changing these changes results) ----------
+    # Optimizer updates run over chunks of this many values; the sums of squares of the chunks are
+    # combined in chunk order.
+    UPDATE_CHUNK = 8192
+    # Rows prefetched ahead when gathering a batch (perf: gather time -35% on Zen 3).
+    GATHER_AHEAD = 4
