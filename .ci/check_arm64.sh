@@ -14,28 +14,29 @@
 #      so nothing inside the emulated system touches the network or needs a CA bundle.
 #   4. the cross build: the source tree (tracked and untracked files, not .gitignore'd ones) is
 #      synced into the root (/opt/cprop-src) and setup.py's `build_ext --inplace` runs on the host
-#      Python with the root's aarch64 sysconfig data, `aarch64-linux-gnu-gcc --sysroot=<root>`,
-#      the root's Python headers and the root's numpy headers; setup.py sees platform.machine()
-#      == 'aarch64', so it picks the ISA modules of an arm64 build.  Incremental: only changed
-#      modules recompile on a second run.
-#   5. checks on the build: every extension is an AArch64 ELF object; when the source has a NEON
-#      kernel path, its module was built and its code holds NEON fused multiply-adds (fmla).
+#      Python with the root's aarch64 sysconfig data (extension suffix, compiler name),
+#      `aarch64-linux-gnu-gcc --sysroot=<root>` and the root's Python headers, and
+#      CPROP_TARGET_ARCH=aarch64, so it renders and builds the kernel paths cprop/_kernel_paths.py
+#      lists for arm64.  Incremental: a second run recompiles only changed modules.
+#   5. checks on the build: every extension is an AArch64 ELF object; every kernel path listed for
+#      aarch64 has its module; the NEON module's code holds NEON vector fused multiply-adds.
 #   6. the tests, run by the emulated aarch64 Python inside the root (chroot through binfmt), with
-#      CPROP_REQUIRE_KERNELS naming the expected path: first the path installed at import
-#      (kernel_info()), then pytest on the kernel and engine test files; the JUnit report is
-#      counted: any failure or error, no test run on the expected path, or a skipped test of that
-#      path fails the script.
+#      CPROP_REQUIRE_KERNELS naming the expected path (the fastest path listed for aarch64, i.e.
+#      neon): first the path installed at import (cprop._isa.kernel_info()), then pytest on the
+#      kernel and engine test files; the JUnit report is counted: any failure or error, no test
+#      run on the expected path, or a skipped test of that path fails the script.
 #
 # Usage:  sudo bash .ci/check_arm64.sh           (root: apt-get, debootstrap, chroot, mount /proc)
 # Env:    CPROP_ARM64_ROOT   cache directory of the arm64 root (default /var/tmp/cprop-arm64-root;
 #                            outside the repository; about 1 GB)
-#         CPROP_ARM64_KERNEL kernel path the tests must run on: neon | reference | auto (default:
-#                            neon when the source has a NEON path, else reference)
+#         CPROP_ARM64_KERNEL kernel path the tests must run on (default: the last, i.e. fastest,
+#                            path cprop/_kernel_paths.py builds for aarch64: neon)
 #         CPROP_ARM64_TESTS  test files (default: the kernel and engine tests below)
 #         CPROP_ARM64_MIRROR Debian mirror (default http://deb.debian.org/debian)
 #         CPROP_ARM64_PYTEST_ARGS extra pytest arguments (e.g. "-x")
 #         PYTHON             host Python 3.11 used for the cross build (default /usr/bin/python3)
-# Measured (2-core x86_64 host, see README "arm64"): first run ~NN min, then ~NN min per run.
+# Measured on a shared 2-core x86_64 host (README "arm64 under emulation"): debootstrap ~6 min and the
+# root's venv ~3.5 min, once; the cross build 1.5-5 min; the 405 tests 18 min under a load average of 8.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,7 +45,7 @@ SUITE=bookworm
 MIRROR=${CPROP_ARM64_MIRROR:-http://deb.debian.org/debian}
 ROOT_PACKAGES=python3,python3-venv,python3-dev,libc6-dev,libgomp1
 HOST_PY=${PYTHON:-/usr/bin/python3}
-TESTS=${CPROP_ARM64_TESTS:-tests/test_gemm.py tests/test_backprop.py tests/test_train.py tests/test_activations.py tests/test_losses.py tests/test_openmp.py}
+TESTS=${CPROP_ARM64_TESTS:-tests/test_isa.py tests/test_required_kernels.py tests/test_gemm.py tests/test_backprop.py tests/test_train.py tests/test_activations.py tests/test_losses.py tests/test_openmp.py}
 TRIPLET=aarch64-linux-gnu
 CROSS=$ARM_ROOT/opt/cprop-cross   # host-side (x86_64) build tools, kept with the cache
 STAGE=$ARM_ROOT/opt/cprop-src     # the synced source tree, built in place
@@ -129,7 +130,7 @@ mkdir -p "$CROSS"
 if [ ! -x "$CROSS/venv/bin/python" ]; then
     "$HOST_PY" -m venv "$CROSS/venv"
 fi
-# Build requirements of pyproject.toml (Cython, setuptools, numpy) for the host side of the build.
+# Build requirements of pyproject.toml (Cython, setuptools) for the host side of the build.
 "$HOST_PY" - "$REPO/pyproject.toml" > "$CROSS/build-requires.txt" <<'PY'
 import sys, tomllib
 print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))
@@ -160,7 +161,6 @@ fi
 in_root python -c 'import numpy, scipy, sklearn, platform
 print("aarch64 env:", platform.machine(), "numpy", numpy.__version__, "scipy", scipy.__version__,
       "scikit-learn", sklearn.__version__)'
-NUMPY_INCLUDE=$ARM_ROOT$(in_root python -c 'import numpy; print(numpy.get_include())')
 
 # ---- 4. cross build ----------------------------------------------------------------------------
 phase "cross build (host $TRIPLET-gcc --sysroot, setup.py build_ext --inplace)"
@@ -177,35 +177,22 @@ cp "$ARM_ROOT/usr/lib/python$PYVER/$SYSCONFIG" "$CROSS/sysconfig/"
     export CC="$TRIPLET-gcc --sysroot=$ARM_ROOT"
     export LDSHARED="$TRIPLET-gcc --sysroot=$ARM_ROOT -shared"
     export CFLAGS="-I$ARM_ROOT/usr/include/python$PYVER"
-    export CPROP_CROSS_NUMPY_INCLUDE=$NUMPY_INCLUDE
+    export CPROP_TARGET_ARCH=aarch64   # setup.py builds the kernel paths of this architecture
     unset CPROP_DEBUG CPROP_ALLOW_NO_OPENMP
-    # setup.py decides which ISA modules to build from the target machine: make it see aarch64.
-    "$CROSS/venv/bin/python" - build_ext --inplace <<'PY'
-import os, platform, runpy, sys
-platform.machine = lambda: "aarch64"
-try:
-    import numpy
-    numpy.get_include = lambda: os.environ["CPROP_CROSS_NUMPY_INCLUDE"]  # the root's numpy
-except ImportError:
-    pass
-sys.argv = ["setup.py"] + sys.argv[1:]
-runpy.run_path("setup.py", run_name="__main__")
-PY
+    "$CROSS/venv/bin/python" setup.py build_ext --inplace
 )
 
 # ---- 5. checks on the build --------------------------------------------------------------------
 phase "build checks"
-if [ "${CPROP_ARM64_KERNEL:-auto}" = auto ]; then
-    if compgen -G "$REPO/src/cprop/*neon*" >/dev/null \
-            || grep -qs '"neon"' "$REPO/setup.py" "$REPO"/src/cprop/_isa*; then
-        EXPECT=neon
-    else
-        EXPECT=reference
-    fi
-else
-    EXPECT=$CPROP_ARM64_KERNEL
-fi
-echo "expected kernel path: $EXPECT"
+BUILT=$("$HOST_PY" - "$REPO/cprop/_kernel_paths.py" <<'PY'
+import sys
+ns = {}
+exec(open(sys.argv[1]).read(), ns)
+print(" ".join(ns["built_for"]("aarch64")))
+PY
+)
+EXPECT=${CPROP_ARM64_KERNEL:-${BUILT##* }}
+echo "kernel paths built for aarch64: $BUILT; the tests must run on: $EXPECT"
 EXT=$(cd "$STAGE" && ls cprop/*.cpython-*-$TRIPLET.so)
 [ -n "$EXT" ] || fail "no aarch64 extension modules were built"
 for so in $EXT; do
@@ -213,12 +200,16 @@ for so in $EXT; do
     printf '  %-48s %s\n' "$so" "$machine"
     [ "$machine" = AArch64 ] || fail "$so is not an AArch64 object"
 done
-if [ "$EXPECT" = neon ]; then
-    neon_so=$(cd "$STAGE" && ls cprop/_kernels_neon.cpython-*-$TRIPLET.so 2>/dev/null) \
-        || fail "the source has a NEON path but cprop/_kernels_neon*.so was not built"
-    n_fmla=$($TRIPLET-objdump -d "$STAGE/$neon_so" | grep -cw fmla || true)
-    echo "  $neon_so: $n_fmla fmla (NEON fused multiply-add) instructions"
-    [ "$n_fmla" -gt 0 ] || fail "$neon_so holds no fmla instruction: not NEON micro-kernels"
+for name in $BUILT; do
+    compgen -G "$STAGE/cprop/_kernels_$name.cpython-*-$TRIPLET.so" >/dev/null \
+        || fail "kernel path $name is listed for aarch64 but cprop/_kernels_$name*.so was not built"
+done
+if [[ " $BUILT " == *" neon "* ]]; then
+    neon_so=$(cd "$STAGE" && ls cprop/_kernels_neon.cpython-*-$TRIPLET.so)
+    n_s=$($TRIPLET-objdump -d "$STAGE/$neon_so" | grep -cE 'fmla\s+v[0-9]+\.4s' || true)
+    n_d=$($TRIPLET-objdump -d "$STAGE/$neon_so" | grep -cE 'fmla\s+v[0-9]+\.2d' || true)
+    echo "  $neon_so: $n_s fmla .4s (float32x4) and $n_d fmla .2d (float64x2) instructions"
+    [ "$n_s" -gt 0 ] && [ "$n_d" -gt 0 ] || fail "$neon_so lacks NEON vector FMAs"
 fi
 
 # ---- 6. tests under emulation ------------------------------------------------------------------
@@ -226,10 +217,7 @@ phase "tests under qemu-aarch64 ($TESTS)"
 RUN_ENV=(PYTHONPATH=/opt/cprop-src CPROP_REQUIRE_KERNELS=$EXPECT)
 in_root "${RUN_ENV[@]}" python -W error - "$EXPECT" <<'PY' || fail "kernel path check"
 import json, platform, sys
-try:
-    from cprop._isa import kernel_info
-except ImportError:
-    from cprop._gemm import kernel_info
+from cprop._isa import kernel_info
 import cprop
 info = kernel_info()
 print(platform.machine(), "cprop from", cprop.__file__)
@@ -237,6 +225,8 @@ print("kernel_info():", json.dumps(info))
 want = sys.argv[1]
 if platform.machine() != "aarch64":
     sys.exit(f"not running on aarch64 but {platform.machine()}")
+if info["missing"]:
+    sys.exit(f"kernel paths built for this CPU failed to import: {info['missing']}")
 if want not in info["available"]:
     sys.exit(f"kernel path {want!r} is not available: {info['available']}")
 if info["name"] != want:

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from cprop._gemm import gemm_py, kernel_info, set_kernel
+from cprop._gemm import gemm_py
+from cprop._isa import kernel_info, set_kernel
 
 REQUIRED = [n.strip() for n in os.environ.get("CPROP_REQUIRE_KERNELS", "").split(",") if n.strip()]
 
