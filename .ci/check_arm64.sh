@@ -35,8 +35,9 @@
 #         CPROP_ARM64_MIRROR Debian mirror (default http://deb.debian.org/debian)
 #         CPROP_ARM64_PYTEST_ARGS extra pytest arguments (e.g. "-x")
 #         PYTHON             host Python 3.11 used for the cross build (default /usr/bin/python3)
-# Measured on a shared 2-core x86_64 host (README "arm64 under emulation"): debootstrap ~6 min and the
-# root's venv ~3.5 min, once; the cross build 1.5-5 min; the 405 tests 18 min under a load average of 8.
+# Measured on a shared 2-core x86_64 host (README "arm64 (NEON) under emulation"): debootstrap ~6 min
+# and the root's venv ~3.5 min, once; the cross build 1.5-5 min; the 405 tests 7 min at a load average
+# of 2-3, 18 min at 8.  A warm run (nothing to rebuild): 7.5 min.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
