@@ -84,18 +84,13 @@ cdef inline double update_chunk(floating* p, const floating* g, floating* s1, fl
                 v = mu * s1[i] - lr * gi
                 s1[i] = v
                 p[i] = w + v
-    elif opt.kind == SOLVER_ADAM:
-        for i in range(n):
-            w = p[i]
-            gi = g[i] + l2 * w
-            m = b1 * s1[i] + (one - b1) * gi
-            v = b2 * s2[i] + (one - b2) * (gi * gi)
-            s1[i] = m
-            s2[i] = v
-            p[i] = w + (-lr * m / (_sqrt(v) + eps))
     else:
-        # AdamW: the Adam step on the loss gradient (L2 term included when alpha > 0), and the
-        # weight shrunk by lr * weight_decay outside the moments: p := w (1 - decay) - step.
+        # Adam, and AdamW: the Adam step on the loss gradient (L2 term included when alpha > 0),
+        # and the weight shrunk by lr * weight_decay outside the moments: p := w (1 - decay) -
+        # step.  Adam has decay 0: w * 1 is exact (with or without FMA contraction), so the
+        # update is scikit-learn's p := w - step to the bit.
+        if opt.kind == SOLVER_ADAM:
+            decay = 0
         for i in range(n):
             w = p[i]
             gi = g[i] + l2 * w

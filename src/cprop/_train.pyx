@@ -145,16 +145,32 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
-cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
-    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads."""
+cdef double _row_flops(const NetSpec* net) noexcept nogil:
+    """GEMM flops of one row's forward and backward pass: 2 (2 sum W + sum of W after layer 0)."""
     cdef double w_all = 0, w_after = 0
     cdef int l
     for l in range(net.L):
         w_all += <double>net.sizes[l] * net.sizes[l + 1]
         if l > 0:
             w_after += <double>net.sizes[l] * net.sizes[l + 1]
-    if 2.0 * rows * (2 * w_all + w_after) < PASS_SERIAL_FLOPS:
+    return 2.0 * (2 * w_all + w_after)
+
+
+cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
+    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads."""
+    if rows * _row_flops(net) < PASS_SERIAL_FLOPS:
         net.n_threads = 1
+
+
+cdef inline void _set_dropout(NetSpec* net, Dropout* dk, long long seed,
+                              unsigned long long epoch) noexcept nogil:
+    """net.dropout := the mask key (seed, epoch) when seed >= 0 (else no dropout in the pass)."""
+    dk.seed = <unsigned long long>seed
+    dk.epoch = epoch
+    dk.rows = NULL
+    dk.row0 = 0
+    if seed >= 0:
+        net.dropout = dk
 
 
 cdef class _Spec:
@@ -397,17 +413,10 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef double row_flops = 0, since_poll = 0, poll_flops = DEFAULT_POLL_FLOPS
     cdef bint stop = False
     cdef Dropout dk
-    dk.seed = <unsigned long long>dropout_seed
-    dk.epoch = dropout_epoch
-    dk.rows = NULL
-    dk.row0 = 0
-    if dropout_seed >= 0:
-        net.dropout = &dk
+    _set_dropout(net, &dk, dropout_seed, dropout_epoch)
     _set_input(&x, X_data, X_indices, X_indptr)
     exc = None
-    for l in range(net.L):
-        row_flops += 2.0 * (2.0 * net.sizes[l] * net.sizes[l + 1]
-                            + (net.sizes[l] * net.sizes[l + 1] if l > 0 else 0))
+    row_flops = _row_flops(net)
     with nogil:
         if sw == NULL:
             sw_sum = n
@@ -542,12 +551,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef Input x
     cdef RowPrefetch pf
     cdef Dropout dk
-    dk.seed = <unsigned long long>dropout_seed
-    dk.epoch = epoch
-    dk.rows = NULL
-    dk.row0 = 0
-    if dropout_seed >= 0:
-        net.dropout = &dk
+    _set_dropout(net, &dk, dropout_seed, epoch)
     # the kernel path's build of the elementwise update (the snapshot the passes use too)
     cdef const OptimTable* ot = &net.path.optim
     pf.base = <const char*>dense
@@ -557,9 +561,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     pf.n_rows = 0
     _set_input(&x, X_data, X_indices, X_indptr)
     exc = None
-    for l in range(net.L):
-        row_flops += 2.0 * (2.0 * net.sizes[l] * net.sizes[l + 1]
-                            + (net.sizes[l] * net.sizes[l + 1] if l > 0 else 0))
+    row_flops = _row_flops(net)
     with nogil:
         start = 0
         while start < n:
