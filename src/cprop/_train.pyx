@@ -162,6 +162,18 @@ cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
         net.n_threads = 1
 
 
+cdef object _poll(object hook, Py_ssize_t rows_done):
+    """With the GIL, between batches: run pending signal handlers (Ctrl-C) and ``hook(rows_done)``;
+    returns the exception either raised (the caller ends the pass and hands it on), else None."""
+    try:
+        PyErr_CheckSignals()
+        if hook is not None:
+            hook(rows_done)
+    except BaseException as e:
+        return e
+    return None
+
+
 cdef inline void _set_dropout(NetSpec* net, Dropout* dk, long long seed,
                               unsigned long long epoch) noexcept nogil:
     """net.dropout := the mask key (seed, epoch) when seed >= 0 (else no dropout in the pass)."""
@@ -441,11 +453,8 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
             if since_poll >= poll_flops and start < n:
                 since_poll = 0
                 with gil:
-                    try:
-                        PyErr_CheckSignals()
-                    except BaseException as e:
-                        exc = e
-                        stop = True
+                    exc = _poll(None, start)
+                    stop = exc is not None
                 if stop:
                     break
         for l in range(net.L):
@@ -663,13 +672,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
             if since_poll >= poll_flops and start < n:
                 since_poll = 0
                 with gil:
-                    try:
-                        PyErr_CheckSignals()
-                        if hook is not None:
-                            hook(start)
-                    except BaseException as e:
-                        exc = e
-                        stop = True
+                    exc = _poll(hook, start)
+                    stop = exc is not None
                 if stop:
                     break
     return accumulated, t, start, exc
