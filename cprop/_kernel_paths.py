@@ -65,7 +65,9 @@ PATHS = [
         "flags": {"unix": ["-mavx2", "-mfma"], "msvc": ["/arch:AVX2"]},
         "header": "#include <immintrin.h>",
         "vector": True,
-        "direct_a": True,
+        # op(A) read in place up to these N (row-major / column-major op(A)); packing A~ costs
+        # about what it saves when N spans few B~ panels.  Zen 3, the benchmark's kernel table.
+        "direct_a": True, "direct_a_max_n": 1024, "direct_at_max_n": 256,
         "s": {"mr": 6, "nr": 16, "mc": 144, "kc": 256, "nc": 4080,
               "vec": _vec_ops("s", "float", "__m256", 8, "_mm256_setzero_ps()",
                               "_mm256_loadu_ps(p)", "_mm256_storeu_ps((p), (v))",
@@ -92,7 +94,7 @@ PATHS = [
                   "msvc": ["/arch:AVX512"]},
         "header": "#include <immintrin.h>",
         "vector": True,
-        "direct_a": True,
+        "direct_a": True, "direct_a_max_n": 1024, "direct_at_max_n": 256,
         "s": {"mr": 12, "nr": 32, "mc": 480, "kc": 384, "nc": 3072,
               "vec": _vec_ops("s", "float", "__m512", 16, "_mm512_setzero_ps()",
                               "_mm512_loadu_ps(p)", "_mm512_storeu_ps((p), (v))",
@@ -115,7 +117,8 @@ PATHS = [
         "flags": {"unix": [], "msvc": []},
         "header": "#include <arm_neon.h>",
         "vector": True,
-        "direct_a": True,
+        # as avx2 (not measured on arm64 hardware)
+        "direct_a": True, "direct_a_max_n": 1024, "direct_at_max_n": 256,
         "s": {"mr": 6, "nr": 16, "mc": 120, "kc": 256, "nc": 4080,
               "vec": _vec_ops("s", "float", "float32x4_t", 4, "vdupq_n_f32(0.0f)",
                               "vld1q_f32(p)", "vst1q_f32((p), (v))", "vld1q_dup_f32(p)",

@@ -47,13 +47,8 @@ cdef enum:
     TASKS_PER_THREAD = 4
 
     # ---- GEMM loop shapes ---------------------------------------------------------------------------
-    # The micro-kernel reads a row-major op(A) in place (no A~) when N is at most this: each A panel
-    # is then reused by few B~ panels and packing costs about as much as it saves.  Zen 3, the
-    # benchmark's kernel table (MLP shapes, 1 thread).
-    DIRECT_A_MAX_N = 1024
-    # The same for a column-major op(A) (weight gradient X^T D): MR consecutive values of one row of
-    # X per k step, stride lda.  Zen 3, the same table.
-    DIRECT_AT_MAX_N = 256
+    # (When the micro-kernel reads op(A) in place instead of packing A~ is measured per kernel
+    # path: direct_a_max_n / direct_at_max_n in cprop/_kernel_paths.py.)
     # With A read in place, loop 1 (MR panels of A) runs outside loop 2 (NR panels of B~): one MR
     # panel of A stays in L1 across the B~ panels.  Zen 3, paired runs: +2% to +6% (MLP shapes).
     DIRECT_A_OUTER = 1

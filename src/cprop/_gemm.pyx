@@ -13,7 +13,7 @@ Design
    NR = 16: 6 full panels + 4 columns).
 4. When N spans few B~ panels (the MLP case), packing A costs about what it saves: the micro-kernel
    takes A's strides and reads op(A) in place (row-major X, D; or MR consecutive values of a row of
-   X per k step for X^T), packing only a partial last MR panel (DIRECT_A*_MAX_N in _config).
+   X per k step for X^T), packing only a partial last MR panel (the path's direct_a_max_n / direct_at_max_n).
 5. The GEMM knows nothing of networks.  It takes a kernel context (cprop._kernels.GemmContext: the
    micro-kernels and register/cache blocks of one instruction set, chosen by cprop._isa) and an
    optional per-tile callback, called after each micro-kernel call with the tile's place in the
@@ -36,8 +36,7 @@ import numpy as np
 
 from cprop._typedefs cimport floating, intp_t
 from cprop._config cimport (S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX, GEMM_SERIAL_FLOPS, NR_MAX,
-                            BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_MAX_N, DIRECT_AT_MAX_N,
-                            DIRECT_A_OUTER)
+                            BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_OUTER)
 from cprop._kernels cimport GemmContext, Tile, TileCallback, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -378,8 +377,8 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
     # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
     # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
     # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
-    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= DIRECT_A_MAX_N)
-                                   or (P.rsa == 1 and P.csa != 1 and N <= DIRECT_AT_MAX_N))
+    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= ctx.direct_a_max_n)
+                                   or (P.rsa == 1 and P.csa != 1 and N <= ctx.direct_at_max_n))
     P.a_outer = DIRECT_A_OUTER
     P.n_mp = (M + P.mr - 1) // P.mr
     P.n_qt = (N + P.nr - 1) // P.nr

@@ -260,7 +260,8 @@ def kernel_info():
     """The installed path, its blocks per dtype, and what this CPU and build offer.
 
     Returns a dict: ``name``; ``float32``/``float64``: dicts of ``mr``, ``nr`` (register block) and
-    ``mc``, ``kc``, ``nc`` (cache blocks); ``available``: paths that can run here, fastest last;
+    ``mc``, ``kc``, ``nc`` (cache blocks); ``direct_a_max_n``/``direct_at_max_n``: up to which N a
+    row-/column-major op(A) is read in place rather than packed; ``available``: paths that can run here, fastest last;
     ``missing``: paths built for this architecture and supported by this CPU whose module did not
     import (empty unless the build is broken); ``cpu_features``.
 
@@ -278,6 +279,8 @@ def kernel_info():
                         "kc": kp.gemm.s.kc, "nc": kp.gemm.s.nc},
             "float64": {"mr": kp.gemm.d.mr, "nr": kp.gemm.d.nr, "mc": kp.gemm.d.mc,
                         "kc": kp.gemm.d.kc, "nc": kp.gemm.d.nc},
+            "direct_a_max_n": kp.gemm.direct_a_max_n if kp.gemm.direct_a else 0,
+            "direct_at_max_n": kp.gemm.direct_at_max_n if kp.gemm.direct_a else 0,
             "available": available, "missing": missing, "cpu_features": cpu_features()}
 
 

@@ -38,6 +38,10 @@ cdef struct GemmContext:
     SGemmBlocks s
     DGemmBlocks d
     bint direct_a            # kernels honour any A strides (else only packed A~: rsa = 1, csa = MR)
+    # With direct_a, op(A) is read in place (no A~) when N is at most these: row-major op(A)
+    # (X W, D W^T) and column-major op(A) (X^T D).  Measured per path (cprop/_kernel_paths.py).
+    intp_t direct_a_max_n
+    intp_t direct_at_max_n
 
 # Where a finished micro-kernel call sits in the product, handed to the per-tile callback.
 cdef struct Tile:
