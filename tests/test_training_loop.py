@@ -461,10 +461,14 @@ def _wait_for(proc, prefix, timeout):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_ctrl_c_latency_inside_a_long_compiled_epoch():
+def test_ctrl_c_latency_inside_a_long_compiled_epoch(tmp_path):
+    # the child imports the cprop under test (installed, or an in-place build on PYTHONPATH),
+    # never a source tree in its working directory
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (parent, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.Popen([sys.executable, "-u", "-c", _CHILD], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1,
-                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+                            stderr=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=tmp_path)
     try:
         line, _ = _wait_for(proc, "EPOCH 1", 120)
         epoch_s = float(line.split()[2])
