@@ -166,15 +166,16 @@ import cprop.onnx
 """
 
 
-def test_missing_extra_says_what_to_install():
+def test_missing_extra_says_what_to_install(tmp_path):
     import os
 
     import cprop as pkg
     env = dict(os.environ)
     parent = os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
+    # cwd outside the source tree: `-c` puts the cwd first on sys.path
     res = subprocess.run([sys.executable, "-c", BLOCK_SKL2ONNX], capture_output=True, text=True,
-                         env=env, timeout=120)
+                         env=env, timeout=120, cwd=tmp_path)
     assert res.returncode != 0
     assert "pip install 'cprop[onnx]'" in res.stderr
 
