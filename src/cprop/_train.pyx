@@ -502,9 +502,9 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
         raise ValueError(f"Y must have one column per network output ({n_outputs}).")
     _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
     _check_rows("sample_weight", sample_weight, Y.shape[0])
-    if order is not None and order.shape[0] > 0 and (np.min(np.asarray(order)) < 0
-                                                     or np.max(np.asarray(order)) >= Y.shape[0]):
-        raise ValueError(f"order must hold row indices in [0, {Y.shape[0]}).")
+    if order is not None and (order.shape[0] != Y.shape[0] or order.shape[0] > 0 and (
+            np.min(np.asarray(order)) < 0 or np.max(np.asarray(order)) >= Y.shape[0])):
+        raise ValueError(f"order must hold {Y.shape[0]} row indices in [0, {Y.shape[0]}).")
     cdef _Spec s = _Spec(plan)
     cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
@@ -522,8 +522,6 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
         raise ValueError("train_epoch needs at least one sample.")
     if batch_size < 1 or batch_size > cap:
         raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={cap}].")
-    if order is not None and order.shape[0] != n:
-        raise ValueError("order must hold one row index per sample.")
     if solver not in SOLVER_CODES:
         raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
     _serial_if_small(net, batch_size if batch_size < n else n)
