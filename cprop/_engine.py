@@ -240,15 +240,21 @@ class Network:
 
     # -- parameters ----------------------------------------------------------------------------
     def plan(self, cap):
-        """The buffer layout for passes of up to ``cap`` rows (cached, least recently used
-        dropped beyond ``PLAN_CACHE_SIZE``: predict makes one per distinct short row count)."""
+        """The buffer layout (a dict from ``make_plan``) for passes of up to ``cap`` rows."""
+        return self._checked_plan(cap).plan
+
+    def _checked_plan(self, cap):
+        """``plan(cap)`` checked once (``_train.CheckedPlan``: the engine's calls take it without
+        checking it again), cached; least recently used dropped beyond ``PLAN_CACHE_SIZE``
+        (predict makes one per distinct short row count)."""
         key = max(int(cap), 1)
         with self._plans_lock:        # predict may run in several Python threads at once
             plan = self._plans.pop(key, None)
             if plan is None:
-                plan = _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss],
-                                           key, self.dtype, self.n_threads,
-                                           loss_param=self.huber_delta, dropout=self.dropout)
+                plan = _train.CheckedPlan(
+                    _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss], key,
+                                        self.dtype, self.n_threads, loss_param=self.huber_delta,
+                                        dropout=self.dropout), self.dtype)
                 while len(self._plans) >= PLAN_CACHE_SIZE:
                     del self._plans[next(iter(self._plans))]
             self._plans[key] = plan   # most recently used last (dicts keep insertion order)
@@ -313,7 +319,8 @@ class Network:
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         if n:
             chunk = FULL_BATCH_CHUNK if self.n_threads > 1 else PREDICT_CHUNK_SERIAL
-            _train.predict(params, dense, data, indices, indptr, nf, self.plan(min(n, chunk)), out)
+            _train.predict(params, dense, data, indices, indptr, nf,
+                           self._checked_plan(min(n, chunk)), out)
         return out
 
     def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
@@ -333,7 +340,8 @@ class Network:
         if grad is None:
             grad = np.empty_like(params)
         loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
-                                self.plan(min(X.shape[0], FULL_BATCH_CHUNK)), float(alpha), grad,
+                                self._checked_plan(min(X.shape[0], FULL_BATCH_CHUNK)),
+                                float(alpha), grad,
                                 dropout_seed=-1 if dropout_seed is None else int(dropout_seed),
                                 dropout_epoch=int(dropout_epoch))
         return loss, grad
@@ -354,13 +362,14 @@ class Network:
         Y = self._check_targets(Y, n)
         sw = self._check_sw(sample_weight, n)
         if order is not None:
-            order = np.ascontiguousarray(order, dtype=np.intp)
-            if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
-                raise ValueError(f"order must hold {n} row indices in [0, {n}).")
+            order = np.ascontiguousarray(order, dtype=np.intp)    # its range: checked compiled
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
         if sw is not None:
+            if order is not None and (order.shape != (n,) or (n and (order.min() < 0
+                                                                     or order.max() >= n))):
+                raise ValueError(f"order must hold {n} row indices in [0, {n}).")
             _check_batch_weights(sw if order is None else sw[order], batch_size)
         if grad is None:
             grad = np.empty_like(params)
@@ -368,7 +377,7 @@ class Network:
         norms = np.zeros(len(self.layer_sizes) - 1) if track is not None else None
         acc, t, rows, exc = _train.train_epoch(
             params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
-            batch_size, self.plan(batch_size), float(alpha), state.solver,
+            batch_size, self._checked_plan(batch_size), float(alpha), state.solver,
             float(state.learning_rate), momentum=float(state.momentum),
             nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
             epsilon=float(state.epsilon), t=float(state.t), hook=hook,

@@ -359,7 +359,7 @@ def test_plan_cache_is_bounded():
         net.predict(p, X[:n])
     assert len(net._plans) <= _engine.PLAN_CACHE_SIZE
     # the most recent plans are the ones kept, and a kept plan is reused
-    assert 199 in net._plans and net.plan(199) is net._plans[199]
+    assert 199 in net._plans and net.plan(199) is net._plans[199].plan
 
 
 def test_concurrent_predicts_with_distinct_row_counts():
@@ -491,6 +491,15 @@ def _bad_private_call(case):
     elif case == "float64_plan_float32_params":
         _train.predict(p.astype(np.float32), X.astype(np.float32), None, None, None, 3,
                        dict(plan, work_size=plan["work_size"] // 4), np.empty((6, 2), np.float32))
+    elif case == "checked_float64_plan_float32_params":
+        _train.predict(p.astype(np.float32), X.astype(np.float32), None, None, None, 3,
+                       net._checked_plan(6), np.empty((6, 2), np.float32))
+    elif case == "checked_plan_other_network":
+        other = Network([3, 9, 2], "relu", "softmax", np.float64, n_threads=1)
+        _train.train_epoch(p, g, st.s1, st.s2, X, None, None, None, 3, Y, None, None, 2,
+                           other._checked_plan(6), 0.0, "sgd", 0.1)
+    elif case == "checked_plan_from_tampered_dict":
+        _train.CheckedPlan(dict(plan, w_off=plan["w_off"] + 1000), np.float64)
     return "no error"
 
 
@@ -501,7 +510,24 @@ PRIVATE_CASES = [
     "plan_bad_activation_code", "plan_softmax_hidden", "plan_bad_loss_code", "plan_float_sizes",
     "plan_zero_cap", "tampered_plan_offset", "tampered_plan_work_size", "tampered_plan_cap",
     "tampered_plan_codes", "plan_missing_key", "float64_plan_float32_params",
+    "checked_float64_plan_float32_params", "checked_plan_other_network",
+    "checked_plan_from_tampered_dict",
 ]
+
+
+def test_checked_plan_keeps_its_own_copy():
+    """Network passes a CheckedPlan, checked once: editing the dict it came from afterwards must
+    not reach the kernels (it holds copies), and the results still match a fresh network's."""
+    net = Network([3, 4, 2], "relu", "softmax", np.float64, n_threads=1)
+    p = net.init_params(np.random.RandomState(0))
+    X = np.random.RandomState(1).rand(6, 3)
+    expected = Network([3, 4, 2], "relu", "softmax", np.float64, n_threads=1).predict(p, X)
+    checked = net._checked_plan(6)
+    checked.plan["w_off"][:] = 10 ** 6
+    checked.plan["a_off"][:] = -(10 ** 6)
+    np.testing.assert_array_equal(net.predict(p, X), expected)
+    with pytest.raises(TypeError, match="plan must be a dict"):
+        _train.predict(p, X, None, None, None, 3, [1, 2], np.empty((6, 2)))
 
 
 def test_private_entry_points_validate_their_arguments():

@@ -29,23 +29,33 @@ ACTIVATION_CODES = {
 NEEDS_Z = frozenset(name for name, code in ACTIVATION_CODES.items() if act_needs_z(code))
 
 
+cdef inline floating* _row(floating* M, intp_t i, intp_t ld) noexcept nogil:
+    """Row i of M (NULL when M is)."""
+    return (M + i * ld) if M != NULL else NULL
+
+
 cdef void forward_rows(floating* Z, intp_t n_rows, intp_t n_cols, intp_t ldz, const floating* bias,
                        int act, floating* zsave, int n_threads) noexcept nogil:
     """Z := f(Z + 1 bias^T), row by row; zsave (n_rows x ldz, or NULL) := Z + 1 bias^T."""
     cdef intp_t i
-    for i in prange(n_rows, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN):
-        act_forward_row(Z + i * ldz, bias, n_cols, act,
-                        (zsave + i * ldz) if zsave != NULL else NULL)
+    if n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            act_forward_row(Z + i * ldz, bias, n_cols, act, _row(zsave, i, ldz))
+    else:
+        for i in range(n_rows):
+            act_forward_row(Z + i * ldz, bias, n_cols, act, _row(zsave, i, ldz))
 
 
 cdef void backward_rows(floating* D, const floating* A, intp_t n_rows, intp_t n_cols, intp_t ld,
                         int act, int n_threads) noexcept nogil:
     """D := D * f'(Z), with f'(Z) written through A = f(Z)."""
     cdef intp_t i
-    for i in prange(n_rows, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN):
-        act_backward_row(D + i * ld, A + i * ld, n_cols, act)
+    if n_threads > 1 and n_rows * n_cols > ROWS_PARALLEL_MIN:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
+    else:
+        for i in range(n_rows):
+            act_backward_row(D + i * ld, A + i * ld, n_cols, act)
 
 
 def _code(name):

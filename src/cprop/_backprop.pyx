@@ -50,14 +50,19 @@ cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accu
                  int n_threads) noexcept nogil:
     """out (+)= 1^T D for D (n x m): each column summed over rows 0..n-1 in order."""
     cdef intp_t nb = (m + COL_BLOCK - 1) // COL_BLOCK, b
-    for b in prange(nb, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n * m > COLSUM_PARALLEL_MIN and nb > 1):
-        _colsum_block(D, n, m, out, accumulate, b * COL_BLOCK,
-                      COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK)
+    if n_threads > 1 and n * m > COLSUM_PARALLEL_MIN and nb > 1:
+        for b in prange(nb, num_threads=n_threads, schedule='static'):
+            _colsum_block(D, n, m, out, accumulate, b)
+    else:
+        for b in range(nb):
+            _colsum_block(D, n, m, out, accumulate, b)
 
 
 cdef inline void _colsum_block(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
-                               intp_t j0, intp_t w) noexcept nogil:
+                               intp_t b) noexcept nogil:
+    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of out (+)= 1^T D."""
+    cdef intp_t j0 = b * COL_BLOCK
+    cdef intp_t w = COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK
     cdef intp_t i, j
     if not accumulate:
         for j in range(w):
@@ -76,9 +81,12 @@ cdef void _sparse_forward(const Input* x, intp_t n, const floating* W, intp_t n_
                           floating* Z, int n_threads) noexcept nogil:
     """Z := X[rows] W (X in CSR), each output row owned by one thread."""
     cdef intp_t r
-    for r in prange(n, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN):
-        _sparse_row(x, r, W, n_out, Z + r * n_out)
+    if n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN:
+        for r in prange(n, num_threads=n_threads, schedule='static'):
+            _sparse_row(x, r, W, n_out, Z + r * n_out)
+    else:
+        for r in range(n):
+            _sparse_row(x, r, W, n_out, Z + r * n_out)
 
 
 cdef inline void _sparse_row(const Input* x, intp_t r, const floating* W, intp_t n_out,
@@ -100,15 +108,20 @@ cdef void _sparse_weight_grad(const Input* x, intp_t n, intp_t n_in, const float
                               floating* G, bint accumulate, int n_threads) noexcept nogil:
     """G (+)= X[rows]^T D over column blocks of G; within a block rows are added in order."""
     cdef intp_t nb = (n_out + COL_BLOCK - 1) // COL_BLOCK, b
-    for b in prange(nb, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and nb > 1):
-        _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b * COL_BLOCK,
-                           COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK)
+    if n_threads > 1 and nb > 1:
+        for b in prange(nb, num_threads=n_threads, schedule='static'):
+            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
+    else:
+        for b in range(nb):
+            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
 
 
 cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const floating* D,
-                                    intp_t n_out, floating* G, bint accumulate, intp_t j0,
-                                    intp_t w) noexcept nogil:
+                                    intp_t n_out, floating* G, bint accumulate,
+                                    intp_t b) noexcept nogil:
+    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of G (+)= X[rows]^T D."""
+    cdef intp_t j0 = b * COL_BLOCK
+    cdef intp_t w = COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK
     cdef intp_t r, row, k, j, f
     cdef const floating* data = <const floating*>x.data
     cdef const floating* d
@@ -139,9 +152,12 @@ cdef void _dropout_rows(const NetSpec* net, int l, const floating* src, floating
     """dst := src * mask_l (0, or 1/(1 - rate) for kept units) over n rows of m units; dst may
     be src (the backward pass masks D_l in place)."""
     cdef intp_t r
-    for r in prange(n, num_threads=net.n_threads, schedule='static',
-                    use_threads_if=net.n_threads > 1 and n * m > ROWS_PARALLEL_MIN):
-        _dropout_row(net, l, src + r * m, dst + r * m, r, m)
+    if net.n_threads > 1 and n * m > ROWS_PARALLEL_MIN:
+        for r in prange(n, num_threads=net.n_threads, schedule='static'):
+            _dropout_row(net, l, src + r * m, dst + r * m, r, m)
+    else:
+        for r in range(n):
+            _dropout_row(net, l, src + r * m, dst + r * m, r, m)
 
 
 cdef inline void _dropout_row(const NetSpec* net, int l, const floating* src, floating* dst,

@@ -22,6 +22,11 @@ cdef enum:
     BPACK_MAX = 4194304
 
     # ---- when to use threads ----------------------------------------------------------------------
+    # Serial loops: a loop that may run threaded is written twice, `prange` under `if <threads>:`
+    # and plain `range` under `else:` (each body one call), never as `prange(...,
+    # use_threads_if=...)`.  An `omp parallel if(0)` still enters libgomp and builds a one-thread
+    # team (~0.5 us); a breast-cancer mini-batch ran 15 of them (+8 us per batch, +25% on a
+    # whole small fit; Xeon, avx2 path, callgrind/perf of Network.train_epoch).
     # Below this many flops (2*M*N*K) a product runs on one thread: about 25 us of work at 80
     # GFLOP/s, several fork/join costs (far more on a shared machine, where a woken thread may wait
     # for a time slice).  Keeps the 100 x 10 layer products of W1 serial.  Zen 3, 2 cores, W1 epoch.

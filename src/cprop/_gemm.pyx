@@ -404,14 +404,19 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
         n_ct = _min(n_q, (nt * TASKS_PER_THREAD + n_rt - 1) // n_rt) if nt > 1 else 1
         n_tasks = n_rt * n_ct
         n_units = ((K + P.kc - 1) // P.kc) * n_q         # (k-block, panel) pairs of B~
-        with parallel(num_threads=nt, use_threads_if=nt > 1):
-            for u in prange(n_units, schedule='static'):
+        if nt > 1:
+            with parallel(num_threads=nt):
+                for u in prange(n_units, schedule='static'):
+                    _pack_b(&P, B, rsb, csb, (u // n_q) * P.kc, u % n_q)
+                for t in prange(n_tasks, schedule='dynamic'):
+                    _task(&P, _min(M, ((t // n_ct) * P.n_mp // n_rt) * P.mr),
+                          _min(M, ((t // n_ct + 1) * P.n_mp // n_rt) * P.mr),
+                          (t % n_ct) * n_q // n_ct, (t % n_ct + 1) * n_q // n_ct,
+                          abase + threadid() * a_size)
+        else:       # one thread: no parallel region (_config.pxd, serial loops)
+            for u in range(n_units):
                 _pack_b(&P, B, rsb, csb, (u // n_q) * P.kc, u % n_q)
-            for t in prange(n_tasks, schedule='dynamic'):
-                _task(&P, _min(M, ((t // n_ct) * P.n_mp // n_rt) * P.mr),
-                      _min(M, ((t // n_ct + 1) * P.n_mp // n_rt) * P.mr),
-                      (t % n_ct) * n_q // n_ct, (t % n_ct + 1) * n_q // n_ct,
-                      abase + threadid() * a_size)
+            _task(&P, 0, M, 0, n_q, abase)
         P.jc += P.ncur
     if owned != NULL:
         free(owned)

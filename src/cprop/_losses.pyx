@@ -137,6 +137,14 @@ cdef inline void _one_row(int loss, const floating* y, const floating* p, floati
             d[j] = (p[j] - y[j]) * f
 
 
+cdef inline void _row_at(int loss, const floating* Y, const floating* P, floating* D,
+                         const floating* sw, intp_t i, intp_t n_out, double scale, double eps,
+                         double loss_param, double* row_loss) noexcept nogil:
+    """Row i of loss_delta_rows."""
+    _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
+             sw[i] if sw != NULL else 1.0, scale, n_out, eps, loss_param, row_loss + i)
+
+
 cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floating* D,
                           const floating* sw, intp_t n_rows, intp_t n_out, double scale,
                           double* row_loss, double loss_param, int n_threads) noexcept nogil:
@@ -145,10 +153,12 @@ cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floati
     ``loss_param``: Huber's delta (unused by the other losses)."""
     cdef intp_t i
     cdef double eps = FLT_EPSILON if floating is float else DBL_EPSILON
-    for i in prange(n_rows, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n_rows * n_out > ROWS_PARALLEL_MIN):
-        _one_row(loss, Y + i * n_out, P + i * n_out, (D + i * n_out) if D != NULL else NULL,
-                 sw[i] if sw != NULL else 1.0, scale, n_out, eps, loss_param, row_loss + i)
+    if n_threads > 1 and n_rows * n_out > ROWS_PARALLEL_MIN:
+        for i in prange(n_rows, num_threads=n_threads, schedule='static'):
+            _row_at(loss, Y, P, D, sw, i, n_out, scale, eps, loss_param, row_loss)
+    else:
+        for i in range(n_rows):
+            _row_at(loss, Y, P, D, sw, i, n_out, scale, eps, loss_param, row_loss)
 
 
 def loss_and_delta(str name, const floating[:, ::1] Y, const floating[:, ::1] P,

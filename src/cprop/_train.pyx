@@ -27,6 +27,11 @@ Design
    clipping on the backward pass runs to the first layer first; the norm is a fixed-order sum of
    chunk partials, and the clipped gradient (L2 term folded in) is then applied layer by layer.
    Without clipping the updates stay interleaved with the backward pass (design note 1).
+7. Per-call cost: a small fit runs thousands of these calls, so what a call does besides the
+   passes is kept to a few microseconds.  A plan (``make_plan``'s dict) is checked once into a
+   ``CheckedPlan`` that owns copies of its arrays; ``Network`` caches and passes those, and only
+   a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
+   (_config.pxd, serial loops).
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt, pow
@@ -56,13 +61,20 @@ SOLVER_CODES = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM, "adamw": SOLVER_ADAMW}
 
 
 # ---- parameter updates ----------------------------------------------------------------------------
-cdef inline double _update_one(const OptimTable* ot, floating* p, const floating* g, floating* s1,
-                               floating* s2, intp_t n, floating l2, const Optim* opt,
-                               bint want_sumsq) noexcept nogil:
+cdef inline intp_t _chunk_len(intp_t n, intp_t c) noexcept nogil:
+    """Values in chunk c of an n-value vector cut into UPDATE_CHUNK pieces."""
+    return UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK
+
+
+cdef inline double _update_chunk(const OptimTable* ot, floating* p, const floating* g, floating* s1,
+                                 floating* s2, intp_t n, intp_t c, floating l2, const Optim* opt,
+                                 bint want_sumsq) noexcept nogil:
+    """The optimizer step over chunk c (the kernel path's build of _optim.update_chunk)."""
+    cdef intp_t o = c * UPDATE_CHUNK
     if floating is float:
-        return ot.s_update(p, g, s1, s2, n, l2, opt, want_sumsq)
+        return ot.s_update(p + o, g + o, s1 + o, s2 + o, _chunk_len(n, c), l2, opt, want_sumsq)
     else:
-        return ot.d_update(p, g, s1, s2, n, l2, opt, want_sumsq)
+        return ot.d_update(p + o, g + o, s1 + o, s2 + o, _chunk_len(n, c), l2, opt, want_sumsq)
 
 
 cdef double _update(const OptimTable* ot, floating* p, const floating* g, floating* s1,
@@ -71,12 +83,12 @@ cdef double _update(const OptimTable* ot, floating* p, const floating* g, floati
     """p, s1, s2 := optimizer step with gradient g + l2*p; returns sum(p_old^2) if want_sumsq."""
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     cdef double total = 0
-    for c in prange(nc, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and nc > 1):
-        partial[c] = _update_one(ot, p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                 s1 + c * UPDATE_CHUNK, s2 + c * UPDATE_CHUNK,
-                                 UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                 l2, opt, want_sumsq)
+    if n_threads > 1 and nc > 1:            # (_config.pxd, serial loops)
+        for c in prange(nc, num_threads=n_threads, schedule='static'):
+            partial[c] = _update_chunk(ot, p, g, s1, s2, n, c, l2, opt, want_sumsq)
+    else:
+        for c in range(nc):
+            partial[c] = _update_chunk(ot, p, g, s1, s2, n, c, l2, opt, want_sumsq)
     for c in range(nc):
         total += partial[c]
     return total
@@ -87,11 +99,14 @@ cdef double _grad_sumsq(const floating* p, const floating* g, intp_t n, floating
     """sum((g + l2 p)^2): chunk partials combined in chunk order (any thread count, same sum)."""
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     cdef double total = 0
-    for c in prange(nc, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and nc > 1):
-        partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                                      UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                                      l2)
+    if n_threads > 1 and nc > 1:
+        for c in prange(nc, num_threads=n_threads, schedule='static'):
+            partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                              _chunk_len(n, c), l2)
+    else:
+        for c in range(nc):
+            partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
+                                              _chunk_len(n, c), l2)
     for c in range(nc):
         total += partial[c]
     return total
@@ -101,11 +116,14 @@ cdef void _clip(const floating* p, floating* g, intp_t n, floating l2, floating 
                 floating clip_value, int n_threads) noexcept nogil:
     """g := clip(scale * (g + l2 p), +-clip_value) over chunks (elementwise: order-free)."""
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
-    for c in prange(nc, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and nc > 1):
-        clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
-                   UPDATE_CHUNK if (c + 1) * UPDATE_CHUNK <= n else n - c * UPDATE_CHUNK,
-                   l2, scale, clip_value)
+    if n_threads > 1 and nc > 1:
+        for c in prange(nc, num_threads=n_threads, schedule='static'):
+            clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK, _chunk_len(n, c), l2, scale,
+                       clip_value)
+    else:
+        for c in range(nc):
+            clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK, _chunk_len(n, c), l2, scale,
+                       clip_value)
 
 
 cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2) noexcept nogil:
@@ -119,17 +137,19 @@ cdef double _l2_into_grad(const floating* p, floating* g, intp_t n, floating l2)
 
 
 # ---- gathering batch rows --------------------------------------------------------------------------
-cdef inline void _copy_row(const floating* src, const floating* nxt, intp_t ld,
+cdef inline void _copy_row(const floating* src, intp_t ld, const intp_t* idx, intp_t n, intp_t r,
                            floating* dst) noexcept nogil:
-    """dst := src (one row), prefetching row ``nxt`` (the row GATHER_AHEAD later) meanwhile."""
+    """dst[r] := src[idx[r]] (one row), prefetching row idx[r + GATHER_AHEAD] meanwhile."""
     cdef intp_t j
     cdef intp_t step = 64 // sizeof(floating)      # one cache line
-    if nxt != NULL:
+    cdef const floating* nxt
+    if r + GATHER_AHEAD < n:
+        nxt = src + idx[r + GATHER_AHEAD] * ld
         j = 0
         while j < ld:
             CPROP_PREFETCH(nxt + j)
             j += step
-    memcpy(dst, src, ld * sizeof(floating))
+    memcpy(dst + r * ld, src + idx[r] * ld, ld * sizeof(floating))
 
 
 cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t n, floating* dst,
@@ -137,11 +157,12 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
     """dst[r] := src[idx[r]] for r < n.  Random rows of a large X come from DRAM one at a time, so
     each copy prefetches the row GATHER_AHEAD positions later (perf: gather time -35% on Zen 3)."""
     cdef intp_t r
-    for r in prange(n, num_threads=n_threads, schedule='static',
-                    use_threads_if=n_threads > 1 and n * ld > GATHER_PARALLEL_MIN):
-        _copy_row(src + idx[r] * ld,
-                  (src + idx[r + GATHER_AHEAD] * ld) if r + GATHER_AHEAD < n else NULL,
-                  ld, dst + r * ld)
+    if n_threads > 1 and n * ld > GATHER_PARALLEL_MIN:
+        for r in prange(n, num_threads=n_threads, schedule='static'):
+            _copy_row(src, ld, idx, n, r, dst)
+    else:
+        for r in range(n):
+            _copy_row(src, ld, idx, n, r, dst)
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
@@ -185,14 +206,27 @@ cdef inline void _set_dropout(NetSpec* net, Dropout* dk, long long seed,
         net.dropout = dk
 
 
-cdef class _Spec:
-    """Keeps a plan's arrays alive and exposes them as a NetSpec."""
-    cdef NetSpec spec
+cdef class CheckedPlan:
+    """A plan checked once against ``make_plan``'s layout (``_check_plan``), its arrays copied so
+    later edits of the dict cannot reach the kernels: the calls below trust it without checking
+    it again (``Network`` passes these; a plain dict is checked at every call).  ``plan`` is the
+    dict it was made from."""
+    cdef NetSpec spec      # per-call fields (n_threads, path, dropout) are set on a copy
     cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off, m_off
     cdef double[::1] drop
     cdef int[::1] acts
+    cdef int plan_threads
+    cdef readonly dict plan
+    cdef readonly Py_ssize_t n_params, n_features, n_outputs, work_size
+    cdef readonly bint is_float
 
-    def __init__(self, dict plan):
+    def __init__(self, dict plan, dtype):
+        self.plan = plan
+        plan = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in plan.items()}
+        self.n_outputs = _check_plan(plan, dtype)       # checks the copies the kernels will read
+        self.is_float = np.dtype(dtype) == np.float32
+        self.n_params = plan["n_params"]
+        self.work_size = plan["work_size"]
         self.sizes = plan["sizes"]
         self.acts = plan["acts"]
         self.w_off = plan["w_off"]
@@ -201,7 +235,9 @@ cdef class _Spec:
         self.d_off = plan["d_off"]
         self.z_off = plan["z_off"]
         self.m_off = plan["m_off"]
-        self.drop = plan["drop"]
+        self.drop = np.asarray(plan["drop"], dtype=np.float64)
+        self.n_features = self.sizes[0]
+        self.plan_threads = plan["n_threads"]
         self.spec.L = self.sizes.shape[0] - 1
         self.spec.sizes = &self.sizes[0]
         self.spec.acts = &self.acts[0]
@@ -219,9 +255,34 @@ cdef class _Spec:
         self.spec.sw_off = plan["sw_off"]
         self.spec.gemm_off = plan["gemm_off"]
         self.spec.cap = plan["cap"]
-        self.spec.n_threads = engine_threads(plan["n_threads"])   # 1 in a forked child, see _openmp
-        # the kernel path of this call: one snapshot, so a pass never mixes paths
-        self.spec.path = current_path()
+        self.spec.n_threads = 1
+        self.spec.path = NULL
+
+
+cdef CheckedPlan _checked(object plan, bint is_float, Py_ssize_t n_params, Py_ssize_t n_features,
+                          NetSpec* spec):
+    """The checked form of ``plan`` (a CheckedPlan, or a dict checked now) for params of
+    ``n_params`` values and ``n_features`` inputs; ``spec`` := its NetSpec for one call."""
+    cdef CheckedPlan cp
+    if isinstance(plan, CheckedPlan):
+        cp = <CheckedPlan>plan
+        if cp.is_float != is_float:
+            raise ValueError(f"plan was checked for {'float32' if cp.is_float else 'float64'} "
+                             f"work buffers; params are {'float32' if is_float else 'float64'}.")
+    elif isinstance(plan, dict):
+        cp = CheckedPlan(plan, np.float32 if is_float else np.float64)
+    else:
+        raise TypeError(f"plan must be a dict from cprop._backprop.make_plan or a CheckedPlan; "
+                        f"got {type(plan).__name__}.")
+    if n_params != cp.n_params:
+        raise ValueError(f"params has {n_params} values; this network has {cp.n_params}.")
+    if n_features != cp.n_features:
+        raise ValueError(f"X has {n_features} features; this network expects {cp.n_features}.")
+    spec[0] = cp.spec
+    spec.n_threads = engine_threads(cp.plan_threads)   # 1 in a forked child, see _openmp
+    # the kernel path of this call: one snapshot, so a pass never mixes paths
+    spec.path = current_path()
+    return cp
 
 
 cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indices,
@@ -260,6 +321,15 @@ cdef intp_t _csr_bad_row(const intp_t* indptr, const intp_t* indices, intp_t n_r
     return -1
 
 
+cdef bint _out_of_range(const intp_t* idx, Py_ssize_t n, Py_ssize_t bound) noexcept nogil:
+    """True when some idx[i] (i < n) lies outside [0, bound)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if idx[i] < 0 or idx[i] >= bound:
+            return True
+    return False
+
+
 cdef bint _same_ints(const intp_t[::1] a, const intp_t[::1] b):
     cdef Py_ssize_t i
     if a.shape[0] != b.shape[0]:
@@ -274,10 +344,11 @@ cdef bint _same_ints(const intp_t[::1] a, const intp_t[::1] b):
 _REFERENCE_PLANS = {}
 
 
-def _check_plan(dict plan, Py_ssize_t n_params, Py_ssize_t n_features, dtype=None):
+cdef Py_ssize_t _check_plan(dict plan, dtype) except -1:
     """The plan is the one ``make_plan`` makes for its sizes, codes, cap, threads and this dtype
     (an edited offset or work size would send the kernels outside their buffers).  Compared with
-    a cached reference plan: a few microseconds per call.  Returns the number of outputs."""
+    a cached reference plan (a few microseconds; CheckedPlan runs it once).  Returns the number
+    of outputs."""
     is_float = dtype is not None and np.dtype(dtype) == np.float32
     try:
         sizes = np.asarray(plan["sizes"])
@@ -308,10 +379,6 @@ def _check_plan(dict plan, Py_ssize_t n_params, Py_ssize_t n_features, dtype=Non
     if not same:
         raise ValueError("plan does not match make_plan's layout for its sizes, activations, cap, "
                          "thread count and dtype; build it with cprop._backprop.make_plan.")
-    if n_params != plan["n_params"]:
-        raise ValueError(f"params has {n_params} values; this network has {plan['n_params']}.")
-    if n_features != plan["sizes"][0]:
-        raise ValueError(f"X has {n_features} features; this network expects {plan['sizes'][0]}.")
     return int(key[0][len(key[0]) - 1])     # outputs
 
 
@@ -351,7 +418,7 @@ def _check_rows(str name, a, Py_ssize_t n):
 
 def predict(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
             const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
-            dict plan, floating[:, ::1] out):
+            object plan, floating[:, ::1] out):
     """out := network output for every row of X (dense X, or CSR given by data/indices/indptr).
 
     Examples
@@ -364,16 +431,17 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
     >>> predict(params, np.array([[1.0, 1.0]]), None, None, None, 2, plan, out); out
     array([[3.5]])
     """
-    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
+    cdef NetSpec spec
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
     _check_input(X, X_data, X_indices, X_indptr, n_features, out.shape[0])
-    if out.shape[1] != n_outputs:
-        raise ValueError(f"out has {out.shape[1]} columns; the network has {n_outputs} outputs.")
-    cdef _Spec s = _Spec(plan)
-    cdef Py_ssize_t n = out.shape[0], start, cn, cap = s.spec.cap
-    _serial_if_small(&s.spec, cap if cap < n else n)
+    if out.shape[1] != cp.n_outputs:
+        raise ValueError(f"out has {out.shape[1]} columns; the network has {cp.n_outputs} "
+                         f"outputs.")
+    cdef Py_ssize_t n = out.shape[0], start, cn, cap = spec.cap
+    _serial_if_small(&spec, cap if cap < n else n)
     if n == 0:
         return
-    work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
+    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     cdef Input x
     cdef const floating* dense = &X[0, 0] if X is not None else NULL
@@ -383,13 +451,13 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
         while start < n:
             cn = cap if start + cap <= n else n - start
             _contiguous_rows(&x, dense, start, n_features)
-            forward(&s.spec, &params[0], &x, cn, &work[0], &out[start, 0])
+            forward(&spec, &params[0], &x, cn, &work[0], &out[start, 0])
             start += cn
 
 
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
-              const floating[:, ::1] Y, const floating[::1] sample_weight, dict plan, double alpha,
+              const floating[:, ::1] Y, const floating[::1] sample_weight, object plan, double alpha,
               floating[::1] grad, long long dropout_seed=-1, unsigned long long dropout_epoch=0):
     """Full-batch loss (returned) and gradient (into ``grad``), as scikit-learn's ``_backprop``.
 
@@ -399,21 +467,21 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     ``dropout_seed`` >= 0 (and a plan with dropout rates): the loss of the network with the fixed
     dropout masks of (seed, epoch, sample i) -- for gradient checks; otherwise no dropout.
     """
-    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
+    cdef NetSpec spec
+    cdef NetSpec* net = &spec
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
     if grad.shape[0] != params.shape[0]:
         raise ValueError("grad must have the shape of params.")
-    if Y is None or Y.shape[1] != n_outputs:
-        raise ValueError(f"Y must have one column per network output ({n_outputs}).")
+    if Y is None or Y.shape[1] != cp.n_outputs:
+        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
     _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
     _check_rows("sample_weight", sample_weight, Y.shape[0])
-    cdef _Spec s = _Spec(plan)
-    cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], start, cn, cap = net.cap, i
     _serial_if_small(net, cap if cap < n else n)
     cdef int l
     if n == 0:
         raise ValueError("loss_grad needs at least one sample.")
-    work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
+    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
     rows_arr = np.empty(cap, dtype=np.float64)
     cdef floating[::1] work = work_arr
     cdef double[::1] rows = rows_arr
@@ -469,7 +537,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
                 const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
                 const floating[:, ::1] Y, const floating[::1] sample_weight,
-                const intp_t[::1] order, Py_ssize_t batch_size, dict plan, double alpha,
+                const intp_t[::1] order, Py_ssize_t batch_size, object plan, double alpha,
                 str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
                 object hook=None, double poll_flops=DEFAULT_POLL_FLOPS,
@@ -494,19 +562,20 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     ``dropout_seed`` >= 0 (and a plan with dropout rates): inverted dropout with the masks of
     (seed, ``epoch``, sample id, unit); otherwise none.
     """
-    n_outputs = _check_plan(plan, params.shape[0], n_features, np.asarray(params).dtype)
+    cdef NetSpec spec
+    cdef NetSpec* net = &spec
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
     if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
             state2.shape[0] != params.shape[0]:
         raise ValueError("grad, state1 and state2 must have the shape of params.")
-    if Y is None or Y.shape[1] != n_outputs:
-        raise ValueError(f"Y must have one column per network output ({n_outputs}).")
+    if Y is None or Y.shape[1] != cp.n_outputs:
+        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
     _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
     _check_rows("sample_weight", sample_weight, Y.shape[0])
-    if order is not None and (order.shape[0] != Y.shape[0] or order.shape[0] > 0 and (
-            np.min(np.asarray(order)) < 0 or np.max(np.asarray(order)) >= Y.shape[0])):
+    if order is not None and (order.shape[0] != Y.shape[0] or
+                              _out_of_range(&order[0] if order.shape[0] else NULL,
+                                            order.shape[0], Y.shape[0])):
         raise ValueError(f"order must hold {Y.shape[0]} row indices in [0, {Y.shape[0]}).")
-    cdef _Spec s = _Spec(plan)
-    cdef NetSpec* net = &s.spec
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
     cdef int l
     cdef Optim opt, opt_b
@@ -515,8 +584,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     cdef double gnorm
     cdef floating l2, scale
     if grad_norms is not None:
-        if grad_norms.shape[0] != len(plan["w_off"]):
-            raise ValueError(f"grad_norms must hold one value per layer ({len(plan['w_off'])}).")
+        if grad_norms.shape[0] != spec.L:
+            raise ValueError(f"grad_norms must hold one value per layer ({spec.L}).")
         norms = &grad_norms[0]
     if n == 0:
         raise ValueError("train_epoch needs at least one sample.")
@@ -536,7 +605,7 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     opt_b = opt
     opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
     max_chunks = max(params.shape[0] // UPDATE_CHUNK + 2, 2)
-    work_arr = np.empty(plan["work_size"], dtype=np.asarray(params).dtype)
+    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
     rows_arr = np.empty(cap, dtype=np.float64)
     partial_arr = np.empty(max_chunks, dtype=np.float64)
     cdef floating[::1] work = work_arr
