@@ -356,46 +356,19 @@ class Network:
         mean loss over the rows done and their count in ``info`` (a dict, when given:
         ``info["loss"]``, ``info["rows"]``), so the caller can record the partial epoch.
         """
-        self._check_params(params)
-        dense, data, indices, indptr, nf = _as_input(X, self.dtype)
-        n = X.shape[0]
-        Y = self._check_targets(Y, n)
-        sw = self._check_sw(sample_weight, n)
-        if order is not None:
-            order = np.ascontiguousarray(order, dtype=np.intp)    # its range: checked compiled
-        batch_size = int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-        if sw is not None:
-            if order is not None and (order.shape != (n,) or (n and (order.min() < 0
-                                                                     or order.max() >= n))):
-                raise ValueError(f"order must hold {n} row indices in [0, {n}).")
-            _check_batch_weights(sw if order is None else sw[order], batch_size)
-        if grad is None:
-            grad = np.empty_like(params)
-        track = getattr(state, "gradient_norms", None)
-        norms = np.zeros(len(self.layer_sizes) - 1) if track is not None else None
-        acc, t, rows, exc = _train.train_epoch(
-            params, grad, state.s1, state.s2, dense, data, indices, indptr, nf, Y, sw, order,
-            batch_size, self._checked_plan(batch_size), float(alpha), state.solver,
-            float(state.learning_rate), momentum=float(state.momentum),
-            nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
-            epsilon=float(state.epsilon), t=float(state.t), hook=hook,
-            poll_flops=float(POLL_FLOPS),
-            weight_decay=float(getattr(state, "weight_decay", 0.0)),
-            clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
-            clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0),
-            grad_norms=norms, **self._dropout_key(state))
-        state.t = int(t)
-        if track is not None and rows > 0:
-            track.append(norms / -(-rows // batch_size))   # mean over the mini-batches done
-        loss = acc / rows
-        if info is not None:
-            info["loss"] = loss
-            info["rows"] = int(rows)
-        if exc is not None:
-            raise exc
-        return loss
+        return self.epochs(params, state, X, Y, sample_weight, batch_size, alpha,
+                           grad)(order, hook, info)
+
+    def epochs(self, params, state, X, Y, sample_weight=None, batch_size=200, alpha=0.0,
+               grad=None):
+        """``train_epoch`` with its arguments checked once: returns ``run(order=None, hook=None,
+        info=None)``, one epoch per call (what a fit's loop calls; a small fit's epoch is a few
+        hundred microseconds, so re-checking X, Y and the weights each time would show).
+
+        The optimizer's fixed settings (momentum, betas, epsilon, weight decay, clipping) are
+        read now; its learning rate, step count and dropout epoch at every call.
+        """
+        return _Epochs(self, params, state, X, Y, sample_weight, batch_size, alpha, grad)
 
     def _dropout_key(self, state):
         """Dropout seed and epoch for ``train_epoch`` (advancing the state's epoch count)."""
@@ -420,6 +393,61 @@ class Network:
         if sw.shape != (n,):
             raise ValueError(f"sample_weight has shape {sw.shape}; expected ({n},).")
         return sw
+
+
+class _Epochs:
+    """``Network.epochs``: checked arguments of ``_train.train_epoch``; calling it trains one
+    epoch with the given row order."""
+
+    def __init__(self, net, params, state, X, Y, sample_weight, batch_size, alpha, grad):
+        net._check_params(params)
+        self.net, self.params, self.state = net, params, state
+        self.input = _as_input(X, net.dtype)        # dense, data, indices, indptr, n_features
+        self.n = n = X.shape[0]
+        self.Y = net._check_targets(Y, n)
+        self.sw = net._check_sw(sample_weight, n)
+        self.batch_size = batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        self.plain_order_checked = False       # the weights' batches in the order 0..n-1
+        self.grad = np.empty_like(params) if grad is None else grad
+        self.plan = net._checked_plan(batch_size)
+        self.alpha = float(alpha)
+        self.fixed = dict(
+            momentum=float(state.momentum), nesterov=bool(state.nesterov),
+            beta_1=float(state.beta_1), beta_2=float(state.beta_2), epsilon=float(state.epsilon),
+            weight_decay=float(getattr(state, "weight_decay", 0.0)),
+            clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
+            clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0))
+
+    def __call__(self, order=None, hook=None, info=None):
+        n, sw, state, net = self.n, self.sw, self.state, self.net
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.intp)    # its range: checked compiled
+            if sw is not None:
+                if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
+                    raise ValueError(f"order must hold {n} row indices in [0, {n}).")
+                _check_batch_weights(sw[order], self.batch_size)
+        elif sw is not None and not self.plain_order_checked:
+            _check_batch_weights(sw, self.batch_size)
+            self.plain_order_checked = True
+        track = getattr(state, "gradient_norms", None)
+        norms = np.zeros(len(net.layer_sizes) - 1) if track is not None else None
+        acc, t, rows, exc = _train.train_epoch(
+            self.params, self.grad, state.s1, state.s2, *self.input, self.Y, sw, order,
+            self.batch_size, self.plan, self.alpha, state.solver, float(state.learning_rate),
+            t=float(state.t), hook=hook, poll_flops=float(POLL_FLOPS), grad_norms=norms,
+            **self.fixed, **net._dropout_key(state))
+        state.t = int(t)
+        if track is not None and rows > 0:
+            track.append(norms / -(-rows // self.batch_size))   # mean over the mini-batches done
+        loss = acc / rows
+        if info is not None:
+            info["loss"] = loss
+            info["rows"] = int(rows)
+        if exc is not None:
+            raise exc
+        return loss
 
 
 class OptimizerState:

@@ -616,6 +616,7 @@ class BaseMLP(BaseEstimator, ABC):
         hook = bar.update if bar is not None else None
         say = bar.write if bar is not None else print
         interrupted = False
+        run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size, alpha)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -635,8 +636,7 @@ class BaseMLP(BaseEstimator, ABC):
                     order = sample_idx
                 info, pending = {}, None
                 try:
-                    self.loss_ = net.train_epoch(params, state, X_train, Y_train, sw_train, order,
-                                                 batch_size, alpha, hook=hook, info=info)
+                    self.loss_ = run_epoch(order, hook, info)
                     rows = n_samples
                 except BaseException as exc:
                     if not info:       # before the compiled epoch changed anything

@@ -38,7 +38,7 @@ from sklearn.utils._testing import assert_allclose, assert_almost_equal, assert_
 
 import cprop._mlp
 from cprop import MLPClassifier, MLPRegressor
-from cprop._engine import Network
+from cprop._engine import Network, _Epochs
 
 ACTIVATION_TYPES = ["identity", "logistic", "tanh", "relu"]
 
@@ -830,8 +830,9 @@ def test_threads_bitwise_identical(sparse):
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
     calls = {"n": 0}
-    name = "train_epoch" if solver == "adam" else "loss_grad"
-    original = getattr(Network, name)
+    # what the fit calls once per epoch (adam) or per evaluation (lbfgs)
+    owner, name = (_Epochs, "__call__") if solver == "adam" else (Network, "loss_grad")
+    original = getattr(owner, name)
 
     def interrupted(self, *args, **kwargs):
         calls["n"] += 1
@@ -839,7 +840,7 @@ def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Network, name, interrupted)
+    monkeypatch.setattr(owner, name, interrupted)
     est = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=50)
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.fit(X_digits_multi, y_digits_multi)
@@ -850,7 +851,7 @@ def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
     init = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        monkeypatch.setattr(Network, name, original)
+        monkeypatch.setattr(owner, name, original)
         init.fit(X_digits_multi, y_digits_multi)
     if solver == "adam":   # the three completed epochs were kept
         assert not np.array_equal(est.coefs_[0], init.coefs_[0])

@@ -150,6 +150,38 @@ def test_train_epoch_rejects_bad_arguments():
         OptimizerState("rmsprop", net.n_params, np.float64)
 
 
+def test_prepared_epochs_equal_train_epoch_calls():
+    """Network.epochs (arguments checked once, what a fit's loop calls) trains bitwise as
+    train_epoch calls with the same orders; a mutation of the learning rate between epochs is
+    seen, and sample weights are checked against each epoch's own order."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, 5))
+    Y = np.eye(3)[rng.integers(0, 3, 90)]
+    sw = rng.random(90) + 0.1
+    net = Network([5, 7, 3], "tanh", "softmax", np.float64, n_threads=1)
+    p0 = net.init_params(np.random.RandomState(0))
+    orders = [rng.permutation(90) for _ in range(3)] + [None]
+    pa, pb = p0.copy(), p0.copy()
+    sa = OptimizerState("sgd", net.n_params, np.float64, learning_rate=0.05)
+    sb = OptimizerState("sgd", net.n_params, np.float64, learning_rate=0.05)
+    run = net.epochs(pb, sb, X, Y, sw, batch_size=16, alpha=1e-3)
+    for e, order in enumerate(orders):
+        sa.learning_rate = sb.learning_rate = 0.05 / (e + 1)
+        la = net.train_epoch(pa, sa, X, Y, sw, order=order, batch_size=16, alpha=1e-3)
+        assert run(order) == la
+        np.testing.assert_array_equal(pa, pb)
+    # batch 0 of the plain order has zero weight; a shuffled order without such a batch trains
+    sw0 = sw.copy()
+    sw0[:16] = 0
+    run0 = net.epochs(pb, sb, X, Y, sw0, batch_size=16)
+    mixed = np.r_[np.arange(0, 90, 2), np.arange(1, 90, 2)]
+    assert np.isfinite(run0(mixed))
+    with pytest.raises(ValueError, match="mini-batch 0 .* summing to 0"):
+        run0()
+    with pytest.raises(ValueError, match="order must hold 90"):
+        run0(np.arange(1, 91))
+
+
 # ---- AdamW (issue 11) -------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_matches_numpy_reference_epoch(dtype, kernel):

@@ -35,7 +35,7 @@ import cprop._engine
 import cprop._progress
 import cprop.callbacks
 from cprop import MLPClassifier, MLPRegressor
-from cprop._engine import Network
+from cprop._engine import Network, _Epochs
 from cprop.callbacks import HistoryLogger, ModelCheckpoint
 
 X_dig, y_dig = load_digits(n_class=4, return_X_y=True)
@@ -370,13 +370,13 @@ def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
     equals two full epochs followed by an engine epoch over those 3 batches' rows."""
     monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
     orders = []
-    original = Network.train_epoch
+    original = _Epochs.__call__         # what the fit's loop calls once per epoch
 
-    def spy(self, params, state, X, Y, sw, order, *args, **kwargs):
+    def spy(self, order, *args, **kwargs):
         orders.append(np.array(order))
-        return original(self, params, state, X, Y, sw, order, *args, **kwargs)
+        return original(self, order, *args, **kwargs)
 
-    monkeypatch.setattr(Network, "train_epoch", spy)
+    monkeypatch.setattr(_Epochs, "__call__", spy)
     calls = {"n": 0}
 
     def update(self, rows):
@@ -394,7 +394,7 @@ def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
     assert clf.history_[-1].partial and clf.history_[-1].n_samples == 3 * 48
     assert clf._optimizer.t == 5 + 5 + 3
 
-    monkeypatch.setattr(Network, "train_epoch", original)
+    monkeypatch.setattr(_Epochs, "__call__", original)
     ref = MLPClassifier(**dict(kw, max_iter=2)).fit(X_tr_dig, y_tr_dig)
     rows = orders[2][:3 * 48]
     net = ref._network(ref._layer_units(), np.float64)
