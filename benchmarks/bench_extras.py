@@ -3,12 +3,14 @@
     python benchmarks/bench_extras.py activations   # epoch time of each activation / relu's
     python benchmarks/bench_extras.py dropout       # epoch time with dropout / without
     python benchmarks/bench_extras.py default OLD NEW
-        # a default digits fit and a 784-100-10 epoch, importing cprop from the directory OLD
-        # (a build before the change) and NEW in alternating subprocesses
+        # a default digits fit, a breast-cancer fit and a 784-100-10 epoch, importing cprop
+        # from the directory OLD (a build before the change) and NEW in alternating
+        # subprocesses (CPROP_KERNEL, when set, is passed on: compare the same kernel path)
 
 Engine epochs: Adam, float32, 784-256-256-10, 4096 random rows, batch 200, one thread.
 """
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,7 +69,7 @@ def dropout():
 CHILD = r"""
 import json, time, warnings
 import numpy as np
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
 from cprop import MLPClassifier
 from cprop._engine import Network, OptimizerState
 X, y = load_digits(return_X_y=True)
@@ -75,6 +77,16 @@ X = X / 16
 t = time.perf_counter()
 clf = MLPClassifier(random_state=0, n_threads=1).fit(X, y)
 fit = time.perf_counter() - t
+# breast cancer: 200 epochs of 3 small batches, where per-call and per-epoch costs show
+Xb, yb = load_breast_cancer(return_X_y=True)
+Xb = ((Xb - Xb.mean(0)) / Xb.std(0))[:426]
+bc = []
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    for _ in range(5):
+        t = time.perf_counter()
+        MLPClassifier(random_state=0, n_threads=1).fit(Xb, yb[:426])
+        bc.append(time.perf_counter() - t)
 rng = np.random.default_rng(0)
 Xw = rng.random((6000, 784)).astype(np.float32)
 Yw = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 6000)]
@@ -87,7 +99,7 @@ for _ in range(3):
     t = time.perf_counter()
     net.train_epoch(p, st, Xw, Yw, order=order, batch_size=200, alpha=1e-4)
     ep.append(time.perf_counter() - t)
-print(json.dumps({"fit": fit, "epoch": min(ep), "n_iter": clf.n_iter_,
+print(json.dumps({"fit": fit, "bc": min(bc), "epoch": min(ep), "n_iter": clf.n_iter_,
                   "coef_sum": float(sum(c.sum() for c in clf.coefs_))}))
 """
 
@@ -96,21 +108,26 @@ def default(old, new):
     res = {old: [], new: []}
     for _ in range(REPS + 2):
         for path in (old, new):
-            out = subprocess.run([sys.executable, "-c", CHILD], env={"PYTHONPATH": path,
-                                 "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-                                 capture_output=True, text=True, check=True)
+            env = {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+            if "CPROP_KERNEL" in os.environ:
+                env["CPROP_KERNEL"] = os.environ["CPROP_KERNEL"]
+            out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                                 text=True, check=True)
             res[path].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("| build | digits default fit s | 784-100-10 epoch s | n_iter | sum of coefs |")
-    print("|---|---|---|---|---|")
+    print("| build | digits default fit s | breast-cancer fit s (best of 5) | "
+          "784-100-10 epoch s | n_iter | sum of coefs |")
+    print("|---|---|---|---|---|---|")
+    med = {}
     for path in (old, new):
-        f = [r["fit"] for r in res[path]]
-        e = [r["epoch"] for r in res[path]]
-        print(f"| {path} | {np.median(f):.3f} [{min(f):.3f}-{max(f):.3f}] | "
-              f"{np.median(e):.3f} [{min(e):.3f}-{max(e):.3f}] | {res[path][0]['n_iter']} | "
+        cols = []
+        for key in ("fit", "bc", "epoch"):
+            v = [r[key] for r in res[path]]
+            med[path, key] = np.median(v)
+            cols.append(f"{np.median(v):.4f} [{min(v):.4f}-{max(v):.4f}]")
+        print(f"| {path} | {' | '.join(cols)} | {res[path][0]['n_iter']} | "
               f"{res[path][0]['coef_sum']!r} |")
-    f_ratio = np.median([r["fit"] for r in res[new]]) / np.median([r["fit"] for r in res[old]])
-    e_ratio = np.median([r["epoch"] for r in res[new]]) / np.median([r["epoch"] for r in res[old]])
-    print(f"\nnew / old medians: fit {f_ratio:.3f}, epoch {e_ratio:.3f}")
+    print("\nnew / old medians: " + ", ".join(
+        f"{key} {med[new, key] / med[old, key]:.3f}" for key in ("fit", "bc", "epoch")))
 
 
 if __name__ == "__main__":

@@ -242,102 +242,6 @@ cdef inline floating mish_backward(floating z) noexcept nogil:
 
 
 # ---- row helpers used by GEMM epilogues and the backprop module -------------------------------------
-cdef inline void act_forward_row(floating* z, const floating* bias, intp_t n, int act,
-                                 floating* zsave) noexcept nogil:
-    """z := f(z + bias) over one row of n values (bias may be NULL); zsave (or NULL) := z + bias."""
-    cdef intp_t j
-    if bias != NULL:
-        for j in range(n):
-            z[j] += bias[j]
-    if zsave != NULL:
-        for j in range(n):
-            zsave[j] = z[j]
-    if act == ACT_IDENTITY:
-        pass
-    elif act == ACT_RELU:
-        for j in range(n):
-            z[j] = relu_forward(z[j])
-    elif act == ACT_LOGISTIC:
-        for j in range(n):
-            z[j] = logistic_forward(z[j])
-    elif act == ACT_TANH:
-        for j in range(n):
-            z[j] = tanh_forward(z[j])
-    elif act == ACT_EXP:
-        for j in range(n):
-            z[j] = exp_forward(z[j])
-    elif act == ACT_SOFTMAX:
-        softmax_row(z, n)
-    elif act == ACT_LEAKY_RELU:
-        for j in range(n):
-            z[j] = leaky_relu_forward(z[j])
-    elif act == ACT_ELU:
-        for j in range(n):
-            z[j] = elu_forward(z[j])
-    elif act == ACT_SELU:
-        for j in range(n):
-            z[j] = selu_forward(z[j])
-    elif act == ACT_SOFTPLUS:
-        for j in range(n):
-            z[j] = softplus_forward(z[j])
-    elif act == ACT_GELU:
-        for j in range(n):
-            z[j] = gelu_forward(z[j])
-    elif act == ACT_GELU_TANH:
-        for j in range(n):
-            z[j] = gelu_tanh_forward(z[j])
-    elif act == ACT_SILU:
-        for j in range(n):
-            z[j] = silu_forward(z[j])
-    elif act == ACT_MISH:
-        for j in range(n):
-            z[j] = mish_forward(z[j])
-
-
-cdef inline void act_backward_row(floating* delta, const floating* a, intp_t n, int act) noexcept nogil:
-    """delta := delta * f'(z), with f'(z) written through the output a = f(z), or, for an activation
-    with ``act_needs_z(act)``, through the pre-activation: then ``a`` points at z."""
-    cdef intp_t j
-    if act == ACT_IDENTITY:
-        pass
-    elif act == ACT_RELU:
-        for j in range(n):
-            delta[j] = delta[j] if a[j] > 0 else 0
-    elif act == ACT_LOGISTIC:
-        for j in range(n):
-            delta[j] *= logistic_backward(a[j])
-    elif act == ACT_TANH:
-        for j in range(n):
-            delta[j] *= tanh_backward(a[j])
-    elif act == ACT_EXP:
-        for j in range(n):
-            delta[j] *= exp_backward(a[j])
-    elif act == ACT_LEAKY_RELU:
-        for j in range(n):
-            delta[j] *= leaky_relu_backward(a[j])
-    elif act == ACT_ELU:
-        for j in range(n):
-            delta[j] *= elu_backward(a[j])
-    elif act == ACT_SELU:
-        for j in range(n):
-            delta[j] *= selu_backward(a[j])
-    elif act == ACT_SOFTPLUS:
-        for j in range(n):
-            delta[j] *= softplus_backward(a[j])
-    elif act == ACT_GELU:
-        for j in range(n):
-            delta[j] *= gelu_backward(a[j])
-    elif act == ACT_GELU_TANH:
-        for j in range(n):
-            delta[j] *= gelu_tanh_backward(a[j])
-    elif act == ACT_SILU:
-        for j in range(n):
-            delta[j] *= silu_backward(a[j])
-    elif act == ACT_MISH:
-        for j in range(n):
-            delta[j] *= mish_backward(a[j])
-
-
 cdef inline void softmax_row(floating* z, intp_t n) noexcept nogil:
     """z := exp(z - max z) / sum(exp(z - max z)); the max shift keeps exp from overflowing."""
     cdef intp_t j
@@ -351,6 +255,190 @@ cdef inline void softmax_row(floating* z, intp_t n) noexcept nogil:
         s += z[j]
     for j in range(n):
         z[j] = <floating>(z[j] / s)
+
+
+cdef inline void act_forward_tile(floating* z, intp_t ldz, const floating* bias, intp_t m, intp_t n,
+                                  int act, floating* zsave, intp_t ldzs) noexcept nogil:
+    """z := f(z + 1 bias^T) over an m x n tile (row stride ldz; bias may be NULL); zsave (or NULL,
+    row stride ldzs) := z + 1 bias^T.  One test of ``act`` per tile, not per row: the GEMM's
+    epilogue runs this on every MR x NR tile (a call per row cost ~5% of a small epoch)."""
+    cdef intp_t i, j
+    cdef floating* r
+    if act == ACT_RELU and bias != NULL and zsave == NULL:
+        # the hidden layers' common case in one pass (bias and max read each value once)
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = relu_forward(r[j] + bias[j])
+        return
+    for i in range(m):
+        r = z + i * ldz
+        if bias != NULL:
+            for j in range(n):
+                r[j] += bias[j]
+        if zsave != NULL:
+            for j in range(n):
+                zsave[i * ldzs + j] = r[j]
+    if act == ACT_IDENTITY:
+        pass
+    elif act == ACT_RELU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = relu_forward(r[j])
+    elif act == ACT_LOGISTIC:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = logistic_forward(r[j])
+    elif act == ACT_TANH:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = tanh_forward(r[j])
+    elif act == ACT_EXP:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = exp_forward(r[j])
+    elif act == ACT_SOFTMAX:
+        for i in range(m):
+            softmax_row(z + i * ldz, n)
+    elif act == ACT_LEAKY_RELU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = leaky_relu_forward(r[j])
+    elif act == ACT_ELU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = elu_forward(r[j])
+    elif act == ACT_SELU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = selu_forward(r[j])
+    elif act == ACT_SOFTPLUS:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = softplus_forward(r[j])
+    elif act == ACT_GELU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = gelu_forward(r[j])
+    elif act == ACT_GELU_TANH:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = gelu_tanh_forward(r[j])
+    elif act == ACT_SILU:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = silu_forward(r[j])
+    elif act == ACT_MISH:
+        for i in range(m):
+            r = z + i * ldz
+            for j in range(n):
+                r[j] = mish_forward(r[j])
+
+
+cdef inline void act_forward_row(floating* z, const floating* bias, intp_t n, int act,
+                                 floating* zsave) noexcept nogil:
+    """z := f(z + bias) over one row of n values (bias may be NULL); zsave (or NULL) := z + bias."""
+    act_forward_tile(z, n, bias, 1, n, act, zsave, n)
+
+
+cdef inline void act_backward_tile(floating* delta, intp_t ldd, const floating* a, intp_t lda,
+                                   intp_t m, intp_t n, int act) noexcept nogil:
+    """delta := delta * f'(z) over an m x n tile (row strides ldd, lda), with f'(z) written through
+    the output a = f(z), or, for an activation with ``act_needs_z(act)``, through the
+    pre-activation: then ``a`` points at z."""
+    cdef intp_t i, j
+    cdef floating* d
+    cdef const floating* r
+    if act == ACT_IDENTITY:
+        pass
+    elif act == ACT_RELU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] = d[j] if r[j] > 0 else 0
+    elif act == ACT_LOGISTIC:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= logistic_backward(r[j])
+    elif act == ACT_TANH:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= tanh_backward(r[j])
+    elif act == ACT_EXP:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= exp_backward(r[j])
+    elif act == ACT_LEAKY_RELU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= leaky_relu_backward(r[j])
+    elif act == ACT_ELU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= elu_backward(r[j])
+    elif act == ACT_SELU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= selu_backward(r[j])
+    elif act == ACT_SOFTPLUS:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= softplus_backward(r[j])
+    elif act == ACT_GELU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= gelu_backward(r[j])
+    elif act == ACT_GELU_TANH:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= gelu_tanh_backward(r[j])
+    elif act == ACT_SILU:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= silu_backward(r[j])
+    elif act == ACT_MISH:
+        for i in range(m):
+            d = delta + i * ldd
+            r = a + i * lda
+            for j in range(n):
+                d[j] *= mish_backward(r[j])
+
+
+cdef inline void act_backward_row(floating* delta, const floating* a, intp_t n, int act) noexcept nogil:
+    """delta := delta * f'(.) over one row of n values (see act_backward_tile)."""
+    act_backward_tile(delta, n, a, n, 1, n, act)
 
 
 cdef void forward_rows(floating* Z, intp_t n_rows, intp_t n_cols, intp_t ldz, const floating* bias,

@@ -7,7 +7,7 @@
 # cprop._backprop.  The GEMM itself only sees a TileCallback (cprop._kernels).
 from cprop._typedefs cimport floating, intp_t
 from cprop._kernels cimport Tile, stile_t, dtile_t
-from cprop._activations cimport act_forward_row, act_backward_row
+from cprop._activations cimport act_forward_tile, act_backward_tile
 from cprop._prefetch cimport RowPrefetch, prefetch_row_lines
 
 
@@ -37,24 +37,15 @@ cdef struct EpilogueTable:
 cdef inline void epilogue_tile(const Epilogue* epi, floating* c, intp_t ldc, intp_t i0, intp_t j0,
                                intp_t m, intp_t n) noexcept nogil:
     """The m x n tile at c (rows i0.., columns j0.. of the product) := its epilogue."""
-    cdef intp_t i
-    cdef const floating* bias
-    cdef const floating* aux
-    cdef floating* zs
+    cdef const floating* bias = <const floating*>epi.bias
     if epi.kind == EPI_BIAS_ACT:
-        bias = <const floating*>epi.bias
-        for i in range(m):
-            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act, NULL)
+        act_forward_tile(c, ldc, (bias + j0) if bias != NULL else NULL, m, n, epi.act, NULL, 0)
     elif epi.kind == EPI_BIAS_ACT_Z:
-        bias = <const floating*>epi.bias
-        zs = <floating*>epi.zsave
-        for i in range(m):
-            act_forward_row(c + i * ldc, (bias + j0) if bias != NULL else NULL, n, epi.act,
-                            zs + (i0 + i) * epi.ldz + j0)
+        act_forward_tile(c, ldc, (bias + j0) if bias != NULL else NULL, m, n, epi.act,
+                         <floating*>epi.zsave + i0 * epi.ldz + j0, epi.ldz)
     elif epi.kind == EPI_MUL_DERIV:
-        aux = <const floating*>epi.aux
-        for i in range(m):
-            act_backward_row(c + i * ldc, aux + (i0 + i) * epi.ldaux + j0, n, epi.act)
+        act_backward_tile(c, ldc, <const floating*>epi.aux + i0 * epi.ldaux + j0, epi.ldaux, m, n,
+                          epi.act)
 
 
 cdef inline void epilogue_callback(const void* data, floating* c, intp_t ldc,
