@@ -3,9 +3,10 @@
     python benchmarks/bench_extras.py activations   # epoch time of each activation / relu's
     python benchmarks/bench_extras.py dropout       # epoch time with dropout / without
     python benchmarks/bench_extras.py default OLD NEW
-        # a default digits fit, a breast-cancer fit and a 784-100-10 epoch, importing cprop
-        # from the directory OLD (a build before the change) and NEW in alternating
-        # subprocesses (CPROP_KERNEL, when set, is passed on: compare the same kernel path)
+        # a default digits fit, a breast-cancer fit, a 784-100-10 epoch and the engine's
+        # per-call cost, importing cprop from the directory OLD (a build before the change)
+        # and NEW in alternating subprocesses (CPROP_KERNEL, when set, is passed on: compare
+        # the same kernel path)
 
 Engine epochs: Adam, float32, 784-256-256-10, 4096 random rows, batch 200, one thread.
 """
@@ -99,7 +100,32 @@ for _ in range(3):
     t = time.perf_counter()
     net.train_epoch(p, st, Xw, Yw, order=order, batch_size=200, alpha=1e-4)
     ep.append(time.perf_counter() - t)
-print(json.dumps({"fit": fit, "bc": min(bc), "epoch": min(ep), "n_iter": clf.n_iter_,
+# one engine call: a breast-cancer-sized epoch (426 rows, 30-100-2, batches of 200) and a call on
+# one row (its fixed cost); parameters and state start afresh every 100 calls so that no value
+# drifts into denormals (a 1-row fit drives the gradient to 0)
+Xs = rng.standard_normal((426, 30)).astype(np.float32)
+Ys = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 426)]
+small = Network([30, 100, 2], "relu", "logistic", np.float32, n_threads=1)
+p0 = small.init_params(np.random.RandomState(0))
+def per_call(Xa, Ya, order, bs, calls):
+    best = []
+    for _ in range(5):
+        tot = 0
+        for _ in range(calls // 100):
+            p = p0.copy()
+            st = OptimizerState("adam", small.n_params, np.float32)
+            t = time.perf_counter()
+            for _ in range(100):
+                small.train_epoch(p, st, Xa, Ya, None, order, bs, 1e-4)
+            tot += time.perf_counter() - t
+        best.append(tot / calls)
+    return min(best)
+per_call(Xs, Ys, rng.permutation(426), 200, 200)
+call = per_call(Xs, Ys, rng.permutation(426), 200, 400)
+call1 = per_call(Xs[:1], Ys[:1], np.arange(1), 1, 2000)
+import cprop
+print(json.dumps({"cprop": cprop.__file__, "fit": fit, "bc": min(bc), "epoch": min(ep),
+                  "call": call, "call1": call1, "n_iter": clf.n_iter_,
                   "coef_sum": float(sum(c.sum() for c in clf.coefs_))}))
 """
 
@@ -111,23 +137,31 @@ def default(old, new):
             env = {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
             if "CPROP_KERNEL" in os.environ:
                 env["CPROP_KERNEL"] = os.environ["CPROP_KERNEL"]
-            out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
-                                 text=True, check=True)
-            res[path].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            # cwd=path: "python -c" puts the working directory first on sys.path, so run from
+            # elsewhere the child would import the cprop found there, not path's
+            out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=path,
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            if not os.path.realpath(r["cprop"]).startswith(os.path.realpath(path) + os.sep):
+                raise RuntimeError(f"the child for {path} imported {r['cprop']}")
+            res[path].append(r)
+    keys = ("fit", "bc", "epoch", "call", "call1")
     print("| build | digits default fit s | breast-cancer fit s (best of 5) | "
-          "784-100-10 epoch s | n_iter | sum of coefs |")
-    print("|---|---|---|---|---|---|")
+          "784-100-10 epoch s | 426-row engine epoch us | 1-row engine call us | n_iter | "
+          "sum of coefs |")
+    print("|---|---|---|---|---|---|---|---|")
     med = {}
     for path in (old, new):
         cols = []
-        for key in ("fit", "bc", "epoch"):
-            v = [r[key] for r in res[path]]
+        for key in keys:
+            v = np.array([r[key] for r in res[path]]) * (1e6 if key.startswith("call") else 1)
             med[path, key] = np.median(v)
-            cols.append(f"{np.median(v):.4f} [{min(v):.4f}-{max(v):.4f}]")
+            fmt = ".1f" if key.startswith("call") else ".4f"
+            cols.append(f"{np.median(v):{fmt}} [{v.min():{fmt}}-{v.max():{fmt}}]")
         print(f"| {path} | {' | '.join(cols)} | {res[path][0]['n_iter']} | "
               f"{res[path][0]['coef_sum']!r} |")
     print("\nnew / old medians: " + ", ".join(
-        f"{key} {med[new, key] / med[old, key]:.3f}" for key in ("fit", "bc", "epoch")))
+        f"{key} {med[new, key] / med[old, key]:.3f}" for key in keys))
 
 
 if __name__ == "__main__":

@@ -60,16 +60,22 @@ cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accu
 
 cdef inline void _colsum_block(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
                                intp_t b) noexcept nogil:
-    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of out (+)= 1^T D."""
+    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of out (+)= 1^T D.  The sums build in a local
+    block (out may alias D as far as the compiler knows, which kept every partial sum in memory:
+    a load and a store per element); each column still adds rows 0..n-1 in order."""
     cdef intp_t j0 = b * COL_BLOCK
     cdef intp_t w = COL_BLOCK if (b + 1) * COL_BLOCK <= m else m - b * COL_BLOCK
     cdef intp_t i, j
-    if not accumulate:
-        for j in range(w):
-            out[j0 + j] = 0
+    cdef floating acc[COL_BLOCK]
+    cdef const floating* row
+    for j in range(w):
+        acc[j] = out[j0 + j] if accumulate else 0
     for i in range(n):
+        row = D + i * m + j0
         for j in range(w):
-            out[j0 + j] += D[i * m + j0 + j]
+            acc[j] += row[j]
+    for j in range(w):
+        out[j0 + j] = acc[j]
 
 
 # ---- sparse first layer ----------------------------------------------------------------------------
