@@ -42,6 +42,13 @@ OTHER_LOSSES = {"identity": ("absolute_error", "huber")}
 # Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived
 # from the thread count) so results do not depend on it.
 FULL_BATCH_CHUNK = 4096
+# A full-batch loss/gradient pass (L-BFGS's objective) also holds about this many GEMM flops
+# at most: _train.loss_grad handles pending signals once DEFAULT_POLL_FLOPS have run, so with
+# passes of just that size it does so after every pass and a Ctrl-C waits for one pass (~10 ms
+# on the avx512 path, ~70 ms on the portable one; a 4096-row pass of a 784-1024-10 network was
+# 1.3e10 flops, 0.1-1 s).  Derived from the layer sizes alone (full_batch_rows), never from the
+# thread count or the machine, so results stay the same everywhere.
+FULL_BATCH_PASS_FLOPS = _train.DEFAULT_POLL_FLOPS
 # Rows per pass of a one-thread prediction: a pass's layer outputs stay in L2 (predict of the W1
 # network at 1 thread, paired runs: 66-68 GFLOP/s against 56-63 with 4096 rows).  With more
 # threads the longer passes win (2 threads: 116 against 105).  Rows are independent, so the chunk
@@ -54,6 +61,16 @@ POLL_FLOPS = _train.DEFAULT_POLL_FLOPS
 
 # Plans kept per Network (one per distinct row count of a pass); least recently used dropped.
 PLAN_CACHE_SIZE = 16
+
+
+def full_batch_rows(layer_sizes):
+    """Rows per full-batch pass: FULL_BATCH_CHUNK, fewer for a network whose pass would go
+    past FULL_BATCH_PASS_FLOPS: then the fewest rows that reach it (at least 64).  A row's
+    forward and backward GEMMs cost 2 (2 sum W + sum of the W after layer 0) flops, as
+    _train._row_flops counts them."""
+    w = [int(a) * int(b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+    row_flops = 2.0 * (2 * sum(w) + sum(w[1:]))
+    return int(min(FULL_BATCH_CHUNK, max(64, -(-FULL_BATCH_PASS_FLOPS // row_flops))))
 
 
 def check_sparse_structure(X, name="X"):
@@ -342,7 +359,8 @@ class Network:
         if grad is None:
             grad = np.empty_like(params)
         loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
-                                self._checked_plan(min(X.shape[0], FULL_BATCH_CHUNK)),
+                                self._checked_plan(min(X.shape[0],
+                                                       full_batch_rows(self.layer_sizes))),
                                 float(alpha), grad,
                                 dropout_seed=-1 if dropout_seed is None else int(dropout_seed),
                                 dropout_epoch=int(dropout_epoch))
