@@ -39,32 +39,28 @@ def _epoch_timer(activation, dropout=None, dtype=np.float32):
     return run
 
 
-def activations():
-    from cprop._engine import HIDDEN_ACTIVATIONS
-    timers = {a: _epoch_timer(a) for a in HIDDEN_ACTIVATIONS}
-    times = {a: [] for a in timers}
-    for _ in range(REPS):
-        for a, run in timers.items():
-            times[a].append(run())
-    relu = np.median(times["relu"])
-    print("| activation | epoch s (median) | / relu |\n|---|---|---|")
-    for a in timers:
-        m = np.median(times[a])
-        print(f"| {a} | {m:.3f} [{min(times[a]):.3f}-{max(times[a]):.3f}] | {m / relu:.2f} |")
-
-
-def dropout():
-    timers = {"none": _epoch_timer("relu"), "0.2": _epoch_timer("relu", [0.2, 0.2]),
-              "0.5": _epoch_timer("relu", [0.5, 0.5])}
+def _paired_table(timers, base, label, digits):
+    """Time every entry of ``timers`` REPS times, interleaved; print median [min-max] and each
+    median over ``base``'s."""
     times = {k: [] for k in timers}
     for _ in range(REPS):
         for k, run in timers.items():
             times[k].append(run())
-    base = np.median(times["none"])
-    print("| dropout | epoch s (median) | / none |\n|---|---|---|")
-    for k in timers:
-        m = np.median(times[k])
-        print(f"| {k} | {m:.3f} [{min(times[k]):.3f}-{max(times[k]):.3f}] | {m / base:.3f} |")
+    ref = np.median(times[base])
+    print(f"| {label} | epoch s (median) | / {base} |\n|---|---|---|")
+    for k, v in times.items():
+        m = np.median(v)
+        print(f"| {k} | {m:.3f} [{min(v):.3f}-{max(v):.3f}] | {m / ref:.{digits}f} |")
+
+
+def activations():
+    from cprop._engine import HIDDEN_ACTIVATIONS
+    _paired_table({a: _epoch_timer(a) for a in HIDDEN_ACTIVATIONS}, "relu", "activation", 2)
+
+
+def dropout():
+    _paired_table({"none": _epoch_timer("relu"), "0.2": _epoch_timer("relu", [0.2, 0.2]),
+                   "0.5": _epoch_timer("relu", [0.5, 0.5])}, "none", "dropout", 3)
 
 
 CHILD = r"""

@@ -65,11 +65,9 @@ PLAN_CACHE_SIZE = 16
 
 def full_batch_rows(layer_sizes):
     """Rows per full-batch pass: FULL_BATCH_CHUNK, fewer for a network whose pass would go
-    past FULL_BATCH_PASS_FLOPS: then the fewest rows that reach it (at least 64).  A row's
-    forward and backward GEMMs cost 2 (2 sum W + sum of the W after layer 0) flops, as
-    _train._row_flops counts them."""
-    w = [int(a) * int(b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
-    row_flops = 2.0 * (2 * sum(w) + sum(w[1:]))
+    past FULL_BATCH_PASS_FLOPS: then the fewest rows that reach it (at least 64), counting a
+    row's flops as the compiled passes do (``_train.row_flops``)."""
+    row_flops = _train.row_flops(layer_sizes)
     return int(min(FULL_BATCH_CHUNK, max(64, -(-FULL_BATCH_PASS_FLOPS // row_flops))))
 
 

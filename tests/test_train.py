@@ -308,3 +308,24 @@ def test_clipping_bitwise_identical_across_thread_counts(dtype):
     for loss, p, g in out[1:]:
         assert loss == out[0][0]
         assert np.array_equal(p, out[0][1]) and np.array_equal(g, out[0][2])
+
+
+def test_full_batch_passes_hold_about_the_poll_interval_of_flops():
+    """A full-batch pass (L-BFGS) is sized so that the compiled loss_grad handles signals after
+    every pass: rows * row_flops reaches DEFAULT_POLL_FLOPS (in 64..4096 rows).  row_flops is
+    checked against the products a row goes through: X W_l forward, A_l^T D weight gradients and
+    D W_l^T input gradients after layer 0, each 2 m n k flops."""
+    from cprop import _train
+    from cprop._engine import full_batch_rows, FULL_BATCH_CHUNK
+    for sizes in ([64, 100, 10], [784, 100, 10], [784, 1024, 10], [784, 512, 256, 10],
+                  [4096, 4096, 4096]):
+        w = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+        by_hand = 2 * sum(w) + 2 * sum(w) + 2 * sum(w[1:])
+        assert _train.row_flops(sizes) == by_hand
+        rows = full_batch_rows(sizes)
+        assert 64 <= rows <= FULL_BATCH_CHUNK
+        if rows < FULL_BATCH_CHUNK:
+            reach = rows * by_hand >= _train.DEFAULT_POLL_FLOPS
+            assert reach and (rows == 64 or (rows - 1) * by_hand < _train.DEFAULT_POLL_FLOPS)
+        else:
+            assert (FULL_BATCH_CHUNK - 1) * by_hand < _train.DEFAULT_POLL_FLOPS

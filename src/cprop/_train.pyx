@@ -166,15 +166,26 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
 
 
 # ---- Python-facing helpers ------------------------------------------------------------------------
-cdef double _row_flops(const NetSpec* net) noexcept nogil:
+cdef double _sizes_row_flops(const intp_t* sizes, int L) noexcept nogil:
     """GEMM flops of one row's forward and backward pass: 2 (2 sum W + sum of W after layer 0)."""
     cdef double w_all = 0, w_after = 0
     cdef int l
-    for l in range(net.L):
-        w_all += <double>net.sizes[l] * net.sizes[l + 1]
+    for l in range(L):
+        w_all += <double>sizes[l] * sizes[l + 1]
         if l > 0:
-            w_after += <double>net.sizes[l] * net.sizes[l + 1]
+            w_after += <double>sizes[l] * sizes[l + 1]
     return 2.0 * (2 * w_all + w_after)
+
+
+cdef inline double _row_flops(const NetSpec* net) noexcept nogil:
+    return _sizes_row_flops(net.sizes, net.L)
+
+
+def row_flops(layer_sizes):
+    """GEMM flops of one row's forward and backward pass through a network of these layer sizes
+    (what the passes count between polls; cprop._engine.full_batch_rows sizes passes by it)."""
+    cdef intp_t[::1] s = np.ascontiguousarray(layer_sizes, dtype=np.intp)
+    return _sizes_row_flops(&s[0], s.shape[0] - 1)
 
 
 cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
