@@ -19,8 +19,11 @@ except ImportError as _exc:  # a source tree without its compiled engine: say wh
             "(this happens when Python runs from a clone, e.g. `python -m pytest`, and finds "
             "its cprop/ folder first). Install cprop (pip install '.[test]') and run from "
             "another directory or with plain `pytest`, or build in place (python setup.py "
-            "build_ext --inplace)."
-        ) from _exc
+            "build_ext --inplace).",
+            # name=__name__: `python -m cprop` (runpy) then prints this message alone, and
+            # "from None" drops the circular-import error that only says the engine is absent
+            name=__name__,
+        ) from None
     raise
 
 __version__ = "0.1.0"

@@ -7,6 +7,9 @@ Design
    flops (see ``cprop._train``), and the estimator calls ``end_epoch`` after each epoch.
 3. The bar is redrawn at most every 0.1 s (and after each epoch).  Without tqdm it is one line
    rewritten in place with a carriage return, ended with a newline by ``close``.
+4. The bar is decoration: it never stops training.  With no stderr (``sys.stderr is None``, as
+   under pythonw or a daemon) there is no bar; if drawing it raises (a closed or broken
+   stream), the bar switches itself off and training goes on.
 """
 import sys
 import time
@@ -27,20 +30,22 @@ class ProgressBar:
         self.max_iter = int(max_iter)
         self.total = self.n_samples * self.max_iter
         self.file = sys.stderr if file is None else file
+        self._off = self.file is None      # design 4: nowhere to draw
         self.done = 0            # rows of completed epochs
         self.epoch = 0           # epochs completed in this call
         self.epoch0 = epoch0     # epochs before this call (partial_fit, warm_start)
         self.loss = None
         self._tqdm = None
-        if use_tqdm is None or use_tqdm:
+        if (use_tqdm is None or use_tqdm) and not self._off:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
                 if use_tqdm:
                     raise
             else:
-                self._tqdm = tqdm(total=self.total, unit="samples", unit_scale=True,
-                                  file=self.file, leave=True, dynamic_ncols=True)
+                self._guard(lambda: setattr(self, "_tqdm", tqdm(
+                    total=self.total, unit="samples", unit_scale=True, file=self.file,
+                    leave=True, dynamic_ncols=True)))
         self._start = time.perf_counter()
         self._last_print = 0.0
 
@@ -58,7 +63,20 @@ class ProgressBar:
         self.loss = loss
         self._show(self.done, force=True)
 
+    def _guard(self, draw):
+        """Run ``draw`` unless the bar is off; switch it off if drawing raises (design 4)."""
+        if self._off:
+            return
+        try:
+            draw()
+        except Exception:  # noqa: BLE001 (any failure of the stream: the bar is decoration)
+            self._off = True
+            self._tqdm = None
+
     def _show(self, pos, force=False):
+        self._guard(lambda: self._draw(pos, force))
+
+    def _draw(self, pos, force):
         now = time.perf_counter()
         if not force and now - self._last_print < 0.1:
             return
@@ -84,17 +102,21 @@ class ProgressBar:
     def write(self, msg):
         """Print a line to stdout without breaking the bar (the verbose epoch lines)."""
         if self._tqdm is not None:
-            self._tqdm.write(msg, file=sys.stdout)
-            return
-        if self._last_print:
-            self.file.write("\n")         # end the bar's line; it is drawn again below
-            self.file.flush()
-            self._last_print = 0.0
+            tqdm_bar = self._tqdm
+            self._guard(lambda: tqdm_bar.write(msg, file=sys.stdout))
+            if not self._off:
+                return
+        self._guard(self._end_line)   # end the bar's line; it is drawn again below
         print(msg, flush=True)
+
+    def _end_line(self):
+        if self._last_print:
+            self._last_print = 0.0
+            self.file.write("\n")
+            self.file.flush()
 
     def close(self):
         if self._tqdm is not None:
-            self._tqdm.close()
-        elif self._last_print:
-            self.file.write("\n")
-            self.file.flush()
+            self._guard(self._tqdm.close)
+        else:
+            self._guard(self._end_line)

@@ -12,12 +12,19 @@ Design
 4. The shipped callbacks are plain classes with picklable state, so estimators holding them
    survive ``clone``, ``pickle`` and ``joblib``.  A lambda works as a callback but cannot be
    pickled.
+5. Files: a callback writes only the file at the path it was given, and only if that is absent
+   or a regular file (checked when training starts, and again, without following links or
+   blocking on a FIFO, at every write).  No temporary file is made beside it.  ``HistoryLogger``
+   truncates its file at the first epoch of a fit, not at its start, so a fit rejected before
+   training keeps the old log.
 """
 import csv
+import io
 import json
 import math
 import os
 import pickle
+import stat
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -87,6 +94,10 @@ class ModelCheckpoint:
         The record field to watch. Losses are minimised, scores maximised.
     path : str or path-like, default=None
         When given, the whole estimator is pickled to this file each time the metric improves.
+        Only this file is written (no temporary file beside it), and only when it is absent or
+        a regular file: a symbolic link, a directory, a FIFO or a device at ``path`` is an
+        error raised when training starts. The estimator is pickled in memory first, so one
+        that cannot be pickled leaves the previous checkpoint intact.
     min_delta : float, default=0.0
         An epoch counts as better only if it improves the metric by more than ``min_delta``.
 
@@ -132,7 +143,14 @@ class ModelCheckpoint:
         if self.monitor not in _MONITORS:
             raise ValueError(f"ModelCheckpoint(monitor={self.monitor!r}): monitor must be one of "
                              f"{_MONITORS}.")
+        if self.path is not None:
+            _check_target(self.path, "ModelCheckpoint")     # before any training (design 5)
         self._reset()
+
+    def _save(self, estimator):
+        # Pickled in memory first: an estimator that cannot be pickled leaves the file as it was.
+        data = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_own_file(self.path, data, "ModelCheckpoint")
 
     def __call__(self, estimator, record):
         value = getattr(record, self.monitor)
@@ -152,10 +170,7 @@ class ModelCheckpoint:
             self.best_coefs_ = [np.array(W, copy=True) for W in estimator.coefs_]
             self.best_intercepts_ = [np.array(b, copy=True) for b in estimator.intercepts_]
             if self.path is not None:
-                tmp = os.fspath(self.path) + ".tmp"
-                with open(tmp, "wb") as f:
-                    pickle.dump(estimator, f)
-                os.replace(tmp, self.path)
+                self._save(estimator)
         return False
 
     def restore(self, estimator):
@@ -178,11 +193,16 @@ class HistoryLogger:
     Parameters
     ----------
     path : str or path-like
-        Output file. It is rewritten at the start of each fit.
+        Output file, rewritten by each fit when its first epoch ends (a fit that fails before
+        that, e.g. on invalid parameters or data, leaves the previous log as it was). It must
+        be absent or a regular file: a symbolic link, a directory, a FIFO or a device at
+        ``path`` is an error raised when training starts.
     format : {'auto', 'csv', 'json'}, default='auto'
-        'auto' picks JSON for a ``.json`` suffix, CSV otherwise. CSV gets one row per epoch
-        (appended and flushed each epoch); JSON a list of records, rewritten each epoch so the
-        file is always complete.
+        'auto' picks JSON for a ``.json`` suffix, CSV otherwise. CSV gets one row per epoch;
+        JSON a list of records, one per line. Each epoch appends to the file (JSON: its
+        closing bracket is moved), so the file is always complete and an epoch costs the same
+        whatever the length of the log. JSON has no Infinity or NaN: a non-finite value (a
+        diverged loss) is written as ``null``; CSV writes ``inf`` / ``nan``.
 
     Examples
     --------
@@ -198,6 +218,8 @@ class HistoryLogger:
     ['epoch', 'loss']
     """
 
+    _JSON_END = b"\n]\n"
+
     def __init__(self, path, format="auto"):
         self.path = path
         self.format = format
@@ -211,27 +233,122 @@ class HistoryLogger:
         return "json" if os.fspath(self.path).lower().endswith(".json") else "csv"
 
     def on_train_begin(self, estimator):
-        self._records = []
-        fields = list(EpochRecord.__dataclass_fields__)
-        if self._format() == "csv":
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
-        else:
-            with open(self.path, "w") as f:
-                json.dump([], f)
+        self._format()
+        _check_target(self.path, "HistoryLogger")
+        self._n_written = 0      # records this fit wrote; the file is rewritten at the first
 
     def __call__(self, estimator, record):
-        if not hasattr(self, "_records"):
-            self.on_train_begin(estimator)
+        first = getattr(self, "_n_written", 0) == 0
         row = record.as_dict()
         if self._format() == "csv":
-            with open(self.path, "a", newline="") as f:
-                csv.writer(f).writerow(["" if v is None else v for v in row.values()])
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            if first:
+                writer.writerow(list(row))
+            writer.writerow(["" if v is None else v for v in row.values()])
+            with _open_own_file(self.path, "w" if first else "a", "HistoryLogger") as f:
+                f.write(buf.getvalue().encode("utf-8"))
         else:
-            self._records.append(row)
-            with open(self.path, "w") as f:
-                json.dump(self._records, f, indent=1)
+            line = json.dumps(_json_safe(row), allow_nan=False).encode("utf-8")
+            if first:
+                with _open_own_file(self.path, "w", "HistoryLogger") as f:
+                    f.write(b"[\n" + line + self._JSON_END)
+            else:
+                with _open_own_file(self.path, "r+", "HistoryLogger") as f:
+                    # replace the closing bracket: one epoch's bytes, not the whole log
+                    end = len(self._JSON_END)
+                    f.seek(-end, os.SEEK_END)
+                    if f.read(end) != self._JSON_END:
+                        raise ValueError(
+                            f"HistoryLogger: {os.fspath(self.path)!r} no longer ends as this "
+                            "logger left it (something else wrote to it during training); "
+                            "log to a file nothing else writes.")
+                    f.seek(-end, os.SEEK_END)
+                    f.write(b",\n" + line + self._JSON_END)
+        self._n_written = getattr(self, "_n_written", 0) + 1
         return False
 
     def __repr__(self):
         return f"HistoryLogger(path={self.path!r}, format={self.format!r})"
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON has no Infinity or NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ---- the files callbacks write (design 5) -----------------------------------------------------
+def _describe(mode):
+    for test, name in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _refuse(path, mode, who):
+    kind = _describe(mode)
+    raise ValueError(
+        f"{who}(path={path!r}): {path!r} is a {kind}, not a regular file. {who} writes only "
+        f"to a regular file at the path given (it never writes through or replaces a {kind}); "
+        "give the path of a new or regular file.")
+
+
+def _check_target(path, who):
+    """Raise unless ``path`` names no entry or a regular file (not a link), in an existing
+    directory."""
+    path = os.fspath(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(path) or os.curdir
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(
+                f"{who}(path={path!r}): the directory {parent!r} does not exist; create it "
+                "first.") from None
+        return
+    if not stat.S_ISREG(st.st_mode):
+        _refuse(path, st.st_mode, who)
+
+
+def _open_own_file(path, mode, who):
+    """``path`` opened in binary ``mode`` ('w': created or truncated, 'a': appended, 'r+'),
+    after checking that it is a regular file: never a link followed, a FIFO blocked on or a
+    device written."""
+    path = os.fspath(path)
+    _check_target(path, who)
+    flags = {"w": os.O_WRONLY | os.O_CREAT, "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+             "r+": os.O_RDWR}[mode]
+    # O_NOFOLLOW and O_NONBLOCK (a FIFO opens at once or fails) for an entry swapped in between
+    # the check and the open; the fstat below then refuses it.
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{who}(path={path!r}) could not open it: {exc.strerror}",
+                      path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            _refuse(path, st.st_mode, who)
+        if mode == "w":
+            os.ftruncate(fd, 0)
+        return os.fdopen(fd, {"w": "wb", "a": "ab", "r+": "r+b"}[mode])
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write_own_file(path, data, who):
+    """Replace the contents of the regular file ``path`` (created if absent) by ``data``."""
+    with _open_own_file(path, "w", who) as f:
+        f.write(data)

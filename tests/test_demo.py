@@ -181,3 +181,22 @@ def test_demo_limits_scikit_learns_blas_to_the_budget(monkeypatch):
     budget = effective_n_threads(None)
     assert f"scikit-learn BLAS limited to {budget}" in out.getvalue()
     assert seen and all(threads and set(threads) == {budget} for threads in seen)
+
+
+def test_demo_in_an_unbuilt_clone_prints_only_the_clear_message(tmp_path):
+    """``python -m cprop demo`` run in a clone whose engine was never compiled: one line saying
+    what to do, no traceback of the circular import that the missing engine causes."""
+    clone = tmp_path / "clone"
+    (clone / "cprop").mkdir(parents=True)
+    src = os.path.dirname(os.path.abspath(cprop.__file__))
+    for name in os.listdir(src):
+        if name.endswith(".py"):                    # the sources, not the compiled modules
+            with open(os.path.join(src, name), "rb") as f:
+                (clone / "cprop" / name).write_bytes(f.read())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-m", "cprop", "demo"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0 and res.stdout == ""
+    assert "compiled engine is missing" in res.stderr
+    assert "Traceback" not in res.stderr and "circular" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
