@@ -10,9 +10,13 @@ Design
    layer's activation. The ONNX element type is the input's (double for float64 inputs, float
    otherwise); the weights are stored in that type. A float32 model fed float32 rows computes in
    float32, as cprop does.
-2. Activations are one table, ``ACTIVATIONS``: name -> function adding the nodes for it. A new
-   engine activation is one entry there; a model using a name the table lacks raises
-   ``ValueError`` naming it (never a silently wrong graph).
+2. Activations are one table, ``ACTIVATIONS``: name -> the engine's formula written in ONNX
+   operators, for every hidden and output activation the engine has. A new engine activation is
+   one entry there (a test fails until it has one); a model using a name the table lacks raises
+   ``ValueError`` naming it (never a silently wrong graph). Formulas use only operators that
+   onnxruntime runs in float and double, with the engine's constants rounded to the graph's
+   type as the engine rounds them: exact gelu uses Cody's erfc, since onnxruntime has no double
+   Erf.
 3. Classifier outputs follow skl2onnx's own MLP converter: ``label`` and ``probabilities`` (both
    columns for a binary model; 0/1 indicators for multilabel targets, thresholded at 0.5 as
    ``predict`` does), with the options it offers (``zipmap`` True/False/'columns',
@@ -70,30 +74,125 @@ from ._mlp import MLPClassifier, MLPRegressor
 __all__ = ["ACTIVATIONS"]
 
 
-def _unary(op_type):
-    """An activation that is one ONNX operator."""
-    def add(scope, container, x, y):
-        container.add_node(op_type, [x], [y], name=scope.get_unique_operator_name(op_type))
-    add.op_type = op_type
-    return add
+class _Nodes:
+    """Adds nodes and constants of one element type to the graph being built: the vocabulary
+    of the ``ACTIVATIONS`` formulas (``g.op("Mul", a, b)`` returns the output's name)."""
+
+    def __init__(self, scope, container, proto):
+        self.scope, self.container, self.proto = scope, container, proto
+        self.dtype = np.float64 if proto == onnx_proto.TensorProto.DOUBLE else np.float32
+        self._consts = {}
+
+    def op(self, op_type, *inputs, **attrs):
+        out = self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(op_type, list(inputs), [out],
+                                name=self.scope.get_unique_operator_name(op_type), **attrs)
+        return out
+
+    def const(self, value):
+        """A scalar of the graph's element type (rounded to it as the engine rounds its
+        ``<floating>`` constants)."""
+        key = float(value)
+        if key not in self._consts:
+            name = self.scope.get_unique_variable_name("c")
+            self.container.add_initializer(name, self.proto, [], [self.dtype(key)])
+            self._consts[key] = name
+        return self._consts[key]
+
+    def where(self, cond, a, b):
+        return self.op("Where", cond, a, b)
+
+    def poly(self, coefs, x):
+        """coefs[0] + coefs[1] x + ... by Horner's rule."""
+        acc = self.const(coefs[-1])
+        for c in reversed(coefs[:-1]):
+            acc = self.op("Add", self.op("Mul", acc, x), self.const(c))
+        return acc
 
 
-def _softmax(scope, container, x, y):
-    # axis=1 (the class axis) is what every opset means for a 2-D (n_samples, n_classes) tensor.
-    container.add_node("Softmax", [x], [y], name=scope.get_unique_operator_name("Softmax"),
-                       axis=1)
+# The engine's constants (src/cprop/_activations.pxd, design note 3).
+LEAKY_SLOPE = 0.01
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+SQRT1_2 = 0.70710678118654752440084436210485
+SQRT_2_PI = 0.79788456080286535587989211986876
+GELU_C = 0.044715
+
+# erfc by W. J. Cody's rational approximations (coefficients in ascending powers) (Math. Comp. 23, 1969; netlib specfun CALERF),
+# relative error below 1e-16 in double: onnxruntime has no double kernel for Erf, and
+# 1 + erf(x) would cancel in the left tail, where the engine uses erfc.
+_ERF_A = (3.20937758913846947e03, 3.77485237685302021e02, 1.13864154151050156e02,
+          3.16112374387056560e00, 1.85777706184603153e-1)          # erf, |x| <= 0.46875
+_ERF_B = (2.84423683343917062e03, 1.28261652607737228e03, 2.44024637934444173e02,
+          2.36012909523441209e01, 1.0)
+_ERF_C = (1.23033935479799725e03, 2.05107837782607147e03, 1.71204761263407058e03,
+          8.81952221241769090e02, 2.98635138197400131e02, 6.61191906371416295e01,
+          8.88314979438837594e00, 5.64188496988670089e-1, 2.15311535474403846e-8)  # to 4
+_ERF_D = (1.23033935480374942e03, 3.43936767414372164e03, 4.36261909014324716e03,
+          3.29079923573345963e03, 1.62138957456669019e03, 5.37181101862009858e02,
+          1.17693950891312499e02, 1.57449261107098347e01, 1.0)
+_ERF_P = (6.58749161529837803e-4, 1.60837851487422766e-2, 1.25781726111229246e-1,
+          3.60344899949804439e-1, 3.05326634961232344e-1, 1.63153871373020978e-2)  # beyond 4
+_ERF_Q = (2.33520497626869185e-3, 6.05183413124413191e-2, 5.27905102951428412e-1,
+          1.87295284992346047e00, 2.56852019228982242e00, 1.0)                     # in 1/x^2
+_RSQRT_PI = 0.56418958354775628694807945156077
 
 
-# Name -> function(scope, container, input_name, output_name) adding the activation's nodes.
-# Hidden activations (identity, logistic, tanh, relu) and output ones (identity, logistic,
-# softmax, exp) of the engine.  A new activation is one entry here.
+def _erfc(g, x):
+    """erfc(x), each of Cody's three intervals evaluated and the right one selected."""
+    y = g.op("Abs", x)
+    ysq = g.op("Mul", y, y)
+    erf_small = g.op("Div", g.op("Mul", y, g.poly(_ERF_A, ysq)), g.poly(_ERF_B, ysq))
+    small = g.op("Sub", g.const(1), erf_small)                        # erfc(|x|), |x| <= 0.47
+    gauss = g.op("Exp", g.op("Neg", ysq))
+    mid = g.op("Div", g.op("Mul", gauss, g.poly(_ERF_C, y)), g.poly(_ERF_D, y))
+    r = g.op("Reciprocal", ysq)
+    tail = g.op("Div", g.op("Mul", r, g.poly(_ERF_P, r)), g.poly(_ERF_Q, r))
+    large = g.op("Div", g.op("Mul", gauss, g.op("Sub", g.const(_RSQRT_PI), tail)), y)
+    pos = g.where(g.op("LessOrEqual", y, g.const(0.46875)), small,
+                  g.where(g.op("LessOrEqual", y, g.const(4.0)), mid, large))
+    return g.where(g.op("Less", x, g.const(0)), g.op("Sub", g.const(2), pos), pos)
+
+
+def _softplus(g, z):
+    # max(z, 0) + log(1 + e^{-|z|}), as the engine: never overflows.
+    return g.op("Add", g.op("Relu", z),
+                g.op("Log", g.op("Add", g.const(1), g.op("Exp", g.op("Neg", g.op("Abs", z))))))
+
+
+def _expm1_neg_part(g, z):
+    """e^{min(z, 0)} - 1: the negative branch of elu/selu (0 for z >= 0)."""
+    return g.op("Sub", g.op("Exp", g.op("Min", z, g.const(0))), g.const(1))
+
+
+# Name -> formula(g, z) returning the name of f(z), for every activation of the engine: the hidden
+# ones (cprop._engine.HIDDEN_ACTIVATIONS) and the output ones (identity, logistic, softmax, exp).
+# Each is the engine's formula (src/cprop/_activations.pxd) in operators onnxruntime runs in
+# float and double.  A new activation is one entry here (tests/test_onnx.py checks that every
+# engine activation has one and that onnxruntime reproduces predict with it).
 ACTIVATIONS = {
-    "identity": _unary("Identity"),
-    "logistic": _unary("Sigmoid"),
-    "tanh": _unary("Tanh"),
-    "relu": _unary("Relu"),
-    "softmax": _softmax,
-    "exp": _unary("Exp"),
+    "identity": lambda g, z: z,
+    "logistic": lambda g, z: g.op("Sigmoid", z),
+    "tanh": lambda g, z: g.op("Tanh", z),
+    "relu": lambda g, z: g.op("Relu", z),
+    "leaky_relu": lambda g, z: g.op("Max", z, g.op("Mul", g.const(LEAKY_SLOPE), z)),
+    "elu": lambda g, z: g.op("Add", g.op("Relu", z), _expm1_neg_part(g, z)),
+    "selu": lambda g, z: g.op("Add", g.op("Mul", g.const(SELU_LAMBDA), g.op("Relu", z)),
+                              g.op("Mul", g.const(SELU_LAMBDA * SELU_ALPHA),
+                                   _expm1_neg_part(g, z))),
+    "softplus": _softplus,
+    # z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2
+    "gelu": lambda g, z: g.op("Mul", z, g.op("Mul", g.const(0.5), _erfc(
+        g, g.op("Mul", g.const(-SQRT1_2), z)))),
+    # z sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3)
+    "gelu_tanh": lambda g, z: g.op("Mul", z, g.op("Sigmoid", g.op("Mul", g.const(2), g.op(
+        "Mul", g.const(SQRT_2_PI), g.op("Add", z, g.op(
+            "Mul", g.const(GELU_C), g.op("Mul", g.op("Mul", z, z), z))))))),
+    "silu": lambda g, z: g.op("Mul", z, g.op("Sigmoid", z)),
+    "mish": lambda g, z: g.op("Mul", z, g.op("Tanh", _softplus(g, z))),
+    # output layers; softmax over axis 1, the class axis of a (n_samples, n_classes) tensor
+    "softmax": lambda g, z: g.op("Softmax", z, axis=1),
+    "exp": lambda g, z: g.op("Exp", z),
 }
 
 
@@ -131,6 +230,7 @@ def _forward(scope, operator, container, proto):
     acts = [_activation(a, "hidden") for a in _hidden_activations(model)]
     acts.append(_activation(model.out_activation_, "output"))
 
+    g = _Nodes(scope, container, proto)
     x = scope.get_unique_variable_name("cast_input")
     apply_cast(scope, operator.inputs[0].full_name, x, container, to=proto)
     for i, (W, b, act) in enumerate(zip(model.coefs_, model.intercepts_, acts)):
@@ -142,12 +242,10 @@ def _forward(scope, operator, container, proto):
         container.add_initializer(b_name, proto, [1, b.shape[0]], b)
         z_mul = scope.get_unique_variable_name(f"mul_result{i}")
         z = scope.get_unique_variable_name(f"add_result{i}")
-        a = scope.get_unique_variable_name(f"activations{i}")
         container.add_node("MatMul", [x, w_name], z_mul,
                            name=scope.get_unique_operator_name("MatMul"))
         apply_add(scope, [z_mul, b_name], z, container, broadcast=1)
-        act(scope, container, z, a)
-        x = a
+        x = act(g, z)
     return x
 
 

@@ -22,9 +22,10 @@ from skl2onnx import to_onnx  # noqa: E402
 
 import cprop.onnx  # noqa: E402
 from cprop import MLPClassifier, MLPRegressor  # noqa: E402
+from cprop._engine import HIDDEN_ACTIVATIONS, OUTPUT_LOSS  # noqa: E402
 
 TOL = {np.float64: 1e-12, np.float32: 1e-6}
-HIDDEN = ("identity", "logistic", "tanh", "relu")
+HIDDEN = HIDDEN_ACTIVATIONS
 
 
 def _fit(est, X, y):
@@ -96,6 +97,35 @@ def test_regressor(dtype, loss, n_targets):
     scale = max(1.0, np.abs(reg.predict(X)).max())
     np.testing.assert_allclose(pred, reg.predict(X).reshape(len(X), -1), rtol=0,
                                atol=TOL[dtype] * scale)
+
+
+def test_the_table_has_every_activation_of_the_engine():
+    """A new engine activation (hidden or output) fails here until it has its ONNX entry."""
+    assert set(cprop.onnx.ACTIVATIONS) == set(HIDDEN_ACTIVATIONS) | set(OUTPUT_LOSS)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_every_hidden_activation_over_a_wide_range_of_inputs(dtype, activation):
+    """Pre-activations spread over about [-45, 45]: every branch of every formula (tails of
+    erfc, softplus and the sigmoids; mish beyond 20; the negative pieces of elu/selu/leaky_relu)
+    against the engine's predict."""
+    rng = np.random.RandomState(1)
+    X = rng.uniform(-1, 1, size=(400, 4)).astype(dtype)
+    y = rng.standard_normal(400)
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(16,), activation=activation, max_iter=2,
+                            random_state=0), X, y)
+    reg.coefs_ = [(12 * rng.standard_normal((4, 16))).astype(dtype),
+                  rng.standard_normal((16, 1)).astype(dtype)]
+    reg.intercepts_ = [(3 * rng.standard_normal(16)).astype(dtype),
+                       np.zeros(1, dtype=dtype)]
+    z = X.astype(np.float64) @ reg.coefs_[0] + reg.intercepts_[0]
+    assert z.min() < -25 and z.max() > 25            # the tails are reached
+    expected = reg.predict(X).reshape(-1, 1)
+    (pred,), _ = _run(to_onnx(reg, X[:1]), X)
+    assert pred.dtype == dtype
+    scale = max(1.0, np.abs(expected).max())
+    np.testing.assert_allclose(pred, expected, rtol=0, atol=TOL[dtype] * scale)
 
 
 def test_float64_model_float32_input_computes_in_float32():
