@@ -14,7 +14,19 @@ Design
    only cprop's public estimator classes; loading turns the dict back into the engine's
    ``OptimizerState`` (``optimizer_from_builtins``). Every attribute of the state travels, so a
    new optimizer field needs no change here.
-3. The estimators' HTML repr links to their documentation (scikit-learn's ``_doc_link_*``
+3. Loading checks meaning, not only shape (``check_loaded_state``, from ``__setstate__``): a
+   fitted model's hyperparameters must satisfy ``_parameter_constraints``, its activations be
+   known, ``out_activation_`` be the one its type and loss give, its weights real floating
+   point (float32 or float64), finite and shaped as ``n_features_in_``, ``n_outputs_``,
+   ``classes_`` and ``n_layers_`` say, and its optimizer state likewise.  Anything else is a
+   ``ValueError`` naming the attribute, raised by ``pickle.load`` / ``skops.io.load``: a
+   tampered or corrupted file never loads into a model that predicts garbage.  Unfitted models
+   are not checked (``fit`` validates them, as scikit-learn's do).
+4. The shipped callbacks (``ModelCheckpoint``, ``HistoryLogger``) are stored as builtins too
+   (their parameters and state), so a model that has them still lists only its estimator class
+   in ``skops.io.get_untrusted_types``.  A user's own callback class is stored as itself: it is
+   code that loading would create, so skops rightly lists it.
+5. The estimators' HTML repr links to their documentation (scikit-learn's ``_doc_link_*``
    hooks): the README section that documents them, on the project's repository.
 
 Examples
@@ -34,6 +46,7 @@ Examples
 """
 import copy
 import inspect
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -76,6 +89,150 @@ def optimizer_from_builtins(data):
     state = OptimizerState.__new__(OptimizerState)
     state.__dict__.update({k: v for k, v in data.items() if k != _OPTIMIZER_KEY})
     return state
+
+
+# -- loading: check meaning as well as shape -----------------------------------------------------
+_REAL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _bad(est, attr, problem):
+    raise ValueError(
+        f"Cannot load this {type(est).__name__}: {attr} {problem}. A model cprop saved never "
+        "has this; the file was altered or is not a cprop model.")
+
+
+def _check_count(est, attr, value, low=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < low:
+        _bad(est, attr, f"is {value!r}, not an integer >= {low}")
+
+
+def _check_weights(est, attr, arrays, shapes, dtype):
+    if not isinstance(arrays, (list, tuple)) or len(arrays) != len(shapes):
+        _bad(est, attr, f"must be a list of n_layers_ - 1 = {len(shapes)} arrays")
+    for i, (a, shape) in enumerate(zip(arrays, shapes)):
+        where = f"{attr}[{i}]"
+        if not isinstance(a, np.ndarray):
+            _bad(est, where, f"is a {type(a).__name__}, not a numpy array")
+        if a.dtype != dtype:
+            _bad(est, where, f"has dtype {a.dtype}; the weights must all be {dtype} "
+                             "(float32 or float64, as fit makes them)")
+        if a.shape != shape:
+            _bad(est, where, f"has shape {a.shape}; n_features_in_, n_outputs_ and the layer "
+                             f"sizes give {shape}")
+        if not np.isfinite(a).all():
+            _bad(est, where, "holds NaN or infinite values")
+
+
+def _expected_out_activation(est):
+    from sklearn.base import is_classifier
+
+    if not is_classifier(est):
+        return "exp" if getattr(est, "loss", None) == "poisson" else "identity"
+    y_type = getattr(getattr(est, "_label_binarizer", None), "y_type_", None)
+    return "softmax" if y_type == "multiclass" else "logistic"
+
+
+def _check_optimizer(est, n_params, dtype):
+    state = est.__dict__.get("_optimizer")
+    if state is None:
+        return
+    from ._engine import OptimizerState
+
+    if not isinstance(state, OptimizerState):
+        _bad(est, "_optimizer", f"is a {type(state).__name__}, not the engine's optimizer state")
+    for key, value in vars(state).items():
+        attr = f"_optimizer.{key}"
+        if isinstance(value, np.ndarray):
+            if value.dtype not in _REAL_FLOATS:
+                _bad(est, attr, f"has dtype {value.dtype}, not float32 or float64")
+            if key in ("s1", "s2") and value.shape != (n_params,):
+                _bad(est, attr, f"has shape {value.shape}; the model has {n_params} parameters")
+            if not np.isfinite(value).all():
+                _bad(est, attr, "holds NaN or infinite values")
+        elif isinstance(value, Real) and not isinstance(value, (bool, np.bool_)):
+            if not np.isfinite(value):
+                _bad(est, attr, f"is {value!r}, not finite")
+    for key, low, high in (("learning_rate", 0.0, None), ("beta_1", 0.0, 1.0),
+                           ("beta_2", 0.0, 1.0), ("momentum", 0.0, 1.0), ("epsilon", 0.0, None),
+                           ("t", 0, None)):
+        value = getattr(state, key, None)
+        if value is None:
+            continue
+        ok = (isinstance(value, Real) and value >= low and (high is None or value <= high)
+              and (key not in ("learning_rate", "epsilon") or value > 0))
+        if not ok:
+            _bad(est, f"_optimizer.{key}", f"is {value!r}, out of its range")
+
+
+def check_loaded_state(est):
+    """Raise ValueError, naming the attribute, unless a loaded fitted model makes sense
+    (design 3); an unfitted one is left to ``fit``."""
+    if "coefs_" not in est.__dict__:
+        return
+    from sklearn.base import is_classifier
+    from sklearn.utils._param_validation import (
+        InvalidParameterError, validate_parameter_constraints)
+
+    from ._engine import HIDDEN_ACTIVATIONS
+
+    name = type(est).__name__
+    params = {k: est.__dict__[k] for k in est._get_param_names() if k in est.__dict__}
+    try:
+        validate_parameter_constraints(est._parameter_constraints, params, caller_name=name)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(
+            f"Cannot load this {name}: {exc} A model cprop saved never has this; the file was "
+            "altered or is not a cprop model.") from None
+
+    d = est.__dict__
+    for attr in ("n_features_in_", "n_outputs_"):
+        _check_count(est, attr, d.get(attr))
+    _check_count(est, "n_layers_", d.get("n_layers_"), low=2)
+    n_hidden = d["n_layers_"] - 2
+    act = d.get("activation")
+    acts = [act] * n_hidden if isinstance(act, str) else list(act)
+    unknown = [a for a in acts if not isinstance(a, str) or a not in HIDDEN_ACTIVATIONS]
+    if unknown or len(acts) != n_hidden:
+        _bad(est, "activation", f"is {act!r}; a model with {n_hidden} hidden layers needs "
+                                f"that many names from {sorted(HIDDEN_ACTIVATIONS)}")
+    expected = _expected_out_activation(est)
+    if d.get("out_activation_") != expected:
+        kind = "classifier" if is_classifier(est) else f"regressor with loss={d.get('loss')!r}"
+        _bad(est, "out_activation_", f"is {d.get('out_activation_')!r}; this {kind} "
+                                     f"computes its outputs with {expected!r}")
+    if is_classifier(est):
+        classes = d.get("classes_")
+        binarizer = d.get("_label_binarizer")
+        y_type = getattr(binarizer, "y_type_", None)
+        n_classes = len(classes) if hasattr(classes, "__len__") else -1
+        if y_type not in ("binary", "multiclass", "multilabel-indicator"):
+            _bad(est, "_label_binarizer", "is not fitted to classification targets")
+        want = 1 if y_type == "binary" else n_classes
+        if (y_type == "binary" and n_classes != 2) or n_classes < 2 or d["n_outputs_"] != want:
+            _bad(est, "classes_", f"has {n_classes} classes for {d['n_outputs_']} outputs "
+                                  f"({y_type} targets)")
+        if not np.array_equal(np.asarray(binarizer.classes_), np.asarray(classes)):
+            _bad(est, "classes_", "differs from the label binarizer's classes")
+
+    coefs, n_weights = d.get("coefs_"), d["n_layers_"] - 1
+    if not isinstance(coefs, (list, tuple)) or len(coefs) != n_weights:
+        _bad(est, "coefs_", f"must be a list of n_layers_ - 1 = {n_weights} arrays")
+    dtype = getattr(coefs[0], "dtype", None)
+    if dtype not in _REAL_FLOATS:
+        _bad(est, "coefs_[0]", f"has dtype {dtype}; the weights must be float32 or float64")
+    # layer sizes: the inputs and outputs the model declares, the hidden ones its weights have
+    units = ([d["n_features_in_"]] + [c.shape[1] if getattr(c, "ndim", 0) == 2 else -1
+                                      for c in coefs[:-1]] + [d["n_outputs_"]])
+    _check_weights(est, "coefs_", coefs,
+                   [(units[i], units[i + 1]) for i in range(n_weights)], dtype)
+    _check_weights(est, "intercepts_", d.get("intercepts_"),
+                   [(units[i + 1],) for i in range(n_weights)], dtype)
+    n_params = sum(units[i] * units[i + 1] + units[i + 1] for i in range(n_weights))
+    best = d.get("_best_params")
+    if best is not None and (not isinstance(best, np.ndarray) or best.dtype not in _REAL_FLOATS
+                             or best.shape != (n_params,)):
+        _bad(est, "_best_params", f"is not a float vector of the model's {n_params} parameters")
+    _check_optimizer(est, n_params, dtype)
 
 
 # -- scikit-learn's own estimators ----------------------------------------------------------------

@@ -235,20 +235,28 @@ class BaseMLP(BaseEstimator, ABC):
         # The optimizer state as arrays and builtins: skops.io trusts those (see _interop).
         if isinstance(state.get("_optimizer"), OptimizerState):
             state["_optimizer"] = _interop.optimizer_to_builtins(state["_optimizer"])
-        # history_ as plain dicts too, so skops.io reports only the estimator class itself
+        # history_ and the shipped callbacks as plain dicts too, so skops.io reports only the
+        # estimator class itself
+        from . import callbacks as _callbacks
         if state.get("history_") is not None:
             state["history_"] = [r.as_dict() for r in state["history_"]]
+        if state.get("callbacks") is not None:
+            state["callbacks"] = _callbacks.callbacks_to_builtins(state["callbacks"])
         return state
 
     def __setstate__(self, state):
         state = dict(state)
+        from . import callbacks as _callbacks
         if "_optimizer" in state:
             state["_optimizer"] = _interop.optimizer_from_builtins(state["_optimizer"])
         if state.get("history_") is not None:
-            from .callbacks import EpochRecord
-            state["history_"] = [r if isinstance(r, EpochRecord) else EpochRecord(**r)
-                                 for r in state["history_"]]
+            state["history_"] = [r if isinstance(r, _callbacks.EpochRecord)
+                                 else _callbacks.EpochRecord(**r) for r in state["history_"]]
+        if state.get("callbacks") is not None:
+            state["callbacks"] = _callbacks.callbacks_from_builtins(state["callbacks"])
         super().__setstate__(state)
+        # a fitted model's meaning, not only its shape (see _interop, design 3)
+        _interop.check_loaded_state(self)
 
     def to_sklearn(self):
         """scikit-learn's own estimator with this model's weights and training state.

@@ -17,6 +17,9 @@ Design
    blocking on a FIFO, at every write).  No temporary file is made beside it.  ``HistoryLogger``
    truncates its file at the first epoch of a fit, not at its start, so a fit rejected before
    training keeps the old log.
+6. Estimators store the shipped callbacks as dicts of builtins and arrays
+   (``callbacks_to_builtins``), so that ``skops.io.get_untrusted_types`` lists only the
+   estimator class for a model that has them; a path-like ``path`` comes back as a str.
 """
 import csv
 import io
@@ -214,8 +217,10 @@ class HistoryLogger:
     >>> path = os.path.join(tempfile.mkdtemp(), "history.csv")
     >>> clf = MLPClassifier(max_iter=5, random_state=0, callbacks=[HistoryLogger(path)])
     >>> clf = clf.fit(X, y)
-    >>> open(path).readline().split(",")[:2]
+    >>> with open(path) as f:
+    ...     f.readline().split(",")[:2]
     ['epoch', 'loss']
+    >>> import shutil; shutil.rmtree(os.path.dirname(path))
     """
 
     _JSON_END = b"\n]\n"
@@ -283,6 +288,56 @@ def _json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+# ---- persistence as builtins (design 6) -----------------------------------------------------------
+_CALLBACK_KEY = "__cprop_callback__"
+_RECORD_KEY = "__cprop_epoch_record__"
+
+
+def _shipped():
+    return {cls.__name__: cls for cls in (ModelCheckpoint, HistoryLogger)}
+
+
+def callbacks_to_builtins(callbacks):
+    """``callbacks`` with each shipped callback (exactly ``ModelCheckpoint`` or
+    ``HistoryLogger``, not a subclass) as a dict of builtins and arrays; others unchanged."""
+    if not isinstance(callbacks, list):
+        return callbacks
+    out = []
+    for cb in callbacks:
+        if type(cb) in _shipped().values():
+            data = {}
+            for key, value in vars(cb).items():
+                if isinstance(value, EpochRecord):
+                    value = {_RECORD_KEY: value.as_dict()}
+                elif key == "path" and value is not None:
+                    value = os.fspath(value)
+                data[key] = value
+            cb = {_CALLBACK_KEY: type(cb).__name__, "attributes": data}
+        out.append(cb)
+    return out
+
+
+def callbacks_from_builtins(callbacks):
+    """Inverse of ``callbacks_to_builtins``: only the shipped classes are ever made."""
+    if not isinstance(callbacks, list):
+        return callbacks
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, dict) and _CALLBACK_KEY in cb:
+            cls = _shipped().get(cb[_CALLBACK_KEY])
+            if cls is None or not isinstance(cb.get("attributes"), dict):
+                raise ValueError(f"Cannot load a callback stored as {cb[_CALLBACK_KEY]!r}: cprop "
+                                 f"stores only {sorted(_shipped())} this way.")
+            obj = cls.__new__(cls)
+            for key, value in cb["attributes"].items():
+                if isinstance(value, dict) and _RECORD_KEY in value:
+                    value = EpochRecord(**value[_RECORD_KEY])
+                setattr(obj, key, value)
+            cb = obj
+        out.append(cb)
+    return out
 
 
 # ---- the files callbacks write (design 5) -----------------------------------------------------

@@ -237,3 +237,180 @@ def test_docstring_examples():
 
     result = doctest.testmod(_interop, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- loading checks meaning as well as shape (issue 17) ------------------------------------------
+SAVED = Path(__file__).resolve().parent / "data" / "saved-3ce44f8"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SAVED.glob("*.pkl")))
+def test_models_saved_before_the_load_checks_still_load(name, tmp_path):
+    """Files written by commit 3ce44f8 (tests/data/make_saved_models.py): they load, predict
+    what they predicted when saved, and keep training."""
+    with open(SAVED / f"{name}.pkl", "rb") as f:
+        saved = pickle.load(f)
+    model, X = saved["model"], saved["X"]
+    got = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
+    tol = 1e-6 if model.coefs_[0].dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, saved["expected"], rtol=0, atol=tol)
+    skops_file = SAVED / f"{name}.skops"
+    if skops_file.exists():
+        sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
+        untrusted = sio.get_untrusted_types(file=skops_file)
+        assert untrusted == [f"cprop._mlp.{type(model).__name__}"]
+        loaded = sio.load(skops_file, trusted=untrusted)
+        _assert_same_weights(loaded, model)
+    if model.solver != "lbfgs":
+        from cprop.callbacks import HistoryLogger
+        for cb in model.callbacks or ():
+            if isinstance(cb, HistoryLogger):       # saved pointing at a temporary directory
+                cb.path = tmp_path / "history.json"
+        y = model.predict(X)
+        before = [w.copy() for w in model.coefs_]
+        _quiet(model.partial_fit, X, y)
+        assert any((a != b).any() for a, b in zip(before, model.coefs_))
+
+
+def _fitted(kind):
+    if kind == "regressor":
+        X, y = _reg_data(poisson=True)
+        return _quiet(MLPRegressor(loss="poisson", hidden_layer_sizes=(5,), max_iter=5,
+                                   random_state=0).fit, X, y)
+    X, y = _clf_data()
+    return _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit, X, y)
+
+
+def _set(attr, value):
+    def tamper(est):
+        setattr(est, attr, value)
+    return tamper
+
+
+def _weights(which, index, fn):
+    def tamper(est):
+        arrays = [a.copy() for a in getattr(est, which)]
+        arrays[index] = fn(arrays[index])
+        setattr(est, which, arrays)
+    return tamper
+
+
+def _nan(a):
+    a[0] = np.nan
+    return a
+
+
+def _optimizer_field(key, fn):
+    def tamper(est):
+        setattr(est._optimizer, key, fn(getattr(est._optimizer, key)))
+    return tamper
+
+
+TAMPERED = {
+    "negative learning rate": ("classifier", _set("learning_rate_init", -0.1),
+                               "learning_rate_init"),
+    "beta_1=5": ("classifier", _set("beta_1", 5), "beta_1"),
+    "unknown activation": ("classifier", _set("activation", "swish"), "activation"),
+    "identity output on a classifier": ("classifier", _set("out_activation_", "identity"),
+                                        "out_activation_"),
+    "identity output on a Poisson regressor": ("regressor", _set("out_activation_", "identity"),
+                                               "out_activation_"),
+    "wrong n_outputs_": ("classifier", _set("n_outputs_", 4), "n_outputs_|classes_"),
+    "wrong n_features_in_": ("classifier", _set("n_features_in_", 9), r"coefs_\[0\]"),
+    "wrong n_layers_": ("classifier", _set("n_layers_", 4), "activation|coefs_"),
+    "one class missing": ("classifier", _set("classes_", np.array([0, 1])), "classes_"),
+    "complex weights": ("classifier", _weights("coefs_", 0, lambda a: a.astype(complex)),
+                        r"coefs_\[0\]"),
+    "bool weights": ("classifier", _weights("coefs_", 1, lambda a: a > 0), r"coefs_\[1\]"),
+    "NaN weight": ("classifier", _weights("intercepts_", 1, _nan), r"intercepts_\[1\]"),
+    "float32 bias in a float64 model": ("regressor",
+                                        _weights("intercepts_", 0,
+                                                 lambda a: a.astype(np.float32)),
+                                        r"intercepts_\[0\]"),
+    "bias of the wrong size": ("regressor", _weights("intercepts_", 0, lambda a: a[:-1]),
+                               r"intercepts_\[0\]"),
+    "optimizer moments of the wrong size": ("classifier",
+                                            _optimizer_field("s1", lambda a: a[:-1]),
+                                            "_optimizer.s1"),
+    "NaN in the optimizer state": ("classifier", _optimizer_field("s2", _nan), "_optimizer.s2"),
+    "negative optimizer learning rate": ("classifier",
+                                         _optimizer_field("learning_rate", lambda v: -v),
+                                         "_optimizer.learning_rate"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+@pytest.mark.parametrize("fmt", ["pickle", "skops"])
+def test_a_tampered_model_does_not_load(case, fmt):
+    kind, tamper, attr = TAMPERED[case]
+    est = _fitted(kind)
+    tamper(est)
+    if fmt == "pickle":
+        data = pickle.dumps(est)
+        load = pickle.loads
+    else:
+        sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
+        data = sio.dumps(est)
+        untrusted = sio.get_untrusted_types(data=data)
+
+        def load(data):
+            return sio.loads(data, trusted=untrusted)
+    with pytest.raises(ValueError, match=rf"Cannot load this {type(est).__name__}.*({attr})"):
+        load(data)
+
+
+def test_an_unfitted_model_loads_unchecked():
+    """fit validates an unfitted model (scikit-learn's rule), so loading does not: a grid of
+    parameters sent to workers by pickle still reports its bad values from fit."""
+    est = MLPClassifier(learning_rate_init=-1.0)
+    loaded = pickle.loads(pickle.dumps(est))
+    assert loaded.learning_rate_init == -1.0
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        loaded.fit(*_clf_data())
+
+
+# -- skops with callbacks --------------------------------------------------------------------------
+class _MyCallback:
+    """A user's own callback class."""
+
+    def __call__(self, estimator, record):
+        return False
+
+
+def test_skops_with_the_shipped_callbacks_trusts_only_the_estimator(tmp_path):
+    sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
+    from cprop.callbacks import HistoryLogger, ModelCheckpoint
+
+    X, y = _clf_data()
+    ckpt = ModelCheckpoint(monitor="loss", path=tmp_path / "best.pkl")
+    log = HistoryLogger(tmp_path / "h.json")
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, random_state=0,
+                               callbacks=[ckpt, log]).fit, X, y)
+    data = sio.dumps(clf)
+    assert sio.get_untrusted_types(data=data) == ["cprop._mlp.MLPClassifier"]
+    loaded = sio.loads(data, trusted=["cprop._mlp.MLPClassifier"])
+    back_ckpt, back_log = loaded.callbacks
+    assert type(back_ckpt) is ModelCheckpoint and type(back_log) is HistoryLogger
+    assert back_ckpt.best_epoch_ == ckpt.best_epoch_ and back_ckpt.best_record_ == ckpt.best_record_
+    for a, b in zip(back_ckpt.best_coefs_, ckpt.best_coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert back_ckpt.path == str(ckpt.path) and back_log.path == str(log.path)
+    assert loaded.history_ == clf.history_
+    # the loaded callbacks work: a new fit writes the log and the checkpoint again
+    (tmp_path / "h.json").unlink()
+    (tmp_path / "best.pkl").unlink()
+    _quiet(loaded.fit, X, y)
+    assert (tmp_path / "h.json").exists() and (tmp_path / "best.pkl").exists()
+    # pickle keeps them as well
+    again = pickle.loads(pickle.dumps(clf))
+    assert [type(c) for c in again.callbacks] == [ModelCheckpoint, HistoryLogger]
+    assert clf.callbacks[0] is ckpt                       # saving leaves the original alone
+
+
+def test_skops_lists_a_users_own_callback_class():
+    """A user's class is code that loading would create: skops must ask about it."""
+    sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
+    X, y = _clf_data()
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                               callbacks=[_MyCallback()]).fit, X, y)
+    untrusted = sio.get_untrusted_types(data=sio.dumps(clf))
+    assert sorted(untrusted) == ["cprop._mlp.MLPClassifier", f"{__name__}._MyCallback"]
