@@ -6,9 +6,14 @@ Design
    views of cprop's flat vector), labels, loss history and the optimizer state, split from
    cprop's flat vectors into scikit-learn's per-layer order (all W, then all b), so that the
    scikit-learn model predicts the same and continues training (``partial_fit``) as cprop's would.
-   ``n_threads`` has no counterpart and is dropped (scikit-learn's MLP threads through BLAS).
-   Any other cprop-only parameter at a non-default value, or a value scikit-learn's parameter
-   validation rejects, is an error naming it: such a model cannot be expressed.
+   cprop's training-only options (``_DROPPED_PARAMS``: n_threads, class_weight, init, n_init,
+   callbacks, scoring, dropout, clipping, monitoring, warm-up, weight decay, huber_delta) are
+   dropped and training-only values scikit-learn lacks are mapped (``_SKLEARN_VALUES``: adamw ->
+   adam, cosine -> constant, absolute_error/huber -> squared_error): the network, and so every
+   prediction, is the same; scikit-learn's ``partial_fit`` then continues without them.  What
+   scikit-learn cannot run is a ValueError saying why: a hidden activation it lacks, different
+   activations per layer, a cprop-only parameter not known to be training-only (at a
+   non-default value).
 2. Persistence (pickle, joblib, ``skops.io``) stores the optimizer state as a plain dict of numpy
    arrays and builtins (``optimizer_to_builtins``), so ``skops.io.get_untrusted_types`` reports
    only cprop's public estimator classes; loading turns the dict back into the engine's
@@ -236,9 +241,23 @@ def check_loaded_state(est):
 
 
 # -- scikit-learn's own estimators ----------------------------------------------------------------
-# cprop parameters scikit-learn's MLPs do not have, but whose every value it can still express
-# (they change how the arithmetic is scheduled, not what is computed).
-_DROPPED_PARAMS = ("n_threads",)
+# cprop parameters scikit-learn's MLPs do not have, all training-time options: the fitted
+# network runs the same without them (dropout is inverted: predict never uses it).  Converting
+# drops them; scikit-learn's partial_fit then continues without them.
+_DROPPED_PARAMS = ("n_threads", "class_weight", "init", "n_init", "callbacks", "scoring",
+                   "dropout", "clip_grad_norm", "clip_grad_value", "monitor_gradients",
+                   "warmup_iter", "weight_decay", "huber_delta")
+# Values of shared parameters that scikit-learn lacks, all training-time too, and the value the
+# converted estimator gets: adamw continues as Adam (its moments carried, no weight decay), the
+# cosine schedule as 'constant' at the learning rate it had reached (sgd; Adam uses
+# learning_rate_init), absolute-error and Huber regressors as squared error (the same identity
+# output).
+_SKLEARN_VALUES = {("solver", "adamw"): "adam", ("learning_rate", "cosine"): "constant",
+                   ("loss", "absolute_error"): "squared_error", ("loss", "huber"): "squared_error"}
+# Fitted attributes of scikit-learn's MLPs (cprop's other ones, e.g. history_, stay behind).
+_SKLEARN_FITTED = ("n_features_in_", "feature_names_in_", "classes_", "n_outputs_", "n_layers_",
+                   "out_activation_", "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
+                   "validation_scores_", "best_validation_score_")
 
 
 def _sklearn_class(estimator):
@@ -248,8 +267,28 @@ def _sklearn_class(estimator):
     return MLPClassifier if is_classifier(estimator) else MLPRegressor
 
 
+def _sklearn_activation(estimator, sk_class):
+    """The one hidden activation scikit-learn will run, or ValueError saying why not."""
+    from sklearn.neural_network._base import ACTIVATIONS
+
+    act = estimator.activation
+    names = [act] if isinstance(act, str) else list(act)
+    if len(set(names)) > 1:
+        raise ValueError(
+            f"to_sklearn: this model has one activation per hidden layer ({act!r}); "
+            f"scikit-learn's {sk_class.__name__} runs a single activation in every hidden layer.")
+    name = names[0] if names else "relu"    # no hidden layer: any name (it is never applied)
+    hidden = sorted(set(ACTIVATIONS) - {"softmax"})
+    if name not in hidden:
+        raise ValueError(
+            f"to_sklearn: scikit-learn's {sk_class.__name__} has no {name!r} activation (it has "
+            f"{hidden}), so it cannot run this model. Export it with cprop.onnx instead.")
+    return name
+
+
 def _check_expressible(estimator, sk_class):
-    """Raise ValueError for a configuration scikit-learn's MLP cannot express."""
+    """scikit-learn's estimator with the hyperparameters it can take (design 1), or ValueError
+    naming what it cannot express."""
     from sklearn.utils._param_validation import InvalidParameterError
 
     params = estimator.get_params(deep=False)
@@ -268,11 +307,15 @@ def _check_expressible(estimator, sk_class):
         if not same:
             raise ValueError(
                 f"to_sklearn: scikit-learn's {sk_class.__name__} has no parameter {name!r}, and "
-                f"this model uses {name}={value!r} (the default is {default!r}), which changes "
-                "what it computes. Only models whose cprop-only parameters are at their "
-                "defaults (n_threads excepted) can be converted."
+                f"this model uses {name}={value!r} (the default is {default!r}), which cprop "
+                "does not know to be training-only. Set it to its default to convert."
             )
-    sk = sk_class(**{k: v for k, v in params.items() if k in sk_names})
+    kept = {k: v for k, v in params.items() if k in sk_names}
+    for key, value in kept.items():
+        if isinstance(value, str) and (key, value) in _SKLEARN_VALUES:
+            kept[key] = _SKLEARN_VALUES[key, value]
+    kept["activation"] = _sklearn_activation(estimator, sk_class)
+    sk = sk_class(**kept)
     try:
         sk._validate_params()
     except InvalidParameterError as exc:
@@ -294,14 +337,14 @@ def _sklearn_optimizer(estimator, sk, params):
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
     state = estimator._optimizer
-    if state.solver == "adam":
+    if state.solver in ("adam", "adamw"):
         opt = AdamOptimizer(params, estimator.learning_rate_init, estimator.beta_1,
                             estimator.beta_2, estimator.epsilon)
         opt.t = int(state.t)
         opt.ms = _split_flat(estimator, state.s1)
         opt.vs = _split_flat(estimator, state.s2)
     else:
-        opt = SGDOptimizer(params, estimator.learning_rate_init, estimator.learning_rate,
+        opt = SGDOptimizer(params, estimator.learning_rate_init, sk.learning_rate,
                            estimator.momentum, estimator.nesterovs_momentum, estimator.power_t)
         opt.learning_rate = float(state.learning_rate)
         opt.velocities = _split_flat(estimator, state.s1)
@@ -322,11 +365,11 @@ def to_sklearn(estimator):
         )
 
     state = estimator.__dict__
-    # Public fitted attributes (trailing underscore) as independent copies; the weights as
-    # scikit-learn's separate per-layer arrays rather than views of cprop's flat vector.
-    for key, value in state.items():
-        if key.endswith("_") and not key.startswith("_"):
-            setattr(sk, key, copy.deepcopy(value))
+    # scikit-learn's fitted attributes as independent copies; the weights as scikit-learn's
+    # separate per-layer arrays rather than views of cprop's flat vector.
+    for key in _SKLEARN_FITTED:
+        if key in state:
+            setattr(sk, key, copy.deepcopy(state[key]))
     sk.coefs_ = [np.array(w) for w in estimator.coefs_]
     sk.intercepts_ = [np.array(b) for b in estimator.intercepts_]
     for key in ("_label_binarizer", "_no_improvement_count"):

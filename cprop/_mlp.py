@@ -263,9 +263,18 @@ class BaseMLP(BaseEstimator, ABC):
 
         For tools that only know scikit-learn's types: returns a fitted
         ``sklearn.neural_network.MLPClassifier`` (or ``MLPRegressor``) with the same
-        hyperparameters (``n_threads`` dropped), copies of the weights, labels, loss history and
-        optimizer state, so it predicts the same (to rounding) and ``partial_fit`` continues as
-        this model would.
+        hyperparameters, copies of the weights, labels, loss history and optimizer state, so it
+        predicts the same (to rounding) and ``partial_fit`` continues as this model would.
+
+        cprop's training-only options are dropped (``n_threads``, ``class_weight``, ``init``,
+        ``n_init``, ``callbacks``, ``scoring``, ``dropout``, gradient clipping and monitoring,
+        ``warmup_iter``, ``weight_decay``, ``huber_delta``), and training-only values scikit-learn
+        lacks are replaced: ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight
+        decay), ``learning_rate='cosine'`` by ``'constant'`` (at the rate reached),
+        ``loss='absolute_error'``/``'huber'`` by ``'squared_error'``. The network, and so every
+        prediction, is unchanged; training the result further is scikit-learn's training,
+        without those options. Per-layer activations that are all the same become that one
+        activation. cprop-only fitted attributes (``history_``, ...) are not copied.
 
         Returns
         -------
@@ -275,7 +284,9 @@ class BaseMLP(BaseEstimator, ABC):
         Raises
         ------
         ValueError
-            If the model uses a cprop-only option that scikit-learn cannot express.
+            If scikit-learn cannot run the network, saying why: a hidden activation it does not
+            have (gelu, silu, ...: export with ``cprop.onnx`` instead), different activations per
+            hidden layer, or a cprop-only parameter not known to be training-only.
 
         Examples
         --------

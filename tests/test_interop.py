@@ -119,13 +119,13 @@ def test_to_sklearn_continues_training_as_cprop_does(solver, schedule):
 
 
 class _WithCpropOnlyOption(MLPClassifier):
-    """Stands for a future cprop-only option (one that changes what is computed)."""
+    """Stands for a future cprop-only option, not (yet) known to be training-only."""
 
     def __init__(self, hidden_layer_sizes=(100,), *, max_iter=200, random_state=None,
-                 dropout=0.0):
+                 future_option=0.0):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, max_iter=max_iter,
                          random_state=random_state)
-        self.dropout = dropout
+        self.future_option = future_option
 
 
 def test_to_sklearn_refuses_what_sklearn_cannot_express():
@@ -134,13 +134,68 @@ def test_to_sklearn_refuses_what_sklearn_cannot_express():
         MLPClassifier().to_sklearn()
     est = _quiet(_WithCpropOnlyOption((5,), max_iter=5, random_state=0).fit, X, y)
     est.to_sklearn()  # at its default the option changes nothing: convertible
-    est.dropout = 0.2
-    with pytest.raises(ValueError, match=r"has no parameter 'dropout'.*dropout=0.2"):
+    est.future_option = 0.2
+    with pytest.raises(ValueError, match=r"has no parameter 'future_option'.*future_option=0.2"):
         est.to_sklearn()
-    clf = _quiet(MLPClassifier((5,), max_iter=5, random_state=0).fit, X, y)
-    clf.activation = "swish"  # an activation scikit-learn does not have
-    with pytest.raises(ValueError, match=r"cannot express this model.*activation"):
+
+
+@pytest.mark.parametrize("activation, why", [
+    ("gelu", r"has no 'gelu' activation .*cprop.onnx"),
+    (["relu", "tanh"], r"one activation per hidden layer"),
+])
+def test_to_sklearn_says_why_it_cannot(activation, why):
+    X, y = _clf_data()
+    clf = _quiet(MLPClassifier((5, 4), activation=activation, max_iter=5,
+                               random_state=0).fit, X, y)
+    with pytest.raises(ValueError, match=why):
         clf.to_sklearn()
+
+
+# Options scikit-learn lacks but whose fitted network it runs (issue 17): each converts, and the
+# converted estimator predicts as cprop's does.
+CONVERTIBLE = {
+    "class_weight": (MLPClassifier, dict(class_weight="balanced")),
+    "init": (MLPClassifier, dict(init="he_normal")),
+    "n_init": (MLPClassifier, dict(n_init=2)),
+    "callbacks": (MLPClassifier, dict(callbacks=["checkpoint"])),
+    "scoring": (MLPClassifier, dict(scoring="accuracy", early_stopping=True)),
+    "dropout": (MLPClassifier, dict(dropout=0.3)),
+    "clipping": (MLPClassifier, dict(clip_grad_norm=0.5, clip_grad_value=0.1)),
+    "monitoring": (MLPClassifier, dict(monitor_gradients=True)),
+    "warmup": (MLPClassifier, dict(solver="sgd", learning_rate="cosine", warmup_iter=3)),
+    "adamw": (MLPClassifier, dict(solver="adamw", weight_decay=0.05)),
+    "sgd cosine": (MLPClassifier, dict(solver="sgd", learning_rate="cosine")),
+    "same activation per layer": (MLPClassifier, dict(activation=["tanh", "tanh"])),
+    "n_threads": (MLPClassifier, dict(n_threads=2)),
+    "huber": (MLPRegressor, dict(loss="huber", huber_delta=0.5)),
+    "absolute_error": (MLPRegressor, dict(loss="absolute_error")),
+}
+
+
+@pytest.mark.parametrize("case", list(CONVERTIBLE))
+def test_to_sklearn_drops_training_only_options(case):
+    from cprop.callbacks import ModelCheckpoint
+
+    Est, params = CONVERTIBLE[case]
+    if params.get("callbacks"):
+        params = dict(params, callbacks=[ModelCheckpoint(monitor="loss")])
+    X, y = _clf_data() if Est is MLPClassifier else _reg_data()
+    est = _quiet(Est(hidden_layer_sizes=(6, 5), max_iter=15, random_state=0, **params).fit, X, y)
+    sk = est.to_sklearn()
+    assert type(sk) is (SkMLPClassifier if Est is MLPClassifier else SkMLPRegressor)
+    assert set(sk.get_params()) <= set(est.get_params())
+    assert not hasattr(sk, "history_")                    # cprop's own attributes stay behind
+    if Est is MLPClassifier:
+        np.testing.assert_array_equal(sk.predict(X), est.predict(X))
+        np.testing.assert_allclose(sk.predict_proba(X), est.predict_proba(X), rtol=0, atol=1e-12)
+    else:
+        pred = est.predict(X)
+        np.testing.assert_allclose(sk.predict(X), pred, rtol=0,
+                                   atol=1e-12 * max(1.0, np.abs(pred).max()))
+    if not est.early_stopping:             # scikit-learn's partial_fit refuses early stopping
+        before = [w.copy() for w in sk.coefs_]
+        _quiet(sk.partial_fit, X, y)                      # scikit-learn trains it further
+        assert any((a != b).any() for a, b in zip(before, sk.coefs_))
 
 
 # -- persistence -------------------------------------------------------------------------------
