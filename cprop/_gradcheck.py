@@ -12,25 +12,35 @@ Design
 4. The error of layer l (its weights and bias together) is ||g - g_fd|| / max(||g||, ||g_fd||),
    a norm-wise relative error, 0 when both vanish; element-wise ratios would blow up on gradient
    entries that are zero up to rounding.
+5. The check costs two full-batch loss evaluations per parameter, so on real data it runs on a
+   subsample: ``n_samples`` rows drawn without replacement by ``random_state`` (kept in their
+   order, with their sample weights).  ``progress`` (a callable, or ``verbose``) reports the
+   parameters done, so a long check shows how far it is.
 """
 import copy
-from numbers import Real
+import sys
+import time
+from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, _num_samples
 
 from ._engine import as_engine_input
 
 
 @validate_params(
     {"estimator": [object], "X": ["array-like", "sparse matrix"], "y": ["array-like"],
-     "sample_weight": ["array-like", None], "eps": [Interval(Real, 0, None, closed="neither"), None]},
+     "sample_weight": ["array-like", None], "eps": [Interval(Real, 0, None, closed="neither"), None],
+     "n_samples": [Interval(Integral, 1, None, closed="left"), None],
+     "random_state": ["random_state"], "progress": [callable, None], "verbose": ["verbose"]},
     prefer_skip_nested_validation=True,
 )
-def check_gradients(estimator, X, y, sample_weight=None, eps=None):
+def check_gradients(estimator, X, y, sample_weight=None, eps=None, *, n_samples=None,
+                    random_state=None, progress=None, verbose=False):
     """Relative error, per layer, between backpropagation and central differences of the loss.
 
     The way to see that backpropagation is right for a configuration (activations, loss, L2
@@ -57,6 +67,21 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
     eps : float, default=None
         Step h of the central differences (None: 1e-6).
 
+    n_samples : int, default=None
+        Check on this many rows of ``X`` (with their targets and weights), drawn without
+        replacement by ``random_state``; None (or a number >= the rows of ``X``) uses every row.
+
+    random_state : int, RandomState instance or None, default=None
+        Draws the ``n_samples`` rows. (An unfitted estimator's starting weights come from its
+        own ``random_state``, as in ``fit``.)
+
+    progress : callable, default=None
+        Called as ``progress(n_done, n_total)`` after each parameter's pair of loss
+        evaluations (``n_total`` is the number of parameters).
+
+    verbose : bool or int, default=False
+        Print the progress to stderr about once a second (and at the end).
+
     Returns
     -------
     errors : ndarray of shape (n_layers - 1,)
@@ -74,12 +99,21 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
     >>> errors = check_gradients(clf, X, y)
     >>> errors.shape, bool(errors.max() < 1e-6)
     ((3,), True)
+
+    On more data, a subsample of rows keeps the check short:
+
+    >>> X, y = rng.randn(2000, 4), rng.randint(0, 3, 2000)
+    >>> errors = check_gradients(clf, X, y, n_samples=30, random_state=0)
+    >>> bool(errors.max() < 1e-6)
+    True
     """
     from ._mlp import BaseMLP
     if not isinstance(estimator, BaseMLP):
         raise TypeError(f"check_gradients needs a cprop MLPClassifier or MLPRegressor; got "
                         f"{type(estimator).__name__}.")
     h = 1e-6 if eps is None else float(eps)
+    X, y, sample_weight = _subsample(X, y, sample_weight, n_samples, random_state)
+    report = _reporter(progress, verbose)
     fitted = hasattr(estimator, "coefs_")
     est = copy.deepcopy(estimator) if fitted else clone(estimator)
     if not fitted:
@@ -116,6 +150,8 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
         down = net.loss_grad(p, X, Y, sample_weight, alpha, dropout_seed=seed)[0]
         p[i] = params[i]
         fd[i] = (up - down) / (2 * h)
+        if report is not None:
+            report(i + 1, params.size)
     s = net.layer_sizes
     errors = np.empty(len(s) - 1)
     for l, (w0, b0) in enumerate(zip(net._w_off, net._b_off)):
@@ -124,3 +160,37 @@ def check_gradients(estimator, X, y, sample_weight=None, eps=None):
         den = max(np.linalg.norm(grad[sl]), np.linalg.norm(fd[sl]))
         errors[l] = num / den if den > 0 else 0.0
     return errors
+
+
+def _subsample(X, y, sample_weight, n_samples, random_state):
+    """``n_samples`` rows drawn without replacement, in their order (design note 5)."""
+    n = _num_samples(X)
+    if n_samples is None or n_samples >= n:
+        return X, y, sample_weight
+    rows = np.sort(check_random_state(random_state).choice(n, n_samples, replace=False))
+    if sp.issparse(X):
+        X = X.tocsr()                   # COO and the like cannot be indexed by rows
+    pick = [None if a is None else _safe_indexing(a, rows) for a in (X, y, sample_weight)]
+    return tuple(pick)
+
+
+def _reporter(progress, verbose):
+    """One ``report(n_done, n_total)``: the caller's callable and/or a stderr line a second."""
+    if not verbose:
+        return progress
+    last = [0.0]
+
+    def report(done, total):
+        if progress is not None:
+            progress(done, total)
+        now = time.perf_counter()
+        if done == total or now - last[0] >= 1.0:
+            last[0] = now
+            stream = sys.stderr
+            if stream is not None:
+                try:
+                    stream.write(f"check_gradients: {done}/{total} parameters\n")
+                    stream.flush()
+                except Exception:  # noqa: BLE001 (a broken stderr never stops the check)
+                    pass
+    return report

@@ -123,3 +123,85 @@ def test_readme_example_runs(capsys):
     exec(compile(code, "README", "exec"), {})
     errors = np.array([float(v) for v in re.findall(r"[0-9.]+e[-+][0-9]+", capsys.readouterr().out)])
     assert errors.size == 3 and np.all(errors < 1e-6), errors
+
+
+def test_subsample_checks_the_drawn_rows_only(monkeypatch):
+    """n_samples rows, with their weights: the engine sees exactly those rows, the errors stay
+    those of backprop against finite differences, and the same random_state draws the same."""
+    rng = np.random.default_rng(5)
+    X, y = _data("multiclass", rng, n=500, d=4)
+    w = rng.random(500) + 0.5
+    clf = MLPClassifier(hidden_layer_sizes=(5,), activation="tanh", alpha=0.1, random_state=0)
+    seen = []
+    real = Network.loss_grad
+
+    def spy(self, params, X, Y, sample_weight, *args, **kwargs):
+        seen.append((X.shape[0], None if sample_weight is None else sample_weight.copy()))
+        return real(self, params, X, Y, sample_weight, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "loss_grad", spy)
+    errors = check_gradients(clf, X, y, sample_weight=w, n_samples=20, random_state=3)
+    assert np.all(errors <= 1e-6), errors
+    assert {n for n, _ in seen} == {20}
+    # the weights checked are 20 of the given ones, each with its row
+    rows = np.flatnonzero(np.isin(w, seen[0][1]))
+    assert rows.size == 20
+    monkeypatch.setattr(Network, "loss_grad", real)
+    np.testing.assert_array_equal(
+        check_gradients(clf, X[rows], y[rows], sample_weight=w[rows]), errors)
+    np.testing.assert_array_equal(
+        check_gradients(clf, X, y, sample_weight=w, n_samples=20, random_state=3), errors)
+    other = check_gradients(clf, X, y, sample_weight=w, n_samples=20, random_state=4)
+    assert not np.array_equal(other, errors)
+
+
+def test_subsample_still_detects_a_wrong_gradient(monkeypatch):
+    real = Network.loss_grad
+
+    def skewed(self, params, *args, **kwargs):
+        loss, grad = real(self, params, *args, **kwargs)
+        grad[: self.layer_sizes[0] * self.layer_sizes[1]] *= 1.01
+        return loss, grad
+
+    monkeypatch.setattr(Network, "loss_grad", skewed)
+    X, y = _data("real", np.random.default_rng(0), n=300)
+    errors = check_gradients(MLPRegressor(hidden_layer_sizes=(5,), random_state=0), X, y,
+                             n_samples=12, random_state=0)
+    assert 0.005 < errors[0] < 0.02 and errors[1] <= 1e-6
+
+
+def test_progress_reports_every_parameter(capsys):
+    X, y = _data("binary", np.random.default_rng(1), n=40)
+    est = MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+    calls = []
+    check_gradients(est, X, y, n_samples=10, random_state=0,
+                    progress=lambda done, total: calls.append((done, total)))
+    n_params = 4 * 3 + 3 + 3 * 1 + 1
+    assert calls == [(i, n_params) for i in range(1, n_params + 1)]
+    check_gradients(est, X, y, n_samples=10, random_state=0, verbose=True)
+    err = capsys.readouterr().err
+    assert f"check_gradients: {n_params}/{n_params} parameters" in err
+
+
+def test_subsample_bad_arguments():
+    X, y = _data("real", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n_samples"):
+        check_gradients(MLPRegressor(), X, y, n_samples=0)
+    with pytest.raises(ValueError, match="progress"):
+        check_gradients(MLPRegressor(), X, y, progress="yes")
+
+
+def test_subsample_of_sparse_and_list_inputs():
+    rng = np.random.default_rng(2)
+    X, y = _data("multiclass", rng, n=60)
+    X = X * (X > 0)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    dense = check_gradients(clf, X, y, n_samples=9, random_state=1)
+    assert np.all(dense <= 1e-6)
+    np.testing.assert_array_equal(                        # the same rows, the same arithmetic
+        check_gradients(clf, X.tolist(), list(y), n_samples=9, random_state=1), dense)
+    csr = check_gradients(clf, sp.csr_matrix(X), y, n_samples=9, random_state=1)
+    assert np.all(csr <= 1e-6)
+    for form in (sp.coo_matrix(X), sp.csc_matrix(X)):    # the sparse engine path: as CSR
+        np.testing.assert_array_equal(
+            check_gradients(clf, form, y, n_samples=9, random_state=1), csr)
