@@ -144,7 +144,13 @@ def _erfc(g, x):
     ysq = g.op("Mul", y, y)
     erf_small = g.op("Div", g.op("Mul", y, g.poly(_ERF_A, ysq)), g.poly(_ERF_B, ysq))
     small = g.op("Sub", g.const(1), erf_small)                        # erfc(|x|), |x| <= 0.47
-    gauss = g.op("Exp", g.op("Neg", ysq))
+    # e^{-y^2} as e^{-h^2} e^{-(y-h)(y+h)}, h = floor(16 y) / 16 (Cody): h^2 is exact, so the
+    # rounding of y^2 (up to 700 eps in the exponent near the underflow) never reaches it.
+    # y is capped at 40, where e^{-y^2} is 0 in double already, so that y = inf gives 0, not NaN.
+    yc = g.op("Min", y, g.const(40))
+    h = g.op("Div", g.op("Floor", g.op("Mul", yc, g.const(16))), g.const(16))
+    gauss = g.op("Mul", g.op("Exp", g.op("Neg", g.op("Mul", h, h))),
+                 g.op("Exp", g.op("Neg", g.op("Mul", g.op("Sub", yc, h), g.op("Add", yc, h)))))
     mid = g.op("Div", g.op("Mul", gauss, g.poly(_ERF_C, y)), g.poly(_ERF_D, y))
     r = g.op("Reciprocal", ysq)
     tail = g.op("Div", g.op("Mul", r, g.poly(_ERF_P, r)), g.poly(_ERF_Q, r))
