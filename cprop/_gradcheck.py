@@ -34,7 +34,8 @@ from ._engine import as_engine_input
 
 @validate_params(
     {"estimator": [object], "X": ["array-like", "sparse matrix"], "y": ["array-like"],
-     "sample_weight": ["array-like", None], "eps": [Interval(Real, 0, None, closed="neither"), None],
+     "sample_weight": ["array-like", None],
+     "eps": [Interval(Real, 0, None, closed="neither"), None],
      "n_samples": [Interval(Integral, 1, None, closed="left"), None],
      "random_state": ["random_state"], "progress": [callable, None], "verbose": ["verbose"]},
     prefer_skip_nested_validation=True,

@@ -290,7 +290,7 @@ def _json_safe(value):
     return value
 
 
-# ---- persistence as builtins (design 6) -----------------------------------------------------------
+# ---- persistence as builtins (design 6) ------------------------------------------------------
 _CALLBACK_KEY = "__cprop_callback__"
 _RECORD_KEY = "__cprop_epoch_record__"
 
@@ -385,7 +385,8 @@ def _open_own_file(path, mode, who):
              "r+": os.O_RDWR}[mode]
     # O_NOFOLLOW and O_NONBLOCK (a FIFO opens at once or fails) for an entry swapped in between
     # the check and the open; the fstat below then refuses it.
-    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):     # where the platform has them
+        flags |= getattr(os, name, 0)
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:

@@ -25,8 +25,9 @@ def models():
            X.astype(np.float32), np.array(["no", "yes"])[(y == 1).astype(int)])
     yield ("multilabel_lbfgs", MLPClassifier((5,), solver="lbfgs", max_iter=20, random_state=0),
            X, np.c_[y == 1, y == 2, y != 0].astype(int))
-    yield ("poisson_layers", MLPRegressor(hidden_layer_sizes=(5, 4), activation=["gelu", "tanh"], loss="poisson",
-                                          max_iter=5, random_state=0), Xr, np.abs(yr) / 50)
+    yield ("poisson_layers", MLPRegressor(hidden_layer_sizes=(5, 4), activation=["gelu", "tanh"],
+                                          loss="poisson", max_iter=5, random_state=0),
+           Xr, np.abs(yr) / 50)
     yield ("callbacks_dropout", MLPClassifier(
         (6,), max_iter=5, random_state=0, dropout=0.1, monitor_gradients=True,
         callbacks=[ModelCheckpoint(monitor="loss"),
