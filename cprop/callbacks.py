@@ -243,7 +243,9 @@ class HistoryLogger:
         self._n_written = 0      # records this fit wrote; the file is rewritten at the first
 
     def __call__(self, estimator, record):
-        first = getattr(self, "_n_written", 0) == 0
+        # a new log at a fit's first epoch, or when the file went away meanwhile (a loaded model
+        # trained further elsewhere): appending needs the file this logger left
+        first = getattr(self, "_n_written", 0) == 0 or not os.path.lexists(self.path)
         row = record.as_dict()
         if self._format() == "csv":
             buf = io.StringIO()

@@ -243,3 +243,21 @@ def test_progress_bar_with_tqdm_without_a_working_stderr_trains_anyway(monkeypat
     clf = _fit(None, max_iter=3, verbose=2)
     monkeypatch.undo()
     _coefs_equal(clf, ref)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_history_starts_a_new_log_when_the_file_went_away(tmp_path, fmt):
+    """A model trained further after its log was removed (e.g. loaded on another machine)
+    writes a complete log again, not a headless or unterminated one."""
+    path = tmp_path / f"h.{fmt}"
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0, callbacks=[HistoryLogger(path)])
+    clf.partial_fit(X, y, classes=np.unique(y))
+    clf = pickle.loads(pickle.dumps(clf))
+    path.unlink()
+    clf.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    if fmt == "json":
+        assert [r["epoch"] for r in _strict_json(path.read_text())] == [2, 3]
+    else:
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("epoch,loss") and len(lines) == 3
