@@ -291,19 +291,33 @@ def test_clipping_matches_numpy_reference(clip_norm, clip_value, kernel):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clipping_bitwise_identical_across_thread_counts(dtype):
+@pytest.mark.parametrize("solver, clip_norm, clip_value", [("sgd", 0.1, None), ("sgd", None, 0.002),
+                                                           ("adam", 0.1, 0.002)])
+def test_clipping_bitwise_identical_across_thread_counts(dtype, solver, clip_norm, clip_value,
+                                                         threaded_passes):
+    """Clipping by norm and by value, and the monitored norms, over threaded passes: the
+    thresholds are lowered so these 128-row batches run threaded (they are under
+    PASS_SERIAL_FLOPS), and the OpenMP teams that ran are checked.  SGD with norm clipping alone
+    moves the weights in proportion to the clip scale, so a global norm whose sum depended on the
+    thread count (an OpenMP reduction, say) changes the weights' last bits here."""
     rng = np.random.default_rng(32)
-    n, sizes = 400, [120, 96, 64, 10]     # > 8192 weights in a layer: several update chunks
+    n, sizes = 400, [300, 128, 64, 10]    # 38,400 weights in layer 0: five update chunks
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
     Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
     out = []
     for nt in (1, 2, 3):
         net = Network(sizes, "relu", "softmax", dtype, n_threads=nt)
         p = net.init_params(np.random.RandomState(0))
-        st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-2, clip_grad_norm=0.1,
-                            clip_grad_value=0.002, gradient_norms=[])
-        loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(), batch_size=128,
-                               alpha=1e-3)
+        st = OptimizerState(solver, net.n_params, dtype, learning_rate=1e-2, momentum=0.9,
+                            clip_grad_norm=clip_norm, clip_grad_value=clip_value,
+                            gradient_norms=[])
+        with threaded_passes() as teams:
+            loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(),
+                                   batch_size=128, alpha=1e-3)
+        # one thread: no team at all; more: every loop of the epoch ran with exactly nt threads
+        expected = 0 if nt == 1 else nt
+        assert teams == {"gemm": expected, "update": expected, "grad_norm": expected,
+                         "clip": expected, "gather": expected}
         out.append((loss, p, st.gradient_norms[0]))
     for loss, p, g in out[1:]:
         assert loss == out[0][0]
