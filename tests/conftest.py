@@ -127,15 +127,17 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @contextlib.contextmanager
-def _threaded_passes():
+def _threaded_passes(lower=True):
     """Inside the block the engine's thread thresholds are 0 (every pass, product and batch
-    gather with n_threads > 1 starts an OpenMP team, however small the data); on leaving it, the
-    yielded dict holds the largest team each kind of parallel loop started inside the block
-    (cprop._openmp.TEAM_SITES; 0: it never ran threaded)."""
+    gather with n_threads > 1 starts an OpenMP team, however small the data; ``lower=False``
+    keeps the measured defaults); on leaving it, the yielded dict holds the largest team each kind
+    of parallel loop started inside the block (cprop._openmp.TEAM_SITES; 0: it never ran
+    threaded)."""
     from cprop import _openmp
 
-    old = _openmp._set_thread_thresholds(pass_serial_flops=0, gemm_serial_flops=0,
-                                         gather_parallel_min=0)
+    zero = 0 if lower else None
+    old = _openmp._set_thread_thresholds(pass_serial_flops=zero, gemm_serial_flops=zero,
+                                         gather_parallel_min=zero)
     _openmp._reset_team_sizes()
     teams = {}
     try:

@@ -136,7 +136,7 @@ def test_derivative_epilogue(kernel, dtype, act):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
+def test_bitwise_identical_across_threads(kernel, dtype, ta, tb, threaded_passes):
     rng = np.random.default_rng(4)
     for M, N, K in [(301, 100, 784), (200, 257, 300), (37, 1030, 70)]:
         A, B = _operands(M, N, K, ta, tb, dtype, rng)
@@ -145,9 +145,12 @@ def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
         outs = []
         for n_threads in (1, 2, 3, 4):
             C = C0.copy()
-            gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
             E = np.empty((M, N), dtype)
-            epilogue_product(ta, tb, A, B, E, n_threads, bias=bias, act=ACTIVATION_CODES["tanh"])
+            with threaded_passes(lower=False) as teams:    # above GEMM_SERIAL_FLOPS: threaded
+                gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
+                epilogue_product(ta, tb, A, B, E, n_threads, bias=bias,
+                                 act=ACTIVATION_CODES["tanh"])
+            assert teams["gemm"] == (0 if n_threads == 1 else n_threads)
             outs.append((C, E))
         for C, E in outs[1:]:
             np.testing.assert_array_equal(C, outs[0][0])

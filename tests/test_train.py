@@ -324,6 +324,43 @@ def test_clipping_bitwise_identical_across_thread_counts(dtype, solver, clip_nor
         assert np.array_equal(p, out[0][1]) and np.array_equal(g, out[0][2])
 
 
+def test_thread_threshold_hook_checks_its_values_and_restores():
+    from cprop import _openmp
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+    for bad in (-1, float("nan"), "0", [0]):
+        with pytest.raises(ValueError, match="pass_serial_flops must be a number >= 0"):
+            _openmp._set_thread_thresholds(pass_serial_flops=bad)
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS   # nothing changed
+    old = _openmp._set_thread_thresholds(gemm_serial_flops=0)
+    try:
+        assert old == _openmp.DEFAULT_THREAD_THRESHOLDS
+        assert _openmp._thread_thresholds() == {**old, "gemm_serial_flops": 0.0}
+    finally:
+        _openmp._set_thread_thresholds(**old)
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thresholds_lowered_after_a_plan_was_made(dtype, threaded_passes):
+    """A plan made at the default thresholds, whose products all run on one thread there, stays
+    valid when a test lowers them: its GEMM workspace holds an A~ per thread of the plan's count.
+    (Sized for one thread, the 8 x 200 x 400 product's twelve column tasks on 3 threads pack
+    A's partial row panel past the workspace: .ci/asan.sh reported it, tried.)"""
+    rng = np.random.default_rng(33)
+    sizes = [400, 200, 2]        # 8 x 200 x 400 = 1.3e6 flops: under GEMM_SERIAL_FLOPS
+    net = Network(sizes, "tanh", "softmax", dtype, n_threads=3)
+    p = net.init_params(np.random.RandomState(0))
+    X = rng.standard_normal((8, sizes[0])).astype(dtype)
+    serial = net.predict(p, X)
+    W, b = net.coefs(p), net.intercepts(p)
+    ref = softmax(np.tanh(X.astype(np.float64) @ W[0] + b[0]) @ W[1] + b[1], axis=1)
+    np.testing.assert_allclose(serial, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    with threaded_passes() as teams:
+        threaded = net.predict(p, X)
+    assert teams["gemm"] == 3
+    assert np.array_equal(threaded, serial)
+
+
 def test_full_batch_passes_hold_about_the_poll_interval_of_flops():
     """A full-batch pass (L-BFGS) is sized so that the compiled loss_grad handles signals after
     every pass: rows * row_flops reaches DEFAULT_POLL_FLOPS (in 64..4096 rows).  row_flops is
