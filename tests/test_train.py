@@ -345,7 +345,8 @@ def test_thresholds_lowered_after_a_plan_was_made(dtype, threaded_passes):
     """A plan made at the default thresholds, whose products all run on one thread there, stays
     valid when a test lowers them: its GEMM workspace holds an A~ per thread of the plan's count.
     (Sized for one thread, the 8 x 200 x 400 product's twelve column tasks on 3 threads pack
-    A's partial row panel past the workspace: .ci/asan.sh reported it, tried.)"""
+    A's partial row panel past the workspace: a crash here, an ASan report in .ci/asan.sh;
+    both seen.)"""
     rng = np.random.default_rng(33)
     sizes = [400, 200, 2]        # 8 x 200 x 400 = 1.3e6 flops: under GEMM_SERIAL_FLOPS
     net = Network(sizes, "tanh", "softmax", dtype, n_threads=3)
