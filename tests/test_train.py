@@ -294,12 +294,13 @@ def test_clipping_matches_numpy_reference(clip_norm, clip_value, kernel):
 @pytest.mark.parametrize("solver, clip_norm, clip_value", [("sgd", 0.1, None), ("sgd", None, 0.002),
                                                            ("adam", 0.1, 0.002)])
 def test_clipping_bitwise_identical_across_thread_counts(dtype, solver, clip_norm, clip_value,
-                                                         threaded_passes):
+                                                         threaded_passes, kernel):
     """Clipping by norm and by value, and the monitored norms, over threaded passes: the
     thresholds are lowered so these 128-row batches run threaded (they are under
     PASS_SERIAL_FLOPS), and the OpenMP teams that ran are checked.  SGD with norm clipping alone
     moves the weights in proportion to the clip scale, so a global norm whose sum depended on the
-    thread count (an OpenMP reduction, say) changes the weights' last bits here."""
+    thread count (an OpenMP reduction, say) changes the weights' last bits here.  Every kernel
+    path: each brings its own build of the updates, norms and clipping."""
     rng = np.random.default_rng(32)
     n, sizes = 400, [300, 128, 64, 10]    # 38,400 weights in layer 0: five update chunks
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
