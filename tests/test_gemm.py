@@ -56,7 +56,9 @@ def _shapes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-def test_gemm_matches_numpy(kernel, dtype, ta, tb):
+def test_gemm_matches_numpy(kernel, dtype, ta, tb, threaded_passes):
+    """Two threads with GEMM_SERIAL_FLOPS lowered, so that every shape, the edge cases small
+    enough to run serially by default included, also runs threaded (the team is checked)."""
     rng = np.random.default_rng(0)
     for M, N, K in _shapes(dtype):
         A, B = _operands(M, N, K, ta, tb, dtype, rng)
@@ -64,7 +66,9 @@ def test_gemm_matches_numpy(kernel, dtype, ta, tb):
         for beta in (0.0, 1.0, -0.5):
             for n_threads in (1, 2):
                 C = np.full((M, N), np.nan, dtype) if beta == 0 else C0.copy()
-                gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                with threaded_passes() as teams:
+                    gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                assert teams["gemm"] == (0 if n_threads == 1 else 2)
                 _check(C, A, B, C0, ta, tb, 0.75, beta, dtype)
 
 
@@ -136,7 +140,7 @@ def test_derivative_epilogue(kernel, dtype, act):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
+def test_bitwise_identical_across_threads(kernel, dtype, ta, tb, threaded_passes):
     rng = np.random.default_rng(4)
     for M, N, K in [(301, 100, 784), (200, 257, 300), (37, 1030, 70)]:
         A, B = _operands(M, N, K, ta, tb, dtype, rng)
@@ -145,9 +149,12 @@ def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
         outs = []
         for n_threads in (1, 2, 3, 4):
             C = C0.copy()
-            gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
             E = np.empty((M, N), dtype)
-            epilogue_product(ta, tb, A, B, E, n_threads, bias=bias, act=ACTIVATION_CODES["tanh"])
+            with threaded_passes(lower=False) as teams:    # above GEMM_SERIAL_FLOPS: threaded
+                gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
+                epilogue_product(ta, tb, A, B, E, n_threads, bias=bias,
+                                 act=ACTIVATION_CODES["tanh"])
+            assert teams["gemm"] == (0 if n_threads == 1 else n_threads)
             outs.append((C, E))
         for C, E in outs[1:]:
             np.testing.assert_array_equal(C, outs[0][0])

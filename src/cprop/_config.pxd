@@ -22,6 +22,8 @@ cdef enum:
     BPACK_MAX = 4194304
 
     # ---- when to use threads ----------------------------------------------------------------------
+    # PASS_SERIAL_FLOPS, GEMM_SERIAL_FLOPS and GATHER_PARALLEL_MIN are the defaults of run-time
+    # copies (_openmp.pxd: thresholds), which tests lower so that small data runs threaded loops.
     # Serial loops: a loop that may run threaded is written twice, `prange` under `if <threads>:`
     # and plain `range` under `else:` (each body one call), never as `prange(...,
     # use_threads_if=...)`.  An `omp parallel if(0)` still enters libgomp and builds a one-thread

@@ -37,6 +37,8 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._config cimport (S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX, GEMM_SERIAL_FLOPS, NR_MAX,
                             BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_OUTER)
+# the run-time copy of GEMM_SERIAL_FLOPS and the team-size probe, both for tests
+from cprop._openmp cimport thresholds, note_team, TEAM_GEMM
 from cprop._kernels cimport GemmContext, Tile, TileCallback, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -93,7 +95,9 @@ cdef inline intp_t _balanced(intp_t total, intp_t block, intp_t mult) noexcept n
 
 
 cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
-    if n_threads <= 1 or 2.0 * M * N * K < GEMM_SERIAL_FLOPS:
+    """Threads for an M x N x K product: 1 under GEMM_SERIAL_FLOPS (read at run time, so tests
+    can lower it: _openmp.pxd)."""
+    if n_threads <= 1 or 2.0 * M * N * K < thresholds.gemm_serial_flops:
         return 1
     return n_threads
 
@@ -113,11 +117,13 @@ cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_th
 
     An upper bound valid for every kernel path (NR <= NR_MAX divides NR_MAX; MC, KC within
     _config's bounds, checked by cprop._isa), so a plan made under one path stays valid after
-    ``set_kernel``.
+    ``set_kernel``.  One A~ per thread of ``n_threads`` even when the product is small enough to
+    run on one (GEMM_SERIAL_FLOPS): the threshold is read at run time and a test may lower it after
+    the workspace was sized (only the threads that run write their A~).
     """
     cdef intp_t mc = S_MC_MAX if is_float else D_MC_MAX
     cdef intp_t kc = S_KC_MAX if is_float else D_KC_MAX
-    cdef int nt = _gemm_threads(M, N, K, n_threads)
+    cdef int nt = n_threads if n_threads > 1 else 1
     cdef intp_t kk = K if K > 0 else 1
     return (kk * _round_up(_b_cols(N if N > 0 else 1, kk, NR_MAX), NR_MAX)
             + nt * (mc * _min(kc, kk) + 32) + 64)
@@ -406,6 +412,7 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
         n_units = ((K + P.kc - 1) // P.kc) * n_q         # (k-block, panel) pairs of B~
         if nt > 1:
             with parallel(num_threads=nt):
+                note_team(TEAM_GEMM)
                 for u in prange(n_units, schedule='static'):
                     _pack_b(&P, B, rsb, csb, (u // n_q) * P.kc, u % n_q)
                 for t in prange(n_tasks, schedule='dynamic'):

@@ -223,11 +223,12 @@ def set_kernel(str name):
     Examples
     --------
     >>> from cprop._isa import set_kernel, kernel_info
+    >>> before = kernel_info()["name"]
     >>> set_kernel("reference")
     'reference'
     >>> kernel_info()["name"]
     'reference'
-    >>> _ = set_kernel("auto")
+    >>> _ = set_kernel(before)
     """
     global _installed_name
     avail = available_kernels()

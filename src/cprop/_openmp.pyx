@@ -260,3 +260,87 @@ def engine_threads(int n_threads):
     if n_threads > 1:
         cprop_threads_used = 1
     return n_threads
+
+
+# ---- test hook: run-time thread thresholds and the team-size probe (_openmp.pxd) -----------------
+from cprop._config cimport PASS_SERIAL_FLOPS, GEMM_SERIAL_FLOPS, GATHER_PARALLEL_MIN
+
+thresholds.pass_serial_flops = PASS_SERIAL_FLOPS
+thresholds.gemm_serial_flops = GEMM_SERIAL_FLOPS
+thresholds.gather_parallel_min = GATHER_PARALLEL_MIN
+
+# The probe's kinds of parallel loop, in the order of _openmp.pxd's TEAM_* codes.
+TEAM_SITES = ("gemm", "update", "grad_norm", "clip", "gather")
+# The thresholds' compile-time defaults (_config.pxd), by the names _set_thread_thresholds takes.
+DEFAULT_THREAD_THRESHOLDS = {"pass_serial_flops": float(PASS_SERIAL_FLOPS),
+                             "gemm_serial_flops": float(GEMM_SERIAL_FLOPS),
+                             "gather_parallel_min": int(GATHER_PARALLEL_MIN)}
+
+
+def _thread_thresholds():
+    """The thresholds below which the engine runs a pass, a product or a gather on one thread.
+
+    Examples
+    --------
+    >>> from cprop._openmp import _thread_thresholds, DEFAULT_THREAD_THRESHOLDS
+    >>> _thread_thresholds() == DEFAULT_THREAD_THRESHOLDS
+    True
+    """
+    return {"pass_serial_flops": thresholds.pass_serial_flops,
+            "gemm_serial_flops": thresholds.gemm_serial_flops,
+            "gather_parallel_min": int(thresholds.gather_parallel_min)}
+
+
+def _set_thread_thresholds(pass_serial_flops=None, gemm_serial_flops=None,
+                           gather_parallel_min=None):
+    """Test hook: set the thread thresholds (None keeps one); returns the previous ones.
+
+    0 makes every pass, product and gather with ``n_threads > 1`` start a team, so small test
+    data exercises the threaded loops.  Results never depend on these (they choose which loops
+    use threads, never the order of a sum), and every workspace is sized for the plan's thread
+    count whatever they are; they only cost time.  Not for users: the defaults were measured
+    (_config.pxd).
+
+    Examples
+    --------
+    >>> from cprop._openmp import _set_thread_thresholds, _thread_thresholds
+    >>> old = _set_thread_thresholds(pass_serial_flops=0)
+    >>> _thread_thresholds()["pass_serial_flops"]
+    0.0
+    >>> _ = _set_thread_thresholds(**old)
+    """
+    new = _thread_thresholds()
+    given = {"pass_serial_flops": pass_serial_flops, "gemm_serial_flops": gemm_serial_flops,
+             "gather_parallel_min": gather_parallel_min}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not isinstance(value, numbers.Real) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
+        new[name] = value
+    old = _thread_thresholds()
+    thresholds.pass_serial_flops = new["pass_serial_flops"]
+    thresholds.gemm_serial_flops = new["gemm_serial_flops"]
+    thresholds.gather_parallel_min = int(new["gather_parallel_min"])
+    return old
+
+
+def _team_sizes():
+    """Test probe: the largest OpenMP team each kind of parallel loop started since
+    ``_reset_team_sizes()`` (0: it never ran threaded), by the names of ``TEAM_SITES``.
+
+    Examples
+    --------
+    >>> from cprop._openmp import _reset_team_sizes, _team_sizes
+    >>> _reset_team_sizes()
+    >>> _team_sizes()
+    {'gemm': 0, 'update': 0, 'grad_norm': 0, 'clip': 0, 'gather': 0}
+    """
+    return {name: int(team_max[i]) for i, name in enumerate(TEAM_SITES)}
+
+
+def _reset_team_sizes():
+    """Forget the team sizes ``_team_sizes()`` reports."""
+    cdef int i
+    for i in range(N_TEAM_SITES):
+        team_max[i] = 0

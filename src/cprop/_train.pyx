@@ -50,7 +50,10 @@ from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
 from cprop._optim cimport (Optim, OptimTable, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW,
                           grad_sumsq_chunk, clip_chunk)
 from cprop._isa cimport current_path
-from cprop._config cimport (PASS_SERIAL_FLOPS, GATHER_AHEAD, GATHER_PARALLEL_MIN, UPDATE_CHUNK)
+from cprop._config cimport GATHER_AHEAD, UPDATE_CHUNK
+# the run-time thresholds (defaults: _config's) and the team-size probe, both for tests
+from cprop._openmp cimport (thresholds, note_team, TEAM_UPDATE, TEAM_GRAD_NORM, TEAM_CLIP,
+                            TEAM_GATHER)
 
 # GEMM flops between two polls for signals/progress inside an epoch (design note 5): 5-15 ms at
 # the AVX2 path's 70-130 GFLOP/s here, ~70 ms at the portable path's ~15, well inside the 0.2 s a
@@ -85,6 +88,7 @@ cdef double _update(const OptimTable* ot, floating* p, const floating* g, floati
     cdef double total = 0
     if n_threads > 1 and nc > 1:            # (_config.pxd, serial loops)
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_UPDATE)
             partial[c] = _update_chunk(ot, p, g, s1, s2, n, c, l2, opt, want_sumsq)
     else:
         for c in range(nc):
@@ -101,6 +105,7 @@ cdef double _grad_sumsq(const floating* p, const floating* g, intp_t n, floating
     cdef double total = 0
     if n_threads > 1 and nc > 1:
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_GRAD_NORM)
             partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
                                               _chunk_len(n, c), l2)
     else:
@@ -118,6 +123,7 @@ cdef void _clip(const floating* p, floating* g, intp_t n, floating l2, floating 
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     if n_threads > 1 and nc > 1:
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_CLIP)
             clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK, _chunk_len(n, c), l2, scale,
                        clip_value)
     else:
@@ -157,8 +163,9 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
     """dst[r] := src[idx[r]] for r < n.  Random rows of a large X come from DRAM one at a time, so
     each copy prefetches the row GATHER_AHEAD positions later (perf: gather time -35% on Zen 3)."""
     cdef intp_t r
-    if n_threads > 1 and n * ld > GATHER_PARALLEL_MIN:
+    if n_threads > 1 and n * ld > thresholds.gather_parallel_min:
         for r in prange(n, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_GATHER)
             _copy_row(src, ld, idx, n, r, dst)
     else:
         for r in range(n):
@@ -189,8 +196,9 @@ def row_flops(layer_sizes):
 
 
 cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
-    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads."""
-    if rows * _row_flops(net) < PASS_SERIAL_FLOPS:
+    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads: under
+    PASS_SERIAL_FLOPS (_config.pxd), read at run time so tests can lower it (_openmp.pxd)."""
+    if rows * _row_flops(net) < thresholds.pass_serial_flops:
         net.n_threads = 1
 
 
