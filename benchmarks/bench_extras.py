@@ -10,7 +10,8 @@
     python benchmarks/bench_extras.py oversubscribed digits|epoch [REPS]
         # a default fit of cprop and of scikit-learn (each with its default threads), alone and
         # beside two busy processes (python -c "while True: pass"), interleaved; slowdown =
-        # busy / alone median per library.  digits: MLPClassifier(random_state=0) on digits;
+        # busy / alone median per library (cprop also at n_threads=1, what a user who limits
+        # its threads gets).  digits: MLPClassifier(random_state=0) on digits;
         # epoch: one epoch of a 784-100-10 MLPClassifier (max_iter=1) on 6000 random rows.
 
 Engine epochs: Adam, float32, 784-256-256-10, 4096 random rows, batch 200, one thread.
@@ -175,13 +176,17 @@ def _fit_timers(workload):
         X, y = load_digits(return_X_y=True)
         X = X / 16
         make = {"cprop": lambda: cprop.MLPClassifier(random_state=0),
+                "cprop n_threads=1": lambda: cprop.MLPClassifier(random_state=0, n_threads=1),
                 "scikit-learn": lambda: sk.MLPClassifier(random_state=0)}
     else:
         rng = np.random.default_rng(0)
         X = rng.random((6000, 784))
         y = rng.integers(0, 10, 6000)
-        make = {lib: (lambda cls=cls: cls(hidden_layer_sizes=(100,), max_iter=1, random_state=0))
-                for lib, cls in (("cprop", cprop.MLPClassifier), ("scikit-learn", sk.MLPClassifier))}
+        make = {lib: (lambda cls=cls, kw=kw: cls(hidden_layer_sizes=(100,), max_iter=1,
+                                                 random_state=0, **kw))
+                for lib, cls, kw in (("cprop", cprop.MLPClassifier, {}),
+                                     ("cprop n_threads=1", cprop.MLPClassifier, {"n_threads": 1}),
+                                     ("scikit-learn", sk.MLPClassifier, {}))}
 
     def timer(factory):
         def run():

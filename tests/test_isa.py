@@ -311,3 +311,15 @@ def test_cpu_model_environment_variable():
         assert blocks == (m["name"] if m["name"] in (entry.get("cpus") or {}) else "generic")
     bad = _info_in_subprocess("zen9")
     assert bad.returncode != 0 and "CPROP_CPU_MODEL" in bad.stderr
+
+
+def test_model_blocks_are_made_once(fake_model_blocks):
+    """Switching models back and forth reuses one context copy per (path, blocks) instead of
+    allocating a new one per switch."""
+    from cprop._isa import _variants
+    set_cpu_model("zen4")
+    n = len(_variants)
+    for _ in range(5):
+        set_cpu_model("generic")
+        set_cpu_model("zen4")
+    assert len(_variants) == n

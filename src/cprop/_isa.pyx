@@ -257,10 +257,10 @@ cdef object _variant(str name, str tag, dict over):
                              for k, v in over.items())))
     if key in _variants:
         return _variants[key]
-    for key, val in over.items():
-        if key in _DIRECT_KEYS and isinstance(val, int) and val >= 0:
+    for part, val in over.items():
+        if part in _DIRECT_KEYS and isinstance(val, int) and val >= 0:
             continue
-        if key not in ("s", "d") or not isinstance(val, dict) or set(val) - set(_BLOCK_KEYS):
+        if part not in ("s", "d") or not isinstance(val, dict) or set(val) - set(_BLOCK_KEYS):
             raise ValueError(f"blocks for path {name!r} ({tag}): expected {{'s'|'d': {{'mc', 'kc', "
                              f"'nc'}}, 'direct_a_max_n': int, 'direct_at_max_n': int}} (cache "
                              f"blocks and when op(A) is read in place only); got {over!r}.")
