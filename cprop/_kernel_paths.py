@@ -15,8 +15,11 @@ Per-CPU-model blocks: an entry's ``"cpus"`` maps a CPU model of ``CPU_MODELS`` (
 overrides per dtype (``{"s": {"mc": .., "kc": .., "nc": ..}, "d": {...}}``), as BLIS keeps
 ``config/zen4`` beside ``config/skx`` for the same instructions.  ``cprop._isa`` identifies the CPU
 at import (CPUID vendor, family, model; ``CPROP_CPU_MODEL=auto|generic|<model>`` overrides it) and
-installs the path with that model's blocks when the entry has them; only MC, KC and NC may differ
-(the register blocks belong to the compiled micro-kernels).
+installs the path with that model's blocks when the entry has them; only MC, KC, NC and the
+``direct_a_max_n`` / ``direct_at_max_n`` thresholds may differ (the register blocks belong to the
+compiled micro-kernels), e.g. ``"cpus": {"zen4": {"d": {"kc": 128}, "direct_a_max_n": 512}}``.
+No entry carries any yet: on Zen 4 none measured better than the generic blocks
+(benchmarks/results/2026-12-07-oversubscription-zen4.md).
 
 Block sizes (origin of each in its entry) must stay within the workspace bounds in
 ``src/cprop/_config.pxd`` (NR_MAX, S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX); ``cprop._isa`` checks each path at import
