@@ -7,6 +7,12 @@
         # per-call cost, importing cprop from the directory OLD (a build before the change)
         # and NEW in alternating subprocesses (CPROP_KERNEL, when set, is passed on: compare
         # the same kernel path)
+    python benchmarks/bench_extras.py oversubscribed digits|epoch [REPS]
+        # a default fit of cprop and of scikit-learn (each with its default threads), alone and
+        # beside two busy processes (python -c "while True: pass"), interleaved; slowdown =
+        # busy / alone median per library (cprop also at n_threads=1, what a user who limits
+        # its threads gets).  digits: MLPClassifier(random_state=0) on digits;
+        # epoch: one epoch of a 784-100-10 MLPClassifier (max_iter=1) on 6000 random rows.
 
 Engine epochs: Adam, float32, 784-256-256-10, 4096 random rows, batch 200, one thread.
 """
@@ -160,6 +166,77 @@ def default(old, new):
         f"{key} {med[new, key] / med[old, key]:.3f}" for key in keys))
 
 
+def _fit_timers(workload):
+    """{library: run() -> seconds} for one default fit of each library."""
+    import warnings
+    import cprop
+    import sklearn.neural_network as sk
+    if workload == "digits":
+        from sklearn.datasets import load_digits
+        X, y = load_digits(return_X_y=True)
+        X = X / 16
+        make = {"cprop": lambda: cprop.MLPClassifier(random_state=0),
+                "cprop n_threads=1": lambda: cprop.MLPClassifier(random_state=0, n_threads=1),
+                "scikit-learn": lambda: sk.MLPClassifier(random_state=0)}
+    else:
+        rng = np.random.default_rng(0)
+        X = rng.random((6000, 784))
+        y = rng.integers(0, 10, 6000)
+        make = {lib: (lambda cls=cls, kw=kw: cls(hidden_layer_sizes=(100,), max_iter=1,
+                                                 random_state=0, **kw))
+                for lib, cls, kw in (("cprop", cprop.MLPClassifier, {}),
+                                     ("cprop n_threads=1", cprop.MLPClassifier, {"n_threads": 1}),
+                                     ("scikit-learn", sk.MLPClassifier, {}))}
+
+    def timer(factory):
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # ConvergenceWarning of max_iter=1
+                t = time.perf_counter()
+                factory().fit(X, y)
+                return time.perf_counter() - t
+        return run
+    return {lib: timer(f) for lib, f in make.items()}
+
+
+def oversubscribed(workload, reps):
+    from cprop._openmp import effective_n_threads
+    from threadpoolctl import threadpool_info
+    timers = _fit_timers(workload)
+    for run in timers.values():
+        run()                                                    # warm up (imports, caches)
+    times = {(lib, cond): [] for lib in timers for cond in ("alone", "busy")}
+    for r in range(reps):
+        for cond in (("alone", "busy") if r % 2 == 0 else ("busy", "alone")):
+            hogs = []
+            if cond == "busy":
+                hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                        for _ in range(2)]
+                time.sleep(0.5)                                  # let them reach a core
+            try:
+                for lib in (list(timers) if r % 2 == 0 else list(timers)[::-1]):
+                    times[lib, cond].append(timers[lib]())
+            finally:
+                for h in hogs:
+                    h.kill()
+                    h.wait()
+    blas = [i.get("num_threads") for i in threadpool_info() if i["user_api"] == "blas"]
+    print(f"{workload}: cprop default threads {effective_n_threads(None)}, scikit-learn BLAS "
+          f"threads {blas}; {reps} interleaved repetitions; load average now "
+          f"{' '.join('%.2f' % x for x in os.getloadavg())}\n")
+    print("| library | alone s (median [min-max]) | beside 2 busy processes s | slowdown |")
+    print("|---|---|---|---|")
+    med = {k: np.median(v) for k, v in times.items()}
+    for lib in timers:
+        cells = [f"{med[lib, c]:.3f} [{min(times[lib, c]):.3f}-{max(times[lib, c]):.3f}]"
+                 for c in ("alone", "busy")]
+        print(f"| {lib} | {cells[0]} | {cells[1]} | {med[lib, 'busy'] / med[lib, 'alone']:.2f}x |")
+    print(f"\ncprop / scikit-learn speed: alone {med['scikit-learn', 'alone'] / med['cprop', 'alone']:.2f}x, "
+          f"busy {med['scikit-learn', 'busy'] / med['cprop', 'busy']:.2f}x")
+
+
 if __name__ == "__main__":
     {"activations": activations, "dropout": dropout,
-     "default": lambda: default(sys.argv[2], sys.argv[3])}[sys.argv[1]]()
+     "default": lambda: default(sys.argv[2], sys.argv[3]),
+     "oversubscribed": lambda: oversubscribed(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3
+                                              else 5)}[sys.argv[1]]()

@@ -12,7 +12,8 @@ import pytest
 from cprop._activations import ACTIVATION_CODES
 from cprop._backprop import epilogue_product
 from cprop._gemm import _gemm_no_workspace, gemm_py, work_size
-from cprop._isa import available_kernels, kernel_info, set_kernel
+from cprop._isa import available_kernels, kernel_info, set_cpu_model, set_kernel
+from cprop._kernel_paths import PATHS
 
 DTYPES = [np.float32, np.float64]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
@@ -227,3 +228,36 @@ def test_work_size_does_not_depend_on_kernel():
         assert len({tuple(v) for v in sizes.values()}) == 1
     finally:
         set_kernel(old)
+
+
+@pytest.fixture
+def small_model_blocks(kernel, monkeypatch):
+    """The path under test with per-CPU-model cache blocks far smaller than its own (a fake
+    'zen4' entry, forced), so the shapes below cross many MC, KC and NC blocks."""
+    entry = next(p for p in PATHS if p["name"] == kernel_info()["name"])
+    before = kernel_info()["cpu_model"] or "generic"
+    s, d = entry["s"], entry["d"]
+    monkeypatch.setitem(entry, "cpus", {"zen4": {
+        "s": {"mc": 2 * s["mr"], "kc": 16, "nc": 2 * s["nr"]},
+        "d": {"mc": 3 * d["mr"], "kc": 24, "nc": 2 * d["nr"]}}})
+    set_cpu_model("zen4")
+    assert kernel_info()["blocks"] == "zen4"
+    yield
+    monkeypatch.undo()
+    set_cpu_model(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+def test_gemm_with_cpu_model_blocks(small_model_blocks, dtype, ta, tb):
+    """Per-CPU-model blocks (cprop._isa.set_cpu_model) at sizes that are not multiples of MR, NR,
+    MC, KC or NC of those blocks, direct and packed op(A), 1 and 2 threads."""
+    rng = np.random.default_rng(4)
+    for M, N, K in _shapes(dtype) + [(37, 1030, 29), (5, 300, 70)]:
+        A, B = _operands(M, N, K, ta, tb, dtype, rng)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        for beta in (0.0, 1.0, -0.5):
+            for n_threads in (1, 2):
+                C = np.full((M, N), np.nan, dtype) if beta == 0 else C0.copy()
+                gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                _check(C, A, B, C0, ta, tb, 0.75, beta, dtype)
