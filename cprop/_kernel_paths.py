@@ -18,8 +18,10 @@ at import (CPUID vendor, family, model; ``CPROP_CPU_MODEL=auto|generic|<model>``
 installs the path with that model's blocks when the entry has them; only MC, KC, NC and the
 ``direct_a_max_n`` / ``direct_at_max_n`` thresholds may differ (the register blocks belong to the
 compiled micro-kernels), e.g. ``"cpus": {"zen4": {"d": {"kc": 128}, "direct_a_max_n": 512}}``.
-No entry carries any yet: on Zen 4 none measured better than the generic blocks
-(benchmarks/results/2026-12-07-oversubscription-zen4.md).
+A model entry may also set ``direct_a_alias_bytes``: a row-major op(A) whose rows span a multiple of
+that many bytes is packed instead of read in place (L1 set aliasing).  On Zen 4 no cache blocks
+measured better than the generic ones on every shape; the avx512 entry's "zen4" model carries only
+the 4 KiB aliasing rule (benchmarks/results/2026-12-07-oversubscription-zen4.md).
 
 Block sizes (origin of each in its entry) must stay within the workspace bounds in
 ``src/cprop/_config.pxd`` (NR_MAX, S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX); ``cprop._isa`` checks each path at import
@@ -129,6 +131,11 @@ PATHS = [
         # gradient (Intel Xeon, Sapphire Rapids class, 1 thread, paired builds, both dtypes);
         # a row-major op(A) read in place stays 10-25% faster than packed (200x100x784 forward).
         "direct_a": True, "direct_a_max_n": 1024, "direct_at_max_n": 0,
+        # Zen 4 (32 KiB 8-way L1d): 12 rows read in place 4 KiB apart share one set; packing them
+        # took float64 1024^3 from 0.85 to 0.90 and float32 1024^3 from 0.87 to 0.98 of OpenBLAS
+        # (1 thread, alternating processes; results/2026-12-07-oversubscription-zen4.md).
+        # Sapphire Rapids' L1d is 12-way: not measured, so no rule there.
+        "cpus": {"zen4": {"direct_a_alias_bytes": 4096}},
         "s": {"mr": 12, "nr": 32, "mc": 480, "kc": 384, "nc": 3072,
               "vec": _vec_ops("s", "float", "__m512", 16, "_mm512_setzero_ps()",
                               "_mm512_loadu_ps(p)", "_mm512_storeu_ps((p), (v))",

@@ -323,3 +323,40 @@ def test_model_blocks_are_made_once(fake_model_blocks):
         set_cpu_model("generic")
         set_cpu_model("zen4")
     assert len(_variants) == n
+
+
+def test_alias_rule_packs_aliased_rows_bitwise(monkeypatch):
+    """A model's ``direct_a_alias_bytes`` (Zen 4: rows 4 KiB apart share an L1 set) makes the
+    GEMM pack op(A) instead of reading it in place: kernel_info reports the rule, and packing
+    changes no sum's order, so the product is bitwise the generic one (and within rounding of
+    numpy's), at 1 and 2 threads, for rows that alias and rows that do not."""
+    info = kernel_info()
+    entry = next(p for p in PATHS if p["name"] == info["name"])
+    if not entry.get("direct_a"):
+        pytest.skip(f"path {entry['name']!r} never reads op(A) in place (direct_a off)")
+    before = info["cpu_model"] or "generic"
+    monkeypatch.setitem(entry, "cpus", {"zen4": {"direct_a_alias_bytes": 4096}})
+    rng = np.random.default_rng(5)
+    try:
+        for dtype in (np.float32, np.float64):
+            itemsize = np.dtype(dtype).itemsize
+            for K in (4096 // itemsize, 4096 // itemsize + 8):    # 4 KiB rows, then not
+                A = rng.standard_normal((37, K)).astype(dtype)
+                B = rng.standard_normal((K, 45)).astype(dtype)
+                out = {}
+                for model in ("generic", "zen4"):
+                    set_cpu_model(model)
+                    assert kernel_info()["direct_a_alias_bytes"] == (
+                        4096 if model == "zen4" else entry.get("direct_a_alias_bytes", 0))
+                    for nt in (1, 2):
+                        C = np.full((37, 45), np.nan, dtype)
+                        gemm_py(False, False, 1.0, A, B, 0.0, C, nt)
+                        out[model, nt] = C
+                assert np.array_equal(out["zen4", 1], out["generic", 1])
+                assert np.array_equal(out["zen4", 1], out["zen4", 2])
+                tol = 1e-3 if dtype == np.float32 else 1e-10
+                np.testing.assert_allclose(out["zen4", 1], A.astype(np.float64) @ B,
+                                           rtol=tol, atol=tol)
+    finally:
+        monkeypatch.undo()
+        set_cpu_model(before)

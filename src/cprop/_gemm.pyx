@@ -83,6 +83,11 @@ cdef inline intp_t _min(intp_t a, intp_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline bint _aliased_rows(intp_t row_bytes, intp_t alias_bytes) noexcept nogil:
+    """True when rows row_bytes apart fall in one cache set (a multiple of alias_bytes; 0: never)."""
+    return alias_bytes > 0 and row_bytes % alias_bytes == 0
+
+
 cdef inline intp_t _balanced(intp_t total, intp_t block, intp_t mult) noexcept nogil:
     """Block size <= ``block`` (a multiple of ``mult``) splitting ``total`` into equal parts.
 
@@ -383,7 +388,11 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
     # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
     # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
     # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
-    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= ctx.direct_a_max_n)
+    # A row-major op(A) whose rows span a multiple of ctx.direct_a_alias_bytes is packed anyway
+    # (its MR rows would share one L1 set: _kernels.pxd, GemmContext).
+    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= ctx.direct_a_max_n
+                                    and not _aliased_rows(P.rsa * <intp_t>sizeof(floating),
+                                                          ctx.direct_a_alias_bytes))
                                    or (P.rsa == 1 and P.csa != 1 and N <= ctx.direct_at_max_n))
     P.a_outer = DIRECT_A_OUTER
     P.n_mp = (M + P.mr - 1) // P.mr

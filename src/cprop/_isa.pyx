@@ -154,7 +154,7 @@ _ARCH = platform.machine().lower()
 
 _MODEL_NAMES = [m["name"] for m in CPU_MODELS]
 _BLOCK_KEYS = ("mc", "kc", "nc")
-_DIRECT_KEYS = ("direct_a_max_n", "direct_at_max_n")
+_DIRECT_KEYS = ("direct_a_max_n", "direct_at_max_n", "direct_a_alias_bytes")
 
 # name -> (capsule, module) of every path imported so far; the capsules keep the pointers valid.
 _loaded = {}
@@ -262,7 +262,7 @@ cdef object _variant(str name, str tag, dict over):
             continue
         if part not in ("s", "d") or not isinstance(val, dict) or set(val) - set(_BLOCK_KEYS):
             raise ValueError(f"blocks for path {name!r} ({tag}): expected {{'s'|'d': {{'mc', 'kc', "
-                             f"'nc'}}, 'direct_a_max_n': int, 'direct_at_max_n': int}} (cache "
+                             f"'nc'}}, 'direct_a_max_n', 'direct_at_max_n', 'direct_a_alias_bytes': int}} (cache "
                              f"blocks and when op(A) is read in place only); got {over!r}.")
     cap = _load(name)
     cdef const KernelPath* base = <const KernelPath*>PyCapsule_GetPointer(
@@ -277,6 +277,8 @@ cdef object _variant(str name, str tag, dict over):
     probe.gemm.d.nc = d.get("nc", probe.gemm.d.nc)
     probe.gemm.direct_a_max_n = over.get("direct_a_max_n", probe.gemm.direct_a_max_n)
     probe.gemm.direct_at_max_n = over.get("direct_at_max_n", probe.gemm.direct_at_max_n)
+    probe.gemm.direct_a_alias_bytes = over.get("direct_a_alias_bytes",
+                                               probe.gemm.direct_a_alias_bytes)
     _check_blocks(&probe, f"{name} ({tag} blocks)")
     cdef KernelPath* kp = <KernelPath*>malloc(sizeof(KernelPath))
     if kp == NULL:
@@ -455,6 +457,7 @@ def kernel_info():
                         "kc": kp.gemm.d.kc, "nc": kp.gemm.d.nc},
             "direct_a_max_n": kp.gemm.direct_a_max_n if kp.gemm.direct_a else 0,
             "direct_at_max_n": kp.gemm.direct_at_max_n if kp.gemm.direct_a else 0,
+            "direct_a_alias_bytes": kp.gemm.direct_a_alias_bytes if kp.gemm.direct_a else 0,
             "available": available, "missing": missing, "cpu_features": cpu_features(),
             "cpu": cpu_identity(), "cpu_model": _cpu_model, "blocks": _installed_blocks}
 
