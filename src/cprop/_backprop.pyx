@@ -29,7 +29,7 @@ Design
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.string cimport memset
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -88,6 +88,37 @@ cdef inline void _colsum_block(const floating* D, intp_t n, intp_t m, floating* 
 # element of Z and G is summed in one fixed order by one thread: results do not depend on the
 # thread count.  The work is that of the stored entries (plus one pass over G's rows), never
 # n_rows x n_features.
+cdef extern from *:
+    """
+    /* The largest OpenMP team that ran each sparse loop (0: forward, 1: weight gradient) since the
+       last reset, noted by each team's thread 0 on entering the parallel region: the tests'
+       proof that threads ran. */
+    static int cprop_sparse_teams[2] = {0, 0};
+    #ifdef _OPENMP
+    #include <omp.h>
+    static void cprop_sparse_note_team(int loop) {
+        if (omp_get_thread_num() == 0 && omp_get_num_threads() > cprop_sparse_teams[loop])
+            cprop_sparse_teams[loop] = omp_get_num_threads();
+    }
+    #else
+    static void cprop_sparse_note_team(int loop) { (void)loop; }
+    #endif
+    """
+    int cprop_sparse_teams[2]
+    void cprop_sparse_note_team(int loop) noexcept nogil
+
+
+def _sparse_teams(bint reset=False):
+    """(forward, weight gradient): the largest OpenMP team that ran each threaded loop of the
+    sparse first layer since the last reset (0: none ran threaded); ``reset`` zeroes both after
+    reading.  A test hook: each threaded loop notes its team once, a serial one never."""
+    teams = (cprop_sparse_teams[0], cprop_sparse_teams[1])
+    if reset:
+        cprop_sparse_teams[0] = 0
+        cprop_sparse_teams[1] = 0
+    return teams
+
+
 cdef inline intp_t _csr_row(const Input* x, intp_t r) noexcept nogil:
     return x.rows[r] if x.rows != NULL else x.start + r
 
@@ -107,8 +138,10 @@ cdef void _sparse_forward(const NetSpec* net, const Input* x, intp_t n, const fl
     """Z := X[rows] W (X in CSR), each output row owned by one thread."""
     cdef intp_t r
     if net.n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN:
-        for r in prange(n, num_threads=net.n_threads, schedule='static'):
-            _sparse_forward_row(net.path, x, r, W, n_out, Z + r * n_out)
+        with parallel(num_threads=net.n_threads):
+            cprop_sparse_note_team(0)
+            for r in prange(n, schedule='static'):
+                _sparse_forward_row(net.path, x, r, W, n_out, Z + r * n_out)
     else:
         for r in range(n):
             _sparse_forward_row(net.path, x, r, W, n_out, Z + r * n_out)
@@ -157,23 +190,14 @@ cdef void _group_by_column(const Input* x, intp_t n, intp_t n_in, floating* vals
 cdef void _sparse_weight_grad(const NetSpec* net, const Input* x, intp_t n, intp_t n_in,
                               const floating* D, intp_t n_out, floating* G,
                               bint accumulate) noexcept nogil:
-    """G (+)= X[rows]^T D: each row of G from its column's entries, or (no scratch in x)
-    scattered row by row over column blocks of G."""
-    cdef intp_t f, nb, b
-    if x.by_col_ptr == NULL:
-        nb = (n_out + COL_BLOCK - 1) // COL_BLOCK
-        if net.n_threads > 1 and nb > 1:
-            for b in prange(nb, num_threads=net.n_threads, schedule='static'):
-                _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
-        else:
-            for b in range(nb):
-                _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
-        return
+    """G (+)= X[rows]^T D, each row of G from its column's entries (x's by_col scratch)."""
+    cdef intp_t f
     _group_by_column(x, n, n_in, <floating*>x.by_col_vals)
     if net.n_threads > 1 and n_in > SPARSE_GRAD_ROWS_PER_TASK:
-        for f in prange(n_in, num_threads=net.n_threads, schedule='dynamic',
-                        chunksize=SPARSE_GRAD_ROWS_PER_TASK):
-            _sparse_grad_row(net.path, x, f, D, n_out, G + f * n_out, accumulate)
+        with parallel(num_threads=net.n_threads):
+            cprop_sparse_note_team(1)
+            for f in prange(n_in, schedule='dynamic', chunksize=SPARSE_GRAD_ROWS_PER_TASK):
+                _sparse_grad_row(net.path, x, f, D, n_out, G + f * n_out, accumulate)
     else:
         for f in range(n_in):
             _sparse_grad_row(net.path, x, f, D, n_out, G + f * n_out, accumulate)
@@ -191,32 +215,6 @@ cdef inline void _sparse_grad_row(const KernelPath* path, const Input* x, intp_t
         return
     _sparse_rows(path, nnz, (<const floating*>x.by_col_vals) + k0, x.by_col_rows + k0, D, n_out,
                  n_out, g, accumulate)
-
-
-cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const floating* D,
-                                    intp_t n_out, floating* G, bint accumulate,
-                                    intp_t b) noexcept nogil:
-    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of G (+)= X[rows]^T D, scattered row by row
-    (the path of an Input without grouping scratch)."""
-    cdef intp_t j0 = b * COL_BLOCK
-    cdef intp_t w = COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK
-    cdef intp_t r, row, k, j, f
-    cdef const floating* data = <const floating*>x.data
-    cdef const floating* d
-    cdef floating* g
-    cdef floating v
-    if not accumulate:
-        for f in range(n_in):
-            for j in range(w):
-                G[f * n_out + j0 + j] = 0
-    for r in range(n):
-        row = _csr_row(x, r)
-        d = D + r * n_out + j0
-        for k in range(x.indptr[row], x.indptr[row + 1]):
-            v = data[k]
-            g = G + x.indices[k] * n_out + j0
-            for j in range(w):
-                g[j] += v * d[j]
 
 
 # ---- dropout ---------------------------------------------------------------------------------------
