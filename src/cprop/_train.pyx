@@ -314,6 +314,43 @@ cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indic
     x.indptr = &indptr[0] if indptr is not None else NULL
     x.rows = NULL
     x.start = 0
+    x.by_col_ptr = NULL
+    x.by_col_rows = NULL
+    x.by_col_vals = NULL
+
+
+cdef object _sparse_backward_scratch(Input* x, const intp_t[::1] indptr, Py_ssize_t n,
+                                     Py_ssize_t pass_rows, Py_ssize_t n_features, dtype):
+    """For CSR input that passes will run backward on: x.by_col_* := scratch for the weight
+    gradient's grouping by column (_backprop, sparse first layer), room for the entries of any
+    ``pass_rows`` rows.  Returns the arrays (the caller keeps them alive for the call), or None."""
+    cdef Py_ssize_t r, most = 0, total
+    if not x.sparse:
+        return None
+    with nogil:
+        for r in range(n):
+            if indptr[r + 1] - indptr[r] > most:
+                most = indptr[r + 1] - indptr[r]
+    total = indptr[n]
+    room = max(1, min(total, most * pass_rows))
+    cdef intp_t[::1] ptr = np.empty(n_features + 1, dtype=np.intp)
+    cdef intp_t[::1] rows = np.empty(room, dtype=np.intp)
+    vals = np.empty(room, dtype=dtype)
+    x.by_col_ptr = &ptr[0]
+    x.by_col_rows = &rows[0]
+    x.by_col_vals = <void*>(<Py_ssize_t>vals.ctypes.data)
+    return ptr, rows, vals
+
+
+cdef Py_ssize_t _sparse_pass_rows(const NetSpec* net, const Input* x, Py_ssize_t n,
+                                  Py_ssize_t rows) noexcept nogil:
+    """``rows`` of CSR input (n rows in all) as the number of dense rows with the same GEMM flops
+    (layer 0 costs its stored entries, not n_features, per row): what _serial_if_small weighs."""
+    cdef double dense = _row_flops(net), per_row
+    if not x.sparse or dense <= 0 or n <= 0:
+        return rows
+    per_row = <double>x.indptr[n] / n
+    return <Py_ssize_t>(rows * ((dense - 4.0 * (net.sizes[0] - per_row) * net.sizes[1]) / dense))
 
 
 cdef inline void _contiguous_rows(Input* x, const floating* dense, intp_t start,
@@ -514,6 +551,8 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef Dropout dk
     _set_dropout(net, &dk, dropout_seed, dropout_epoch)
     _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, cap, n_features, work_arr.dtype)
+    _serial_if_small(net, _sparse_pass_rows(net, &x, n, cap if cap < n else n))
     exc = None
     row_flops = _row_flops(net)
     with nogil:
@@ -655,6 +694,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     pf.rows = NULL
     pf.n_rows = 0
     _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
+    _serial_if_small(net, _sparse_pass_rows(net, &x, n, batch_size if batch_size < n else n))
     exc = None
     row_flops = _row_flops(net)
     with nogil:
