@@ -146,7 +146,8 @@ def test_float32_close_to_float64(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_bitwise_identical_across_thread_counts(dtype, sparse, threaded_passes):
-    """Large enough that the passes run threaded at the default thresholds (checked: the GEMM's
+    """Large enough that the passes run threaded at the default thresholds (a sparse epoch's
+    lowered; checked: the GEMM's
     and the optimizer update's OpenMP teams)."""
     rng = np.random.default_rng(7)
     n, sizes = 600, [120, 96, 64, 10]
@@ -166,7 +167,9 @@ def test_bitwise_identical_across_thread_counts(dtype, sparse, threaded_passes):
         from cprop._engine import OptimizerState
         st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-3)
         order = np.random.RandomState(1).permutation(n)
-        with threaded_passes(lower=False) as teams:
+        # a CSR batch's pass counts its first layer by the stored entries (_train's
+        # _sparse_pass_rows): 256 sparse rows run serially at the default thresholds
+        with threaded_passes(lower=sparse) as teams:
             ep = net.train_epoch(params, st, X, Y, sw, order=order, batch_size=256, alpha=1e-3)
         assert teams["gemm"] == teams["update"] == (0 if nt == 1 else nt)
         results.append((loss, grad, P, ep, params))
