@@ -103,7 +103,7 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
                     learning_rate_init=float(est.learning_rate_init),
                     power_t=float(est.power_t), warmup_iter=int(est.warmup_iter),
                     max_iter=int(est.max_iter), epoch0=epoch0, n_seen=int(est.t_),
-                    tol=float(est.tol), n_iter_no_change=int(est.n_iter_no_change),
+                    tol=float(est.tol), n_iter_no_change=float(est.n_iter_no_change),
                     no_improvement=int(est._no_improvement_count),
                     best_loss=float(est.best_loss_), poll_flops=float(_engine.POLL_FLOPS),
                     out_loss=out_loss[:k], out_lr=out_lr[:k], out_time=out_time[:k],

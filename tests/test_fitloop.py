@@ -162,6 +162,13 @@ def test_tol_stopping_stops_at_the_same_epoch(spy):
     assert got["n_iter"] < 500 and not warns          # stopped by tol, no ConvergenceWarning
 
 
+def test_n_iter_no_change_inf_never_stops(spy):
+    got, _ = _compare(lambda: MLPRegressor(hidden_layer_sizes=(5,), max_iter=7, tol=10.0,
+                                           n_iter_no_change=np.inf, random_state=0),
+                      _fit(X_reg, y_reg), spy)
+    assert got["n_iter"] == 7 and got["count"] == 6     # every epoch but the first
+
+
 def test_max_iter_warning(spy):
     got, warns = _compare(lambda: MLPClassifier(hidden_layer_sizes=(10,), max_iter=4,
                                                 random_state=0), _fit(X_dig, y_dig), spy)

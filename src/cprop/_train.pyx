@@ -948,7 +948,7 @@ def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
                double clip_grad_norm, double clip_grad_value, double t, int schedule,
                double learning_rate, double learning_rate_init, double power_t,
                Py_ssize_t warmup_iter, Py_ssize_t max_iter, Py_ssize_t epoch0,
-               long long n_seen, double tol, Py_ssize_t n_iter_no_change,
+               long long n_seen, double tol, double n_iter_no_change,
                Py_ssize_t no_improvement, double best_loss, double poll_flops,
                double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
                intp_t[::1] out_rows, object hook=None):
