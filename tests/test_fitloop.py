@@ -273,7 +273,7 @@ def test_threads_bitwise_identical(spy):
 
 @pytest.mark.parametrize("params", [
     dict(early_stopping=True), dict(verbose=1), dict(callbacks=[lambda est, rec: None]),
-    dict(dropout=0.2), dict(monitor_gradients=True)], ids=str)
+    dict(dropout=0.2), dict(monitor_gradients=True), dict(class_weight="balanced")], ids=str)
 def test_features_that_need_python_keep_the_python_loop(params, spy, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
