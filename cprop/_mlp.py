@@ -43,7 +43,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _interop
+from . import _fast_fit, _interop
 from . import _training_loop as _loop
 from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
@@ -635,6 +635,9 @@ class BaseMLP(BaseEstimator, ABC):
         hook = bar.update if bar is not None else None
         say = bar.write if bar is not None else print
         interrupted = False
+        if _fast_fit.run(self, net, params, state, X_train, Y_train, sw_train, batch_size,
+                         incremental, val, callbacks, bar):
+            return      # compiled epochs: nothing in this fit needs Python per epoch
         run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size, alpha)
         try:
             self.n_iter_ = 0

@@ -261,3 +261,38 @@ def test_gemm_with_cpu_model_blocks(small_model_blocks, dtype, ta, tb):
                 C = np.full((M, N), np.nan, dtype) if beta == 0 else C0.copy()
                 gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
                 _check(C, A, B, C0, ta, tb, 0.75, beta, dtype)
+
+
+# ---- the transposed small-N weight gradient (cprop._gemm design note 7) ---------------------------
+@pytest.mark.parametrize("path", available_kernels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_n_weight_gradient_is_bitwise_the_general_product(path, dtype):
+    """A^T B with N <= 16 outputs (what X^T D of a 10- or 1-output layer is) gives bitwise what
+    the general five loops give, for the shapes it takes (beta 0 and 1) and those it leaves to
+    them; the result is also checked against the double-precision reference."""
+    from cprop._gemm import _set_small_tn, _small_tn_count
+    rng = np.random.default_rng(5)
+    ran = 0
+    shapes = [(M, N, K) for M in (2, 13, 33, 100, 150) for N in (1, 2, 10, 12, 13, 16, 17)
+              for K in (1, 7, 200, 300)]
+    for M, N, K in shapes:
+        A = rng.standard_normal((K, M)).astype(dtype)
+        B = rng.standard_normal((K, N)).astype(dtype)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        for beta in (0.0, 1.0):
+            got, ref = C0.copy(), C0.copy()
+            if beta == 0:
+                got[...] = np.nan
+                ref[...] = np.nan
+            n0 = _small_tn_count()
+            gemm_py(True, False, 1.0, A, B, beta, got, 1, path=path)
+            ran += _small_tn_count() - n0
+            old = _set_small_tn(False)
+            try:
+                gemm_py(True, False, 1.0, A, B, beta, ref, 1, path=path)
+            finally:
+                _set_small_tn(old)
+            np.testing.assert_array_equal(got, ref, err_msg=f"{M}x{N}x{K} beta={beta}")
+            _check(got, A, B, C0, True, False, 1.0, beta, dtype)
+    # it ran for a third of the products (N < M, K <= KC, serial size), not for the others
+    assert 80 <= ran < 2 * len(shapes)

@@ -36,6 +36,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler, scale
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils._testing import assert_allclose, assert_almost_equal, assert_array_equal
 
+import cprop._fast_fit
 import cprop._mlp
 from cprop import MLPClassifier, MLPRegressor
 from cprop._engine import Network, _Epochs
@@ -866,6 +867,8 @@ def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, interrupted)
+    # the estimator's Python epoch loop (the compiled one: tests/test_fitloop.py)
+    monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     est = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=50)
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.fit(X_digits_multi, y_digits_multi)

@@ -34,7 +34,9 @@ Design
    (_config.pxd, serial loops).
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt, pow
+from libc.math cimport sqrt, pow, cos
+from libc.stdint cimport uint32_t, uint64_t
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
@@ -591,6 +593,224 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum
 
 
+# ---- mini-batch training: the batch loop shared by train_epoch and fit_epochs --------------------
+cdef struct _EpochCfg:
+    # what stays fixed over an epoch (and over fit_epochs' epochs); set by _epoch_cfg
+    NetSpec* net
+    const OptimTable* ot       # the kernel path's build of the elementwise update
+    Optim opt                  # weights' step (opt.lr: Adam's bias-corrected rate, per step)
+    Optim opt_b                # biases' step (never decayed)
+    double learning_rate       # the epoch's rate (before Adam's bias correction)
+    double beta_1
+    double beta_2
+    double alpha
+    bint clipping
+    double clip_grad_norm
+    double clip_grad_value
+    double* norms              # grad_norms or NULL
+    Py_ssize_t n
+    Py_ssize_t n_features
+    Py_ssize_t n_out
+    Py_ssize_t batch_size
+    double row_flops           # GEMM flops per batch row, as _serial_if_small counts them
+    double poll_flops
+
+
+cdef inline void _set_rate(_EpochCfg* c, double learning_rate, double weight_decay) noexcept nogil:
+    """The epoch's learning rate (and AdamW's decay, lr * weight_decay, that follows it)."""
+    c.learning_rate = learning_rate
+    c.opt.lr = learning_rate
+    c.opt.decay = learning_rate * weight_decay if c.opt.kind == SOLVER_ADAMW else 0.0
+    c.opt_b.lr = learning_rate
+
+
+cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* dk,
+                             floating* P, floating* G, floating* S1, floating* S2, floating* wk,
+                             double* rows, double* partial, const floating* dense,
+                             const floating* Y, const floating* sw, const intp_t* idx,
+                             Py_ssize_t start, double* t, double* accumulated,
+                             double* since_poll) noexcept nogil:
+    """Train the batches of one epoch from row ``start`` of the epoch order (``idx``, or NULL for
+    0..n-1) until the epoch ends or ``poll_flops`` GEMM flops have run since the last poll (design
+    note 5) with rows left; returns the row reached.  ``t`` (Adam's step count), ``accumulated``
+    (sum of batch loss * batch rows) and ``since_poll`` are advanced."""
+    cdef NetSpec* net = c.net
+    cdef const OptimTable* ot = c.ot
+    cdef Py_ssize_t n = c.n, n_features = c.n_features, n_out = c.n_out, i, cn
+    cdef Py_ssize_t batch_size = c.batch_size
+    cdef int l
+    cdef const floating* Yb
+    cdef const floating* swb
+    cdef double sw_sum, lsum, sumsq, gnorm
+    cdef floating l2, scale
+    while start < n:
+        cn = batch_size if start + batch_size <= n else n - start
+        # -- the batch: rows start..start+cn of the epoch order --
+        if idx != NULL:
+            if x.sparse:
+                x.rows = idx + start
+            else:
+                _gather_rows(dense, n_features, idx + start, cn, wk + net.a_off[0], net.n_threads)
+                x.dense = <const void*>(wk + net.a_off[0])
+            _gather_rows(Y, n_out, idx + start, cn, wk + net.y_off, net.n_threads)
+            Yb = wk + net.y_off
+            if sw != NULL:
+                for i in range(cn):
+                    wk[net.sw_off + i] = sw[idx[start + i]]
+                swb = wk + net.sw_off
+            else:
+                swb = NULL
+        else:
+            _contiguous_rows(x, dense, start, n_features)
+            Yb = Y + start * n_out
+            swb = (sw + start) if sw != NULL else NULL
+        sw_sum = 0
+        if swb == NULL:
+            sw_sum = cn
+        else:
+            for i in range(cn):
+                sw_sum += swb[i]
+        # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
+        dk.rows = (idx + start) if idx != NULL else NULL
+        dk.row0 = start
+        forward(net, P, x, cn, wk, NULL)
+        loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
+                        n_out, 1.0 / sw_sum, rows, net.loss_param, net.n_threads)
+        lsum = 0
+        for i in range(cn):
+            lsum += rows[i]
+        # -- backward, each layer updated as soon as its gradient is assembled --
+        if c.opt.kind != SOLVER_SGD:
+            t[0] += 1
+            c.opt.lr = c.learning_rate * sqrt(1 - pow(c.beta_2, t[0])) / (1 - pow(c.beta_1, t[0]))
+            c.opt_b.lr = c.opt.lr
+        sumsq = 0
+        # the next batch's rows of X are fetched during layer 0's weight-gradient product
+        pf.n_rows = 0
+        if idx != NULL and not x.sparse and start + cn < n:
+            pf.rows = idx + start + cn
+            pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
+        l2 = <floating>(c.alpha / sw_sum)
+        if not c.clipping:
+            for l in range(net.L - 1, -1, -1):
+                backward_layer(net, l, P, x, cn, wk, G, False, pf)
+                if c.norms != NULL:
+                    c.norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                   net.sizes[l] * net.sizes[l + 1], l2,
+                                                   partial, net.n_threads))
+                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                 l2, &c.opt, True, partial, net.n_threads)
+                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
+                        partial, net.n_threads)
+        else:
+            # clipping (design note 5): every layer's gradient first, then one global norm
+            for l in range(net.L - 1, -1, -1):
+                backward_layer(net, l, P, x, cn, wk, G, False, pf)
+                if c.norms != NULL:
+                    c.norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                   net.sizes[l] * net.sizes[l + 1], l2,
+                                                   partial, net.n_threads))
+            scale = 1
+            if c.clip_grad_norm > 0:
+                gnorm = 0
+                for l in range(net.L):
+                    gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                         net.sizes[l] * net.sizes[l + 1], l2, partial,
+                                         net.n_threads)
+                    gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
+                                         <floating>0, partial, net.n_threads)
+                gnorm = sqrt(gnorm)
+                if gnorm > c.clip_grad_norm:
+                    scale = <floating>(c.clip_grad_norm / (gnorm + 1e-6))
+            for l in range(net.L - 1, -1, -1):
+                _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
+                      scale, <floating>c.clip_grad_value, net.n_threads)
+                _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
+                      scale, <floating>c.clip_grad_value, net.n_threads)
+                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                 <floating>0, &c.opt, True, partial, net.n_threads)
+                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
+                        partial, net.n_threads)
+        accumulated[0] += (lsum / sw_sum + 0.5 * c.alpha * sumsq / sw_sum) * cn
+        start += cn
+        since_poll[0] += c.row_flops * cn
+        if since_poll[0] >= c.poll_flops and start < n:
+            break
+    return start
+
+
+cdef CheckedPlan _epoch_setup(_EpochCfg* c, NetSpec* net, floating[::1] params, floating[::1] grad,
+                      floating[::1] state1, floating[::1] state2, const floating[:, ::1] X,
+                      const floating[::1] X_data, const intp_t[::1] X_indices,
+                      const intp_t[::1] X_indptr, Py_ssize_t n_features,
+                      const floating[:, ::1] Y, const floating[::1] sample_weight,
+                      Py_ssize_t batch_size, object plan, double alpha, str solver,
+                      double learning_rate, double momentum, bint nesterov, double beta_1,
+                      double beta_2, double epsilon, double poll_flops, double weight_decay,
+                      double clip_grad_norm, double clip_grad_value,
+                      double[::1] grad_norms):
+    """Check mini-batch training's arguments (train_epoch's checks, in their order) and fill
+    ``c`` and ``net`` (its plan, kernel path and thread count) for _run_batches."""
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, net)
+    if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
+            state2.shape[0] != params.shape[0]:
+        raise ValueError("grad, state1 and state2 must have the shape of params.")
+    if Y is None or Y.shape[1] != cp.n_outputs:
+        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
+    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_rows("sample_weight", sample_weight, Y.shape[0])
+    cdef Py_ssize_t n = Y.shape[0]
+    c.norms = NULL
+    if grad_norms is not None:
+        if grad_norms.shape[0] != net.L:
+            raise ValueError(f"grad_norms must hold one value per layer ({net.L}).")
+        c.norms = &grad_norms[0]
+    if n == 0:
+        raise ValueError("train_epoch needs at least one sample.")
+    if batch_size < 1 or batch_size > net.cap:
+        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={net.cap}].")
+    if solver not in SOLVER_CODES:
+        raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
+    _serial_if_small(net, batch_size if batch_size < n else n)
+    c.net = net
+    c.opt.kind = SOLVER_CODES[solver]
+    c.opt.momentum = momentum
+    c.opt.nesterov = nesterov
+    c.opt.beta1 = beta_1
+    c.opt.beta2 = beta_2
+    c.opt.eps = epsilon
+    c.opt_b = c.opt
+    _set_rate(c, learning_rate, weight_decay)
+    c.opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
+    c.beta_1 = beta_1
+    c.beta_2 = beta_2
+    c.alpha = alpha
+    c.clipping = clip_grad_norm > 0 or clip_grad_value > 0
+    c.clip_grad_norm = clip_grad_norm
+    c.clip_grad_value = clip_grad_value
+    c.n = n
+    c.n_features = n_features
+    c.n_out = Y.shape[1]
+    c.batch_size = batch_size
+    c.row_flops = _row_flops(net)
+    c.poll_flops = poll_flops
+    # the kernel path's build of the elementwise update (the snapshot the passes use too)
+    c.ot = &net.path.optim
+    return cp
+
+
+cdef inline void _prefetch_setup(RowPrefetch* pf, const void* dense, Py_ssize_t row_bytes) noexcept nogil:
+    pf.base = <const char*>dense
+    pf.ld = row_bytes
+    pf.row_bytes = row_bytes
+    pf.rows = NULL
+    pf.n_rows = 0
+
+
 def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
                 const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
@@ -621,186 +841,270 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     (seed, ``epoch``, sample id, unit); otherwise none.
     """
     cdef NetSpec spec
-    cdef NetSpec* net = &spec
-    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
-    if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
-            state2.shape[0] != params.shape[0]:
-        raise ValueError("grad, state1 and state2 must have the shape of params.")
-    if Y is None or Y.shape[1] != cp.n_outputs:
-        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
-    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
-    _check_rows("sample_weight", sample_weight, Y.shape[0])
-    if order is not None and (order.shape[0] != Y.shape[0] or
+    cdef _EpochCfg cfg
+    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data, X_indices, X_indptr,
+                 n_features, Y, sample_weight, batch_size, plan, alpha, solver, learning_rate,
+                 momentum, nesterov, beta_1, beta_2, epsilon, poll_flops, weight_decay,
+                 clip_grad_norm, clip_grad_value, grad_norms)
+    cdef Py_ssize_t n = Y.shape[0]
+    if order is not None and (order.shape[0] != n or
                               _out_of_range(&order[0] if order.shape[0] else NULL,
-                                            order.shape[0], Y.shape[0])):
-        raise ValueError(f"order must hold {Y.shape[0]} row indices in [0, {Y.shape[0]}).")
-    cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
-    cdef int l
-    cdef Optim opt, opt_b
-    cdef bint clipping = clip_grad_norm > 0 or clip_grad_value > 0
-    cdef double* norms = NULL
-    cdef double gnorm
-    cdef floating l2, scale
-    if grad_norms is not None:
-        if grad_norms.shape[0] != spec.L:
-            raise ValueError(f"grad_norms must hold one value per layer ({spec.L}).")
-        norms = &grad_norms[0]
-    if n == 0:
-        raise ValueError("train_epoch needs at least one sample.")
-    if batch_size < 1 or batch_size > cap:
-        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={cap}].")
-    if solver not in SOLVER_CODES:
-        raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
-    _serial_if_small(net, batch_size if batch_size < n else n)
-    opt.kind = SOLVER_CODES[solver]
-    opt.momentum = momentum
-    opt.nesterov = nesterov
-    opt.beta1 = beta_1
-    opt.beta2 = beta_2
-    opt.eps = epsilon
-    opt.lr = learning_rate
-    opt.decay = learning_rate * weight_decay if opt.kind == SOLVER_ADAMW else 0.0
-    opt_b = opt
-    opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
-    max_chunks = max(params.shape[0] // UPDATE_CHUNK + 2, 2)
+                                            order.shape[0], n)):
+        raise ValueError(f"order must hold {n} row indices in [0, {n}).")
     work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
-    rows_arr = np.empty(cap, dtype=np.float64)
-    partial_arr = np.empty(max_chunks, dtype=np.float64)
+    rows_arr = np.empty(spec.cap, dtype=np.float64)
+    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
     cdef floating[::1] work = work_arr
     cdef double[::1] rows = rows_arr
     cdef double[::1] partial = partial_arr
-    cdef floating* wk = &work[0]
-    cdef floating* P = &params[0]
-    cdef floating* G = &grad[0]
-    cdef floating* S1 = &state1[0]
-    cdef floating* S2 = &state2[0]
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef const floating* dense = &X[0, 0] if X is not None else NULL
     cdef const intp_t* idx = &order[0] if order is not None else NULL
-    cdef const floating* Yb
-    cdef const floating* swb
-    cdef double sw_sum, lsum, sumsq, accumulated = 0
-    cdef double row_flops = 0, since_poll = 0     # GEMM flops per batch row, as _serial_if_small
-    cdef bint stop = False
+    cdef double accumulated = 0, since_poll = 0
+    cdef Py_ssize_t start = 0
     cdef Input x
     cdef RowPrefetch pf
     cdef Dropout dk
-    _set_dropout(net, &dk, dropout_seed, epoch)
-    # the kernel path's build of the elementwise update (the snapshot the passes use too)
-    cdef const OptimTable* ot = &net.path.optim
-    pf.base = <const char*>dense
-    pf.ld = n_features * sizeof(floating)
-    pf.row_bytes = pf.ld
-    pf.rows = NULL
-    pf.n_rows = 0
+    _set_dropout(&spec, &dk, dropout_seed, epoch)
+    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
+    _set_input(&x, X_data, X_indices, X_indptr)
+    exc = None
+    while True:
+        with nogil:
+            start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
+                                 &state2[0], &work[0], &rows[0], &partial[0], dense, &Y[0, 0],
+                                 sw, idx, start, &t, &accumulated, &since_poll)
+        if start >= n:
+            break
+        # -- poll for Ctrl-C and report progress (design note 5) --
+        since_poll = 0
+        exc = _poll(hook, start)
+        if exc is not None:
+            break
+    return accumulated, t, start, exc
+
+
+# ---- the compiled fit loop: many epochs in one call (design note 8) -------------------------------
+cdef extern from *:
+    """
+    #include <stdint.h>
+    /* numpy's bitgen_t (numpy/random/bitgen.h, numpy's documented random C API since 1.17),
+       mirrored here so that the build needs no numpy headers. */
+    typedef struct cprop_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } cprop_bitgen_t;
+    #ifdef _WIN32
+    #include <windows.h>
+    static double cprop_now(void) {
+        LARGE_INTEGER f, c; QueryPerformanceFrequency(&f); QueryPerformanceCounter(&c);
+        return (double)c.QuadPart / (double)f.QuadPart; }
+    #else
+    #include <time.h>
+    static double cprop_now(void) {   /* what time.perf_counter reads on Linux */
+        struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec; }
+    #endif
+    """
+    ctypedef struct cprop_bitgen_t:
+        void* state
+        uint64_t (*next_uint64)(void* st) noexcept nogil
+        uint32_t (*next_uint32)(void* st) noexcept nogil
+    double cprop_now() noexcept nogil
+
+# learning-rate schedules of fit_epochs (the estimator's learning_rate, for its solver)
+SCHEDULE_CODES = {"constant": 0, "invscaling": 1, "adaptive": 2, "cosine": 3}
+cdef enum:
+    _INVSCALING = 1
+    _ADAPTIVE = 2
+    _COSINE = 3
+# math.pi (the double nearest pi), as cprop._training_loop.cosine_rate uses it
+cdef double _PI = 3.141592653589793
+
+
+cdef inline uint64_t _random_interval(cprop_bitgen_t* bg, uint64_t mx) noexcept nogil:
+    """A uniform integer in [0, mx] drawn as numpy's legacy ``random_interval`` draws it (masked
+    rejection sampling: 32-bit draws while mx fits in 32 bits), so the stream stays the same."""
+    cdef uint64_t mask = mx, value
+    if mx == 0:
+        return 0
+    mask |= mask >> 1
+    mask |= mask >> 2
+    mask |= mask >> 4
+    mask |= mask >> 8
+    mask |= mask >> 16
+    mask |= mask >> 32
+    if mx <= 0xffffffffUL:
+        value = bg.next_uint32(bg.state) & mask
+        while value > mx:
+            value = bg.next_uint32(bg.state) & mask
+    else:
+        value = bg.next_uint64(bg.state) & mask
+        while value > mx:
+            value = bg.next_uint64(bg.state) & mask
+    return value
+
+
+cdef void _shuffle(cprop_bitgen_t* bg, intp_t* a, Py_ssize_t n) noexcept nogil:
+    """``RandomState.shuffle(a)``: numpy's Fisher-Yates, swaps from the last position down.  The
+    swaps do not look at the values, so shuffling the epoch order in place gives scikit-learn's
+    ``sample_idx[shuffled arange]`` with the same draws."""
+    cdef Py_ssize_t i
+    cdef intp_t j, tmp
+    for i in range(n - 1, 0, -1):
+        j = <intp_t>_random_interval(bg, <uint64_t>i)
+        tmp = a[j]
+        a[j] = a[i]
+        a[i] = tmp
+
+
+def shuffle_like_numpy(object bit_generator, intp_t[::1] a):
+    """Shuffle ``a`` in place as ``RandomState(bit_generator).shuffle`` would (tests)."""
+    cdef cprop_bitgen_t* bg = _bitgen(bit_generator)
+    with bit_generator.lock:
+        with nogil:
+            _shuffle(bg, &a[0] if a.shape[0] else NULL, a.shape[0])
+
+
+cdef cprop_bitgen_t* _bitgen(object bit_generator) except NULL:
+    return <cprop_bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, b"BitGenerator")
+
+
+cdef inline double _cosine_rate(double lr0, Py_ssize_t epoch, Py_ssize_t max_iter,
+                                Py_ssize_t warmup) noexcept nogil:
+    """cprop._training_loop.cosine_rate, operation for operation (same doubles)."""
+    cdef Py_ssize_t span, e
+    if epoch < warmup:
+        return lr0 * (epoch + 1) / warmup
+    span = max_iter - warmup
+    if span <= 0:
+        return lr0
+    e = (epoch if epoch < max_iter - 1 else max_iter - 1) - warmup
+    return 0.5 * lr0 * (1.0 + cos(_PI * e / span))
+
+
+def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
+               floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
+               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
+               const floating[:, ::1] Y, intp_t[::1] sample_idx, object bit_generator,
+               Py_ssize_t batch_size, object plan, double alpha, str solver, double momentum,
+               bint nesterov, double beta_1, double beta_2, double epsilon, double weight_decay,
+               double clip_grad_norm, double clip_grad_value, double t, int schedule,
+               double learning_rate, double learning_rate_init, double power_t,
+               Py_ssize_t warmup_iter, Py_ssize_t max_iter, Py_ssize_t epoch0,
+               long long n_seen, double tol, double n_iter_no_change,
+               Py_ssize_t no_improvement, double best_loss, double poll_flops,
+               double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
+               intp_t[::1] out_rows, object hook=None):
+    """Up to ``out_loss.shape[0]`` epochs of a stochastic fit without early stopping, with the
+    estimator's per-epoch bookkeeping (``BaseMLP._fit_stochastic``) done here.
+
+    Per epoch: the learning rate (``schedule``: 0 constant, 1 SGD's invscaling, 2 SGD's adaptive,
+    3 cosine of 0-based epoch ``epoch0 + e``), the row order (``sample_idx`` shuffled in place by
+    ``bit_generator``, a RandomState's, unless it is None), the mini-batches (train_epoch's
+    arithmetic), then the loss's tol/n_iter_no_change count, ``best_loss``, invscaling's rate
+    t_-based update and the stopping rule (adaptive: rate / 5 until <= 1e-6).  ``out_*[e]``
+    receive epoch e's loss, rate, seconds and rows.  Pending signals are handled and
+    ``hook(rows_done_in_the_epoch)`` is called every ``poll_flops`` GEMM flops (between batches
+    and at epoch ends, design note 5); an exception from either ends the call (between batches:
+    a partial epoch; at an epoch end: after that epoch's bookkeeping).
+
+    Returns (epochs, t, n_seen, learning_rate, no_improvement, best_loss, stopped, partial, exc):
+    ``partial`` when the last epoch recorded was cut short (its bookkeeping is not done);
+    ``stopped`` when the stopping rule ended training; ``exc`` the exception or None.
+    """
+    cdef NetSpec spec
+    cdef _EpochCfg cfg
+    cdef const floating[::1] no_weights = None
+    cdef double[::1] no_norms = None
+    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data,
+                                       X_indices, X_indptr, n_features, Y, no_weights, batch_size,
+                                       plan, alpha, solver, learning_rate, momentum, nesterov,
+                                       beta_1, beta_2, epsilon, poll_flops, weight_decay,
+                                       clip_grad_norm, clip_grad_value, no_norms)
+    cdef Py_ssize_t n = Y.shape[0], n_epochs = out_loss.shape[0], e = 0, start
+    if sample_idx.shape[0] != n or _out_of_range(&sample_idx[0], n, n):
+        raise ValueError(f"sample_idx must hold {n} row indices in [0, {n}).")
+    if out_lr.shape[0] < n_epochs or out_time.shape[0] < n_epochs or out_rows.shape[0] < n_epochs:
+        raise ValueError("out_lr, out_time and out_rows must be as long as out_loss.")
+    if schedule not in (0, _INVSCALING, _ADAPTIVE, _COSINE):
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULE_CODES.values())}.")
+    if schedule == _COSINE and (max_iter < 1 or warmup_iter < 0):
+        raise ValueError("the cosine schedule needs max_iter >= 1 and warmup_iter >= 0.")
+    cdef cprop_bitgen_t* bg = _bitgen(bit_generator) if bit_generator is not None else NULL
+    # work buffers: once for all the epochs of the call
+    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
+    rows_arr = np.empty(spec.cap, dtype=np.float64)
+    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
+    cdef floating[::1] work = work_arr
+    cdef double[::1] rows = rows_arr
+    cdef double[::1] partial = partial_arr
+    cdef const floating* dense = &X[0, 0] if X is not None else NULL
+    cdef intp_t* idx = &sample_idx[0]
+    cdef double accumulated, since_poll = 0, t0, loss, lr = learning_rate
+    cdef bint stopped = False, cut = False, raised = False
+    cdef Input x
+    cdef RowPrefetch pf
+    cdef Dropout dk
+    _set_dropout(&spec, &dk, -1, 0)
+    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
     _set_input(&x, X_data, X_indices, X_indptr)
     scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
     _serial_if_small(net, _sparse_pass_rows(net, &x, n, batch_size if batch_size < n else n))
     exc = None
-    row_flops = _row_flops(net)
     with nogil:
-        start = 0
-        while start < n:
-            cn = batch_size if start + batch_size <= n else n - start
-            # -- the batch: rows start..start+cn of the epoch order --
-            if idx != NULL:
-                if x.sparse:
-                    x.rows = idx + start
-                else:
-                    _gather_rows(dense, n_features, idx + start, cn, wk + net.a_off[0], net.n_threads)
-                    x.dense = <const void*>(wk + net.a_off[0])
-                _gather_rows(&Y[0, 0], n_out, idx + start, cn, wk + net.y_off, net.n_threads)
-                Yb = wk + net.y_off
-                if sw != NULL:
-                    for i in range(cn):
-                        wk[net.sw_off + i] = sw[idx[start + i]]
-                    swb = wk + net.sw_off
-                else:
-                    swb = NULL
-            else:
-                _contiguous_rows(&x, dense, start, n_features)
-                Yb = &Y[start, 0]
-                swb = (sw + start) if sw != NULL else NULL
-            sw_sum = 0
-            if swb == NULL:
-                sw_sum = cn
-            else:
-                for i in range(cn):
-                    sw_sum += swb[i]
-            # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
-            dk.rows = (idx + start) if idx != NULL else NULL
-            dk.row0 = start
-            forward(net, P, &x, cn, wk, NULL)
-            loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
-                            n_out, 1.0 / sw_sum, &rows[0], net.loss_param, net.n_threads)
-            lsum = 0
-            for i in range(cn):
-                lsum += rows[i]
-            # -- backward, each layer updated as soon as its gradient is assembled --
-            if opt.kind != SOLVER_SGD:
-                t += 1
-                opt.lr = learning_rate * sqrt(1 - pow(beta_2, t)) / (1 - pow(beta_1, t))
-                opt_b.lr = opt.lr
-            sumsq = 0
-            # the next batch's rows of X are fetched during layer 0's weight-gradient product
-            pf.n_rows = 0
-            if idx != NULL and not x.sparse and start + cn < n:
-                pf.rows = idx + start + cn
-                pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
-            l2 = <floating>(alpha / sw_sum)
-            if not clipping:
-                for l in range(net.L - 1, -1, -1):
-                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                    if norms != NULL:
-                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                                     net.sizes[l] * net.sizes[l + 1], l2,
-                                                     &partial[0], net.n_threads))
-                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                     l2, &opt, True, &partial[0], net.n_threads)
-                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
-                            &partial[0], net.n_threads)
-            else:
-                # clipping (design note 5): every layer's gradient first, then one global norm
-                for l in range(net.L - 1, -1, -1):
-                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                    if norms != NULL:
-                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                                     net.sizes[l] * net.sizes[l + 1], l2,
-                                                     &partial[0], net.n_threads))
-                scale = 1
-                if clip_grad_norm > 0:
-                    gnorm = 0
-                    for l in range(net.L):
-                        gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                             net.sizes[l] * net.sizes[l + 1], l2, &partial[0],
-                                             net.n_threads)
-                        gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
-                                             <floating>0, &partial[0], net.n_threads)
-                    gnorm = sqrt(gnorm)
-                    if gnorm > clip_grad_norm:
-                        scale = <floating>(clip_grad_norm / (gnorm + 1e-6))
-                for l in range(net.L - 1, -1, -1):
-                    _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
-                          scale, <floating>clip_grad_value, net.n_threads)
-                    _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
-                          scale, <floating>clip_grad_value, net.n_threads)
-                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                     <floating>0, &opt, True, &partial[0], net.n_threads)
-                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
-                            &partial[0], net.n_threads)
-            accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
-            start += cn
-            # -- poll for Ctrl-C and report progress (design note 5) --
-            since_poll += row_flops * cn
-            if since_poll >= poll_flops and start < n:
+        while e < n_epochs and not stopped and not raised:
+            t0 = cprop_now()
+            if schedule == _COSINE:
+                lr = _cosine_rate(learning_rate_init, epoch0 + e, max_iter, warmup_iter)
+            out_lr[e] = lr
+            _set_rate(&cfg, lr, weight_decay)
+            if bg != NULL:
+                _shuffle(bg, idx, n)
+            accumulated = 0
+            start = 0
+            while True:
+                start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
+                                     &state2[0], &work[0], &rows[0], &partial[0], dense,
+                                     &Y[0, 0], NULL, idx, start, &t, &accumulated, &since_poll)
+                if start >= n:
+                    break
                 since_poll = 0
                 with gil:
                     exc = _poll(hook, start)
-                    stop = exc is not None
-                if stop:
+                    cut = exc is not None
+                if cut:
+                    raised = True
                     break
-    return accumulated, t, start, exc
+            loss = accumulated / start
+            out_loss[e] = loss
+            out_rows[e] = start
+            n_seen += start
+            if not cut:
+                # BaseMLP._update_no_improvement_count (no early stopping), then the schedule
+                if loss > best_loss - tol:
+                    no_improvement += 1
+                else:
+                    no_improvement = 0
+                if loss < best_loss:
+                    best_loss = loss
+                if schedule == _INVSCALING:
+                    lr = learning_rate_init / pow(<double>(n_seen + 1), power_t)
+                # BaseMLP._trigger_stopping
+                if no_improvement > n_iter_no_change:
+                    if schedule != _ADAPTIVE or lr <= 1e-6:
+                        stopped = True
+                    else:
+                        lr /= 5.0
+                        no_improvement = 0
+            out_time[e] = cprop_now() - t0
+            e += 1
+            if not cut and since_poll >= poll_flops:
+                since_poll = 0
+                with gil:
+                    exc = _poll(hook, n)
+                    raised = exc is not None
+    return e, t, n_seen, lr, no_improvement, best_loss, stopped, cut, exc
