@@ -868,6 +868,8 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     _set_dropout(&spec, &dk, dropout_seed, epoch)
     _prefetch_setup(&pf, dense, n_features * sizeof(floating))
     _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
+    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
     exc = None
     while True:
         with nogil:
@@ -1053,7 +1055,7 @@ def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
     _prefetch_setup(&pf, dense, n_features * sizeof(floating))
     _set_input(&x, X_data, X_indices, X_indptr)
     scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
-    _serial_if_small(net, _sparse_pass_rows(net, &x, n, batch_size if batch_size < n else n))
+    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
     exc = None
     with nogil:
         while e < n_epochs and not stopped and not raised:
