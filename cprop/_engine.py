@@ -340,6 +340,29 @@ class Network:
                            self._checked_plan(min(n, chunk)), out)
         return out
 
+    def serve(self, params, X, out=None, labels=None, threshold=0.5, check_finite=True):
+        """``predict`` for a caller that checked X itself (the estimators' serving path).
+
+        X must be a C-contiguous 2-D array of this network's dtype and width, ``params`` the
+        flat vector (``_check_params``'s conditions), ``out`` None or a C-contiguous
+        (n_samples, n_outputs) array of the dtype, ``labels`` None or an intp vector that
+        receives each row's argmax (one output: 1 where it is > ``threshold``).  The passes are
+        those of ``predict`` (rows are independent, so the pass length never changes a
+        result).  Returns -1, or the first row of a pass that holds an inf or NaN when
+        ``check_finite`` (then ``out`` and ``labels`` are incomplete).
+        """
+        n = X.shape[0]
+        chunk = FULL_BATCH_CHUNK if self.n_threads > 1 else PREDICT_CHUNK_SERIAL
+        # pass lengths rounded up to a power of two: a service sees many batch sizes, and each
+        # distinct length is a plan to make and cache
+        cap = min(chunk, 1 << max(n - 1, 0).bit_length())
+        return _train.serve(self._checked_plan(cap), params, X, out, labels, threshold,
+                            check_finite)
+
+    def serial_rows(self):
+        """The most rows a prediction may have and still run on one thread (``_train``)."""
+        return _train.serial_rows(self.layer_sizes)
+
     def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
                   dropout_epoch=0):
         """Full-batch loss and gradient (the objective L-BFGS minimises).
