@@ -422,8 +422,9 @@ class BaseMLP(BaseEstimator, ABC):
         return self._forward(X)
 
     def _serve(self, X, labels=False):
-        """The serving path: the outputs for X (``labels``: each row's class index, see
-        ``_Serving.labels``), or None when X must go through scikit-learn's validation.
+        """The serving path: the outputs for X, or None when X must go through
+        scikit-learn's validation.  With ``labels``: (None, class index of each row) where
+        ``_Serving.labels`` allows that, else (outputs, None).
 
         Taken only for the common case, tested in about a microsecond: a plain ``ndarray``,
         2-D, C-contiguous, of the model's dtype and width, at least one row, a model fitted
@@ -450,18 +451,16 @@ class BaseMLP(BaseEstimator, ABC):
             net = s.serial        # the pass runs on one thread whatever the thread count
         else:
             net = self._network(s.units, s.dtype)      # follows the thread settings of now
-        if labels:
-            lab = s.labels(self)
-            if lab is None:
-                return None
+        threshold = s.labels(self) if labels else None
+        if threshold is not None:
             idx = np.empty(n, dtype=np.intp)
-            if net.serve(s.params, X, None, idx, threshold=lab) >= 0:
+            if net.serve(s.params, X, None, idx, threshold=threshold) >= 0:
                 return None
-            return idx
+            return None, idx
         out = np.empty((n, s.n_outputs), dtype=s.dtype)
         if net.serve(s.params, X, out, None) >= 0:
             return None
-        return out
+        return (out, None) if labels else out
 
     # -- fitting -----------------------------------------------------------------------------------
     def _initialize(self, y, layer_units, dtype):
@@ -1350,11 +1349,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         y : ndarray, shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
-        idx = self._serve(X, labels=True)
-        if idx is not None:
-            return self._label_binarizer.classes_[idx]      # inverse_transform's indexing
-        check_is_fitted(self)
-        return self._outputs_to_predictions(self._forward_pass_fast(X))
+        served = self._serve(X, labels=True)
+        if served is None:
+            check_is_fitted(self)
+            return self._outputs_to_predictions(self._forward_pass_fast(X))
+        out, idx = served
+        if idx is None:
+            return self._outputs_to_predictions(out)
+        return self._label_binarizer.classes_[idx]          # inverse_transform's indexing
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
