@@ -447,18 +447,17 @@ class BaseMLP(BaseEstimator, ABC):
                 or not X.flags.c_contiguous or "feature_names_in_" in d
                 or d.get("n_features_in_") != s.n_features):
             return None
-        if n <= s.serial_rows:
-            net = s.serial        # the pass runs on one thread whatever the thread count
-        else:
-            net = self._network(s.units, s.dtype)      # follows the thread settings of now
+        # a batch too small for threads runs on one whatever the thread count, so the thread
+        # policy (a system call, soon cgroup files) is asked only for larger ones
+        nt = 1 if n <= s.serial_rows else effective_n_threads(self.n_threads)
         threshold = s.labels(self) if labels else None
         if threshold is not None:
             idx = np.empty(n, dtype=np.intp)
-            if net.serve(s.params, X, None, idx, threshold=threshold) >= 0:
+            if s.net.serve(s.params, X, None, idx, threshold=threshold, n_threads=nt) >= 0:
                 return None
             return None, idx
         out = np.empty((n, s.n_outputs), dtype=s.dtype)
-        if net.serve(s.params, X, out, None) >= 0:
+        if s.net.serve(s.params, X, out, None, n_threads=nt) >= 0:
             return None
         return (out, None) if labels else out
 
@@ -1134,7 +1133,7 @@ class _Serving:
     the validated way.
     """
     __slots__ = ("coefs", "intercepts", "arrays", "params", "settings", "dtype", "units",
-                 "n_features", "n_outputs", "serial", "serial_rows")
+                 "n_features", "n_outputs", "net", "serial_rows")
 
     @staticmethod
     def _settings(d):
@@ -1173,7 +1172,8 @@ class _Serving:
         self.dtype = np.dtype(dtype)
         self.units = units
         self.n_features, self.n_outputs = units[0], units[-1]
-        self.serial = net if net.n_threads == 1 else Network(
+        # one-thread plans: serve runs each pass on one thread and shares passes among threads
+        self.net = net if net.n_threads == 1 else Network(
             net.layer_sizes, net.activations, net.out_activation, dtype, 1, loss=net.loss,
             huber_delta=net.huber_delta, dropout=net.dropout)
         self.serial_rows = net.serial_rows()

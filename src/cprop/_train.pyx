@@ -33,7 +33,7 @@ Design
    a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
    (_config.pxd, serial loops).
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport sqrt, pow
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -534,37 +534,66 @@ cdef void _row_labels(const floating* P, intp_t n, intp_t m, double threshold,
         labels[i] = best
 
 
-cdef intp_t _serve_rows(const NetSpec* net, const floating* params, const floating* X, intp_t n,
-                        floating* out, intp_t* labels, double threshold, bint check_finite,
-                        floating* work) noexcept nogil:
-    """out := the network's output for the n rows of X (out NULL: each pass's output stays in
-    work), labels := ``_row_labels`` of it, pass by pass.  Returns -1, or the first row of the
-    pass that holds an inf or NaN (check_finite; that pass and the rest are not computed)."""
-    cdef intp_t start = 0, cn, nf = net.sizes[0], m = net.sizes[net.L], cap = net.cap
+cdef bint _serve_pass(const NetSpec* net, const floating* params, const floating* X, intp_t start,
+                      intp_t cn, floating* out, intp_t* labels, double threshold,
+                      bint check_finite, floating* work) noexcept nogil:
+    """One pass over rows start..start+cn: out (or, out NULL, the pass's own output buffer) and
+    labels (``_row_labels``) of them.  False, with nothing computed, when check_finite finds an
+    inf or NaN among the rows."""
+    cdef intp_t nf = net.sizes[0], m = net.sizes[net.L]
     cdef Input x
     cdef floating* P
+    if check_finite and not _all_finite(X + start * nf, cn * nf):
+        return False
     x.sparse = False
+    x.dense = <const void*>(X + start * nf)
     x.data = NULL
     x.indices = NULL
     x.indptr = NULL
     x.rows = NULL
     x.start = 0
-    while start < n:
-        cn = cap if start + cap <= n else n - start
-        if check_finite and not _all_finite(X + start * nf, cn * nf):
-            return start
-        x.dense = <const void*>(X + start * nf)
-        forward(net, params, &x, cn, work, (out + start * m) if out != NULL else NULL)
-        if labels != NULL:
-            P = (out + start * m) if out != NULL else work + net.a_off[net.L]
-            _row_labels(P, cn, m, threshold, labels + start)
-        start += cn
-    return -1
+    forward(net, params, &x, cn, work, (out + start * m) if out != NULL else NULL)
+    if labels != NULL:
+        P = (out + start * m) if out != NULL else work + net.a_off[net.L]
+        _row_labels(P, cn, m, threshold, labels + start)
+    return True
+
+
+cdef intp_t _serve_rows(const NetSpec* net, const floating* params, const floating* X, intp_t n,
+                        floating* out, intp_t* labels, double threshold, bint check_finite,
+                        floating* work, intp_t work_size, int n_threads) noexcept nogil:
+    """``_serve_pass`` over the passes of ``net.cap`` rows of X, each pass on one thread: with
+    n_threads > 1 the threads share the passes (dynamic schedule; thread t uses
+    work + t * work_size) in one parallel region for the whole call.  Rows are independent, so
+    neither the split nor the thread count changes a result.  Returns -1, or the first row of
+    the first pass that holds an inf or NaN (that pass is not computed), or -2 (no memory)."""
+    cdef intp_t cap = net.cap, n_pass = (n + cap - 1) // cap, c, bad = -1
+    cdef unsigned char* ok
+    if n_threads <= 1:      # one thread: no parallel region (_config.pxd, serial loops)
+        for c in range(n_pass):
+            if not _serve_pass(net, params, X, c * cap, cap if (c + 1) * cap <= n else n - c * cap,
+                               out, labels, threshold, check_finite, work):
+                return c * cap
+        return -1
+    ok = <unsigned char*>malloc(n_pass)
+    if ok == NULL:
+        return -2
+    with parallel(num_threads=n_threads):
+        for c in prange(n_pass, schedule='dynamic'):
+            ok[c] = _serve_pass(net, params, X, c * cap,
+                                cap if (c + 1) * cap <= n else n - c * cap, out, labels,
+                                threshold, check_finite, work + threadid() * work_size)
+    for c in range(n_pass):
+        if not ok[c]:
+            bad = c * cap
+            break
+    free(ok)
+    return bad
 
 
 cdef Py_ssize_t _serve(CheckedPlan cp, const floating[::1] params, const floating[:, ::1] X,
                        floating[:, ::1] out, intp_t[::1] labels, double threshold,
-                       bint check_finite) except -2:
+                       bint check_finite, int n_threads) except -2:
     cdef NetSpec spec
     _checked(cp, floating is float, params.shape[0], X.shape[1], &spec)
     cdef Py_ssize_t n = X.shape[0], bad
@@ -575,18 +604,23 @@ cdef Py_ssize_t _serve(CheckedPlan cp, const floating[::1] params, const floatin
         raise ValueError(f"labels has {labels.shape[0]} entries; expected {n}.")
     if n == 0:
         return -1
-    _serial_if_small(&spec, spec.cap if spec.cap < n else n)
-    cdef floating* work = <floating*>malloc(cp.work_size * sizeof(floating))
+    spec.n_threads = 1                      # threads go over passes, never inside one
+    cdef int nt = 1
+    if n_threads > 1 and n > spec.cap and n * _row_flops(&spec) >= PASS_SERIAL_FLOPS:
+        nt = engine_threads(min(n_threads, (n + spec.cap - 1) // spec.cap))
+    cdef floating* work = <floating*>malloc(nt * cp.work_size * sizeof(floating))
     if work == NULL:
-        raise MemoryError(f"cannot allocate the {cp.work_size * sizeof(floating)} bytes of a "
-                          f"prediction's work buffers.")
+        raise MemoryError(f"cannot allocate the {nt * cp.work_size * sizeof(floating)} bytes of "
+                          f"a prediction's work buffers.")
     with nogil:
         bad = _serve_rows(&spec, &params[0], &X[0, 0], n,
                           &out[0, 0] if out is not None else NULL,
-                          &labels[0] if labels is not None else NULL, threshold, check_finite, work)
+                          &labels[0] if labels is not None else NULL, threshold, check_finite,
+                          work, cp.work_size, nt)
     free(work)
+    if bad == -2:
+        raise MemoryError("cannot allocate a prediction's pass flags.")
     return bad
-
 
 def serial_rows(layer_sizes):
     """The most rows a pass of this network may hold and still run on one thread whatever its
@@ -608,13 +642,15 @@ def serial_rows(layer_sizes):
     return r
 
 def serve(CheckedPlan plan not None, params, X, out=None, labels=None, double threshold=0.5,
-          bint check_finite=True):
+          bint check_finite=True, int n_threads=1):
     """out := network output for every row of dense X; labels := each row's argmax (or its one
     output > threshold).  Returns -1, or the first row of a pass holding an inf/NaN (check_finite;
     out and labels are then incomplete).
 
     For callers that checked X themselves: params, X and out must be C-contiguous arrays of the
     plan's dtype (labels: intp), X 2-D of the plan's width; either of out, labels may be None.
+    Passes of the plan's cap rows each run on one thread; up to ``n_threads`` threads share them
+    when X holds more than one pass and at least ``PASS_SERIAL_FLOPS`` of work.
 
     Examples
     --------
@@ -629,8 +665,9 @@ def serve(CheckedPlan plan not None, params, X, out=None, labels=None, double th
     0
     """
     if plan.is_float:
-        return _serve[float](plan, params, X, out, labels, threshold, check_finite)
-    return _serve[double](plan, params, X, out, labels, threshold, check_finite)
+        return _serve[float](plan, params, X, out, labels, threshold, check_finite, n_threads)
+    return _serve[double](plan, params, X, out, labels, threshold, check_finite, n_threads)
+
 
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
