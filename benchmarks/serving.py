@@ -68,6 +68,8 @@ def _onnx_session(clf, X, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # no spin-waiting after a run: its threads would take the other core from the next timer
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onx.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -90,11 +92,16 @@ def _per_call(fn, calls):
     return (time.perf_counter() - t) / calls
 
 
+SETTLE = 0.05     # seconds of sleep before each timed run: BLAS threads stop spinning
+
+
 def _paired(timers, reps):
-    """{name: [seconds per repetition]}, the timers interleaved repetition by repetition."""
+    """{name: [seconds per repetition]}, the timers interleaved repetition by repetition, each
+    after SETTLE seconds of sleep (so no system's spinning threads slow the next one)."""
     times = {k: [] for k in timers}
     for _ in range(reps):
         for k, run in timers.items():
+            time.sleep(SETTLE)
             times[k].append(run())
     return times
 
@@ -143,7 +150,9 @@ def batch(clf, sk, X, reps, title, threads=(1, 2)):
           "|---|---|---|---|---|---|---|---|---|---|")
     for t in threads:
         clf.set_params(n_threads=t)
-        net = clf._network(clf._layer_units(), X.dtype)
+        net = clf._network(clf._layer_units(), X.dtype)      # the old engine's
+        clf.predict(X[:1])
+        serving = clf._nets["serving"]                          # the serving path's
         params = clf._params
         out = np.empty((X.shape[0], clf.n_outputs_), dtype=X.dtype)
         sess = _onnx_session(clf, X, t)
@@ -156,7 +165,8 @@ def batch(clf, sk, X, reps, title, threads=(1, 2)):
             return run
         with threadpool_limits(t):
             timers = {
-                "forward": timed(lambda: net.serve(params, X, out, None, check_finite=False)),
+                "forward": timed(lambda: serving.net.serve(params, X, out, None,
+                                                           check_finite=False, n_threads=t)),
                 "old engine": timed(lambda: net.predict(params, X)),
                 "predict": timed(lambda: clf.predict(X)),
                 "predict_proba": timed(lambda: clf.predict_proba(X)),
