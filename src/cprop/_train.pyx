@@ -33,7 +33,7 @@ Design
    a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
    (_config.pxd, serial loops).
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport sqrt, pow, cos
 from libc.stdint cimport uint32_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -511,6 +511,209 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
             _contiguous_rows(&x, dense, start, n_features)
             forward(&spec, &params[0], &x, cn, &work[0], &out[start, 0])
             start += cn
+
+
+
+# ---- serving: predictions for a caller that has checked X itself (cprop._engine.Network.serve) ---
+# A web service predicts one row, or a few, at a time: there the checks around a pass cost more
+# than the pass.  ``serve`` trusts a dense C-contiguous X of the plan's width and dtype (the
+# caller's cheap test), checks finiteness while it runs, and fuses what predict does with the
+# outputs (argmax, or the binary threshold) into the pass, so a large batch goes over its output
+# once, while it is in cache.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* 1 when every value is finite.  |x|'s bits are >= those of +inf exactly for inf and NaN, and
+       adding 2^52 (2^23) to them then carries into the sign bit; OR-ing the sums of all values is
+       integer arithmetic, which gcc vectorises without -ffast-math (a float test would not be
+       reordered).  memcpy is the portable bit cast. */
+    static int cprop_all_finite_d(const double* x, Py_ssize_t n) {
+        uint64_t acc = 0, u;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            memcpy(&u, x + i, sizeof u);
+            acc |= (u & 0x7FFFFFFFFFFFFFFFULL) + 0x0010000000000000ULL;
+        }
+        return (acc >> 63) == 0;
+    }
+    static int cprop_all_finite_f(const float* x, Py_ssize_t n) {
+        uint32_t acc = 0, u;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            memcpy(&u, x + i, sizeof u);
+            acc |= (u & 0x7FFFFFFFU) + 0x00800000U;
+        }
+        return (acc >> 31) == 0;
+    }
+    """
+    int cprop_all_finite_d(const double* x, Py_ssize_t n) noexcept nogil
+    int cprop_all_finite_f(const float* x, Py_ssize_t n) noexcept nogil
+
+
+cdef inline bint _all_finite(const floating* x, intp_t n) noexcept nogil:
+    """No inf or NaN among x[0..n)."""
+    if floating is float:
+        return cprop_all_finite_f(x, n)
+    else:
+        return cprop_all_finite_d(x, n)
+
+
+cdef void _row_labels(const floating* P, intp_t n, intp_t m, double threshold,
+                      intp_t* labels) noexcept nogil:
+    """labels[i] := argmax_j P[i, j] as numpy's argmax (first maximum; a NaN counts as the
+    maximum, the first one wins), or, with one column, 1 if P[i, 0] > threshold else 0 (a NaN
+    gives 0), as scikit-learn's LabelBinarizer.inverse_transform decides."""
+    cdef intp_t i, j, best
+    cdef const floating* p
+    if m == 1:
+        for i in range(n):
+            labels[i] = 1 if P[i] > threshold else 0
+        return
+    for i in range(n):
+        p = P + i * m
+        best = 0
+        for j in range(1, m):
+            if p[best] != p[best]:
+                break
+            if p[j] > p[best] or p[j] != p[j]:
+                best = j
+        labels[i] = best
+
+
+cdef bint _serve_pass(const NetSpec* net, const floating* params, const floating* X, intp_t start,
+                      intp_t cn, floating* out, intp_t* labels, double threshold,
+                      bint check_finite, floating* work) noexcept nogil:
+    """One pass over rows start..start+cn: out (or, out NULL, the pass's own output buffer) and
+    labels (``_row_labels``) of them.  False, with nothing computed, when check_finite finds an
+    inf or NaN among the rows."""
+    cdef intp_t nf = net.sizes[0], m = net.sizes[net.L]
+    cdef Input x
+    cdef floating* P
+    if check_finite and not _all_finite(X + start * nf, cn * nf):
+        return False
+    x.sparse = False
+    x.dense = <const void*>(X + start * nf)
+    x.data = NULL
+    x.indices = NULL
+    x.indptr = NULL
+    x.rows = NULL
+    x.start = 0
+    forward(net, params, &x, cn, work, (out + start * m) if out != NULL else NULL)
+    if labels != NULL:
+        P = (out + start * m) if out != NULL else work + net.a_off[net.L]
+        _row_labels(P, cn, m, threshold, labels + start)
+    return True
+
+
+cdef intp_t _serve_rows(const NetSpec* net, const floating* params, const floating* X, intp_t n,
+                        floating* out, intp_t* labels, double threshold, bint check_finite,
+                        floating* work, intp_t work_size, int n_threads) noexcept nogil:
+    """``_serve_pass`` over the passes of ``net.cap`` rows of X, each pass on one thread: with
+    n_threads > 1 the threads share the passes (dynamic schedule; thread t uses
+    work + t * work_size) in one parallel region for the whole call.  Rows are independent, so
+    neither the split nor the thread count changes a result.  Returns -1, or the first row of
+    the first pass that holds an inf or NaN (that pass is not computed), or -2 (no memory)."""
+    cdef intp_t cap = net.cap, n_pass = (n + cap - 1) // cap, c, bad = -1
+    cdef unsigned char* ok
+    if n_threads <= 1:      # one thread: no parallel region (_config.pxd, serial loops)
+        for c in range(n_pass):
+            if not _serve_pass(net, params, X, c * cap, cap if (c + 1) * cap <= n else n - c * cap,
+                               out, labels, threshold, check_finite, work):
+                return c * cap
+        return -1
+    ok = <unsigned char*>malloc(n_pass)
+    if ok == NULL:
+        return -2
+    with parallel(num_threads=n_threads):
+        for c in prange(n_pass, schedule='dynamic'):
+            ok[c] = _serve_pass(net, params, X, c * cap,
+                                cap if (c + 1) * cap <= n else n - c * cap, out, labels,
+                                threshold, check_finite, work + threadid() * work_size)
+    for c in range(n_pass):
+        if not ok[c]:
+            bad = c * cap
+            break
+    free(ok)
+    return bad
+
+
+cdef Py_ssize_t _serve(CheckedPlan cp, const floating[::1] params, const floating[:, ::1] X,
+                       floating[:, ::1] out, intp_t[::1] labels, double threshold,
+                       bint check_finite, int n_threads) except -2:
+    cdef NetSpec spec
+    _checked(cp, floating is float, params.shape[0], X.shape[1], &spec)
+    cdef Py_ssize_t n = X.shape[0], bad
+    if out is not None and (out.shape[0] != n or out.shape[1] != cp.n_outputs):
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({n}, "
+                         f"{cp.n_outputs}).")
+    if labels is not None and labels.shape[0] != n:
+        raise ValueError(f"labels has {labels.shape[0]} entries; expected {n}.")
+    if n == 0:
+        return -1
+    spec.n_threads = 1                      # threads go over passes, never inside one
+    cdef int nt = 1
+    if n_threads > 1 and n > spec.cap and n * _row_flops(&spec) >= thresholds.pass_serial_flops:
+        nt = engine_threads(min(n_threads, (n + spec.cap - 1) // spec.cap))
+    cdef floating* work = <floating*>malloc(nt * cp.work_size * sizeof(floating))
+    if work == NULL:
+        raise MemoryError(f"cannot allocate the {nt * cp.work_size * sizeof(floating)} bytes of "
+                          f"a prediction's work buffers.")
+    with nogil:
+        bad = _serve_rows(&spec, &params[0], &X[0, 0], n,
+                          &out[0, 0] if out is not None else NULL,
+                          &labels[0] if labels is not None else NULL, threshold, check_finite,
+                          work, cp.work_size, nt)
+    free(work)
+    if bad == -2:
+        raise MemoryError("cannot allocate a prediction's pass flags.")
+    return bad
+
+def serial_rows(layer_sizes):
+    """The most rows a pass of this network may hold and still run on one thread whatever its
+    plan's thread count (``_serial_if_small``): a caller with no more rows needs no thread count.
+
+    Examples
+    --------
+    >>> from cprop._train import serial_rows, row_flops
+    >>> r = serial_rows([20, 64, 64, 3])
+    >>> r * row_flops([20, 64, 64, 3]) < 16e6 <= (r + 1) * row_flops([20, 64, 64, 3])
+    True
+    """
+    cdef double rf = row_flops(layer_sizes)
+    cdef Py_ssize_t r = <Py_ssize_t>(thresholds.pass_serial_flops / rf)
+    while r > 0 and r * rf >= thresholds.pass_serial_flops:
+        r -= 1
+    while (r + 1) * rf < thresholds.pass_serial_flops:
+        r += 1
+    return r
+
+def serve(CheckedPlan plan not None, params, X, out=None, labels=None, double threshold=0.5,
+          bint check_finite=True, int n_threads=1):
+    """out := network output for every row of dense X; labels := each row's argmax (or its one
+    output > threshold).  Returns -1, or the first row of a pass holding an inf/NaN (check_finite;
+    out and labels are then incomplete).
+
+    For callers that checked X themselves: params, X and out must be C-contiguous arrays of the
+    plan's dtype (labels: intp), X 2-D of the plan's width; either of out, labels may be None.
+    Passes of the plan's cap rows each run on one thread; up to ``n_threads`` threads share them
+    when X holds more than one pass and at least ``PASS_SERIAL_FLOPS`` of work.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._backprop import make_plan
+    >>> from cprop._train import CheckedPlan, serve
+    >>> plan = CheckedPlan(make_plan([2, 2], [0], 0, 8, np.float64, 1), np.float64)
+    >>> params = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.5]); labels = np.empty(2, np.intp)
+    >>> serve(plan, params, np.array([[1.0, 1.0], [0.0, 3.0]]), None, labels), labels
+    (-1, array([1, 1]))
+    >>> serve(plan, params, np.array([[1.0, np.nan]]), None, labels[:1])
+    0
+    """
+    if plan.is_float:
+        return _serve[float](plan, params, X, out, labels, threshold, check_finite, n_threads)
+    return _serve[double](plan, params, X, out, labels, threshold, check_finite, n_threads)
 
 
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
