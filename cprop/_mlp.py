@@ -572,9 +572,8 @@ class BaseMLP(BaseEstimator, ABC):
         state = self._optimizer
         stopping = _loop.Stopping(
             self.early_stopping, self.tol, self.n_iter_no_change,
-            count=self._no_improvement_count, best_params=self._best_params,
-            scored=self.best_validation_score_ is not None
-            and bool(np.isfinite(self.best_validation_score_)))
+            count=self._no_improvement_count, best_params=self.__dict__.get("_best_params"),
+            scored=bool(np.isfinite(self.__dict__.get("best_validation_score_") or -np.inf)))
         loop = _loop.TrainingLoop(
             self, net, params, state,
             Schedule(self.learning_rate, self.solver, self.learning_rate_init, self.power_t,
