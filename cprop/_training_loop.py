@@ -651,7 +651,8 @@ class TrainingLoop:
         est.learning_rate_curve_.append(lr)
         est.epoch_times_.append(seconds)
         if self.bar is not None:
-            self.bar.end_epoch(rows, est.loss_, partial)
+            self.bar.end_epoch(rows, est.loss_, partial,
+                               metrics={"val_loss": val_loss, "val_score": score})
         stop = False
         if not partial:
             for cb in self.callbacks:
