@@ -4,6 +4,7 @@ that reach the same state another way (an explicit split, separate seeded fits, 
 partial epoch).
 """
 import doctest
+import functools
 import json
 import csv
 import os
@@ -994,3 +995,108 @@ def test_i17_roc_auc_on_multiclass_names_roc_auc_ovr():
     clf.set_params(scoring="roc_auc_ovr").fit(X_tr_dig, y_tr_dig, X_val=X_val_dig,
                                               y_val=y_val_dig)
     assert clf.validation_scores_[-1] == get_scorer("roc_auc_ovr")(clf, X_val_dig, y_val_dig)
+
+
+# ---- issue 17: what users asked for ---------------------------------------------------------------
+def _replay_patience(values, patience, min_delta, minimise=True):
+    """(stop epoch or None, best epoch), 1-based, by Keras' rule written out here."""
+    best, best_epoch, wait = None, None, 0
+    for e, v in enumerate(values, 1):
+        if np.isfinite(v) and (best is None or (best - v if minimise else v - best) > min_delta):
+            best, best_epoch, wait = v, e, 0
+            continue
+        wait += 1
+        if wait >= patience:
+            return e, best_epoch
+    return None, best_epoch
+
+
+@pytest.mark.parametrize("monitor, min_delta", [("validation_loss", 0.0),
+                                                ("validation_loss", 0.01),
+                                                ("accuracy", 0.0)])
+def test_i17_early_stopping_callback_patience_and_best_weights(monitor, min_delta):
+    from cprop import EarlyStopping
+    es = EarlyStopping(monitor=monitor, patience=3, min_delta=min_delta)
+    ckpt = ModelCheckpoint(monitor="validation_loss" if monitor == "validation_loss"
+                           else "validation_score", min_delta=min_delta)
+    clf = MLPClassifier(hidden_layer_sizes=(10,), random_state=0, max_iter=300,
+                        learning_rate_init=0.05, n_iter_no_change=np.inf,
+                        scoring=["accuracy", "neg_log_loss"], callbacks=[ckpt, es])
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    values = [r.validation_loss if monitor == "validation_loss" else r.scores["accuracy"]
+              for r in clf.history_]
+    stop, best = _replay_patience(values, 3, min_delta, minimise=monitor == "validation_loss")
+    assert stop is not None and clf.n_iter_ == stop == es.stopped_epoch_
+    assert es.best_epoch_ == best == ckpt.best_epoch_
+    for W, Wb in zip(clf.coefs_ + clf.intercepts_, ckpt.best_coefs_ + ckpt.best_intercepts_):
+        assert_array_equal(W, Wb)
+
+
+def test_i17_early_stopping_callback_restarts_per_n_init():
+    from cprop import EarlyStopping
+    es = EarlyStopping(monitor="loss", patience=2, min_delta=0.5, restore_best_weights=False)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=50, n_init=2,
+                        callbacks=[es]).fit(X_dig, y_dig)
+    for i, r in enumerate(clf.restarts_):
+        losses = [h.loss for h in clf.history_] if i == clf.best_restart_ else None
+        assert r["n_iter"] == 3                       # epochs 2 and 3 improve by < 0.5
+        if losses is not None:
+            assert _replay_patience(losses, 2, 0.5)[0] == 3
+
+
+def test_i17_plateau_schedule():
+    """'plateau' is scikit-learn's 'adaptive' rule for every stochastic solver: bitwise the
+    same as 'adaptive' with sgd; with adam the rate drops 5-fold whenever the no-improvement
+    counter runs out, and training stops once the rate is <= 1e-6."""
+    kw = dict(hidden_layer_sizes=(5,), random_state=0, max_iter=60, tol=10.0,
+              n_iter_no_change=2)
+    a = MLPClassifier(solver="sgd", learning_rate="adaptive", **kw).fit(X_dig, y_dig)
+    p = MLPClassifier(solver="sgd", learning_rate="plateau", **kw).fit(X_dig, y_dig)
+    _coefs_equal(a, p)
+    assert a.learning_rate_curve_ == p.learning_rate_curve_
+    adam = MLPClassifier(learning_rate="plateau", **kw).fit(X_dig, y_dig)
+    expected, lr = [1e-3], 1e-3       # the first epoch improves on best_loss_=inf
+    while True:                       # tol=10: no later epoch improves; 3 epochs per rate
+        expected += [lr] * 3
+        if lr <= 1e-6:
+            break
+        lr /= 5.0
+    assert_allclose(adam.learning_rate_curve_, expected, rtol=1e-15)
+    # scikit-learn's schedules stay ignored by adam
+    const = MLPClassifier(learning_rate="adaptive", **kw).fit(X_dig, y_dig)
+    assert const.learning_rate_curve_ == [1e-3] * const.n_iter_
+
+
+def test_i17_multi_metric_scoring_in_history():
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=3,
+                        scoring={"acc": "accuracy", "nll": "neg_log_loss", "loss": "loss"})
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    last = clf.history_[-1].scores
+    assert set(last) == {"acc", "nll", "loss"}
+    assert last["acc"] == clf.validation_scores_[-1] == clf.score(X_val_dig, y_val_dig)
+    assert_allclose(last["nll"], get_scorer("neg_log_loss")(clf, X_val_dig, y_val_dig),
+                    rtol=1e-12)
+    assert last["loss"] == -clf.validation_loss_curve_[-1]
+    with pytest.raises(InvalidParameterError, match="scoring"):
+        clf.set_params(scoring=["accuracy", "no_such_metric"]).fit(X_dig, y_dig)
+
+
+def test_i17_progress_bar_shows_the_validation_metrics(capsys, monkeypatch):
+    monkeypatch.setattr(cprop._progress.ProgressBar, "__init__", functools.partialmethod(
+        cprop._progress.ProgressBar.__init__, use_tqdm=False))
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=2, verbose=2)
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    err = capsys.readouterr().err
+    assert f"val_loss {clf.validation_loss_curve_[-1]:.5g}" in err
+    assert f"val_score {clf.validation_scores_[-1]:.5g}" in err
+
+
+def test_i17_cosine_decays_over_max_iter_even_when_early_stopping_ends_sooner():
+    """The documented choice: cosine's rate depends on the epoch and max_iter only, so an
+    early-stopped fit ends partway down the curve ('plateau' adapts to the fit instead)."""
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=200,
+                        learning_rate="cosine", early_stopping=True, n_iter_no_change=2,
+                        tol=10.0).fit(X_dig, y_dig)
+    assert clf.n_iter_ == 4           # the first epoch improves on -inf, then 3 do not
+    assert_allclose(clf.learning_rate_curve_,
+                    [0.5e-3 * (1 + np.cos(np.pi * e / 200)) for e in range(4)], rtol=1e-15)
