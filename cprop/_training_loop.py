@@ -483,6 +483,8 @@ class TrainingLoop:
             from ._progress import ProgressBar
             self.bar = ProgressBar(n_samples, max_iter, epoch0=len(est.loss_curve_))
         self.say = self.bar.write if self.bar is not None else print
+        self._views = None           # coefs_/intercepts_ as last seen to be views of params
+        self._hook = self.hook()
         self._start_history(val is not None)
 
     # -- the record of the fit ----------------------------------------------------------------------
@@ -545,7 +547,7 @@ class TrainingLoop:
         lr = float(state.learning_rate)
         info, pending = {}, None
         try:
-            loss, rows = run_epoch(order, self.hook(), info), self.n_samples
+            loss, rows = run_epoch(order, self._hook, info), self.n_samples
         except BaseException as exc:
             if not info:       # before the compiled epoch changed anything
                 raise
@@ -564,7 +566,8 @@ class TrainingLoop:
         self._update_no_improvement(score)
         self.schedule.after_epoch(state, est.t_)
         stop = self._record(lr, t0, rows, val_loss, score, scores)
-        self._take_assigned_weights()
+        if self.callbacks:
+            self._take_assigned_weights()
         s = self.stopping
         if s.count > s.n_iter_no_change:
             what = "Validation score" if s.early_stopping else "Training loss"
@@ -661,12 +664,23 @@ class TrainingLoop:
                     stop = True
         return stop
 
+    def _exposed(self):
+        est = self.est
+        return (est.__dict__.get("coefs_"), est.__dict__.get("intercepts_"),
+                tuple(map(id, est.coefs_)), tuple(map(id, est.intercepts_)))
+
     def _take_assigned_weights(self):
-        """Weights a callback assigned to ``coefs_``/``intercepts_`` are trained from here on."""
+        """Weights a callback assigned to ``coefs_``/``intercepts_`` are trained from here on
+        (the same lists holding the same views: nothing was assigned, a cheap check)."""
+        now = self._exposed()
+        if self._views is not None and now[0] is self._views[0] \
+                and now[1] is self._views[1] and now[2:] == self._views[2:]:
+            return
         fresh = self.est._flat_params(self.net)
         if fresh is not self.params:
             self.params[...] = fresh
             self.est._expose(self.net, self.params)
+        self._views = self._exposed()
 
 
 # ---- restarts (design note 6) ---------------------------------------------------------------------
