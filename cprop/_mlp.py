@@ -9,9 +9,11 @@ Design
    ``coefs_``/``intercepts_`` are views into it.  Before every use the estimator checks that the
    public lists still are those views (``_flat_params``); if the user assigned new arrays, the
    vector is rebuilt from them, so assigned weights are always the ones used.
-2. Validation, label handling, the epoch loop, early stopping, the no-improvement counter and the
-   learning-rate schedules stay in Python, once per epoch; one epoch of mini-batches is one
-   compiled call (``Network.train_epoch``).  Random draws (initialisation, validation split,
+2. Validation, label handling and the epoch loop stay in Python, once per epoch; one epoch of
+   mini-batches is one compiled call (``Network.epochs``).  ``_fit_stochastic`` is the algorithm
+   (draw the row order, train an epoch, repeat); ``cprop._training_loop.TrainingLoop`` records
+   each epoch and applies the stopping rule, callbacks, progress and interrupts; the optimizer
+   state, the solver registry and the schedules live in ``cprop._optimizers``.  Random draws (initialisation, validation split,
    per-epoch row order) consume ``self._random_state`` in scikit-learn's order, so the same
    ``random_state`` gives scikit-learn's trajectory.
 3. L-BFGS is scipy's, on the engine's full-batch loss and gradient; scipy works in float64, the
@@ -688,7 +690,9 @@ class BaseMLP(BaseEstimator, ABC):
             Validation data ('sgd'/'adam'). Given, it replaces the ``validation_fraction``
             split: early stopping (``early_stopping=True``) watches it, and every epoch records
             ``validation_loss_curve_`` and ``validation_scores_`` on it (also without early
-            stopping). With 'lbfgs' it is used only to choose among ``n_init`` restarts.
+            stopping). With 'lbfgs' it is used only to choose among ``n_init`` restarts (with
+            ``n_init=1`` it raises). Its columns should be on X's scale (a warning says when
+            they look untransformed, e.g. passed around a Pipeline's transformers).
 
         y_val : array-like of shape (n_val_samples,) or (n_val_samples, n_outputs), default=None
             Targets of ``X_val``; required with it.
@@ -762,15 +766,18 @@ _PARAMS_DOC = """
         Size of minibatches for stochastic optimizers ('auto': ``min(200, n_samples)``).
         Not used by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine', 'plateau'}, default='constant'
         Learning rate schedule for 'sgd': 'constant' keeps ``learning_rate_init``;
         'invscaling' uses ``learning_rate_init / pow(t, power_t)`` after each epoch, t being the
         number of samples seen; 'adaptive' divides the rate by 5 each time
         ``n_iter_no_change`` consecutive epochs fail to improve the training loss (or the
-        validation score with early stopping) by ``tol``. 'cosine' (cprop; 'sgd' and 'adam')
+        validation score with early stopping) by ``tol``. 'cosine' (cprop; stochastic solvers)
         sets epoch e's rate to ``learning_rate_init * (1 + cos(pi * e / max_iter)) / 2``, after
-        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``). 'adam' ignores the
-        other schedules, as in scikit-learn.
+        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``); the curve spans
+        ``max_iter`` whatever ends training, so for early-stopped fits prefer 'plateau'.
+        'plateau' (cprop; stochastic solvers) is the 'adaptive' rule for 'adam'/'adamw' too.
+        'adam' ignores 'invscaling' and 'adaptive', as in scikit-learn; 'cosine' and 'plateau'
+        with 'lbfgs' raise InvalidParameterError.
 
     learning_rate_init : float, default=0.001
         The initial learning rate ('sgd' and 'adam').
@@ -840,7 +847,8 @@ _PARAMS_DOC = """
         Decoupled weight decay of ``solver='adamw'`` (cprop extension): each step multiplies
         every weight by ``1 - learning_rate_init * weight_decay`` besides the Adam step on the
         loss gradient (Loshchilov & Hutter); biases are not decayed. ``alpha`` remains the L2
-        term of the loss. Ignored by the other solvers.
+        term of the loss. Another value with another solver raises InvalidParameterError (cprop's
+        options that do not apply raise; see the README).
 
     clip_grad_norm : float, default=None
         Gradient clipping by global norm ('sgd', 'adam', 'adamw'; cprop extension): each
@@ -877,17 +885,22 @@ _PARAMS_DOC = """
         N(0, 2 / (fan_in + fan_out)), he_uniform U(+-sqrt(6 / fan_in)), he_normal
         N(0, 2 / fan_in) (for relu-like units), lecun_normal N(0, 1 / fan_in) (for 'selu'),
         orthogonal (orthonormal rows or columns, from the QR decomposition of a normal matrix).
-    scoring : str, callable or None, default=None
-        Validation score for early stopping and ``validation_scores_`` ('sgd'/'adam'): None
-        is the estimator's ``score`` (scikit-learn's behaviour), 'loss' minus the validation
-        loss (``validation_loss_curve_``), else any scorer name or callable
-        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept.
+    scoring : str, callable, list, dict or None, default=None
+        Validation score for early stopping and ``validation_scores_`` (stochastic solvers;
+        with 'lbfgs' it ranks ``n_init`` restarts on ``X_val``): None is the estimator's
+        ``score`` (scikit-learn's behaviour), 'loss' minus the validation loss
+        (``validation_loss_curve_``), else any scorer name or callable
+        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept. A
+        NaN score counts as no improvement and is never the best (a warning says so). A list
+        or dict of them records each in ``history_[i].scores``; the first is the one above.
 
     callbacks : list of callables or None, default=None
         Each is called after every epoch ('sgd'/'adam') as ``callback(estimator, record)``
-        with a read-only ``cprop.callbacks.EpochRecord``; returning True stops training
-        cleanly. An ``on_train_begin(estimator)`` method, if present, is called when a fit
-        starts. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
+        with a read-only ``cprop.callbacks.EpochRecord``; returning a true value stops training
+        cleanly. Weights it assigns to ``coefs_``/``intercepts_`` are trained from then on;
+        fitting the same estimator from a callback raises RuntimeError. Methods
+        ``on_train_begin(estimator)`` and ``on_train_end(estimator)``, if present, are called
+        when a fit starts and when its epochs end. ``cprop.EarlyStopping`` is Keras' rule. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
         objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
 
     n_init : int, default=1

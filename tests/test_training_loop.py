@@ -1100,3 +1100,26 @@ def test_i17_cosine_decays_over_max_iter_even_when_early_stopping_ends_sooner():
     assert clf.n_iter_ == 4           # the first epoch improves on -inf, then 3 do not
     assert_allclose(clf.learning_rate_curve_,
                     [0.5e-3 * (1 + np.cos(np.pi * e / 200)) for e in range(4)], rtol=1e-15)
+
+
+def test_i17_optimizer_registry_and_old_optimizer_pickles():
+    """One registry: the solver and schedule options, partial_fit's availability and the
+    optimizer state derive from cprop._optimizers; a state pickled before a field existed loads
+    with that field's default."""
+    from cprop._optimizers import SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, OptimizerState
+    for est in (MLPClassifier(), MLPRegressor()):
+        assert est._parameter_constraints["solver"][0].options == set(SOLVERS)
+        assert est._parameter_constraints["learning_rate"][0].options == set(SCHEDULES)
+    for solver in SOLVERS:
+        assert hasattr(MLPClassifier(solver=solver), "partial_fit") == \
+            (solver in STOCHASTIC_SOLVERS)
+    assert cprop._engine.OptimizerState is OptimizerState        # the old import path
+    st = OptimizerState("adam", 3, np.float64, learning_rate=0.01)
+    old = {k: v for k, v in vars(st).items()
+           if k not in ("epochs_checked", "clip_grad_norm", "dropout_epoch", "weight_decay")}
+    loaded = OptimizerState.__new__(OptimizerState)
+    loaded.__setstate__(old)
+    assert (loaded.epochs_checked, loaded.clip_grad_norm, loaded.dropout_epoch,
+            loaded.weight_decay) == (0, None, -1, 0.0)
+    assert loaded.learning_rate == 0.01 and loaded.s1 is old["s1"]
+    assert vars(pickle.loads(pickle.dumps(st))).keys() == vars(st).keys()
