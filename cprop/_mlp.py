@@ -345,7 +345,7 @@ class BaseMLP(BaseEstimator, ABC):
         """dtype a continued fit trains in: that of the optimizer state when there is one
         (assigned ``coefs_`` of another dtype are converted into it), else the weights'."""
         opt = self.__dict__.get("_optimizer")
-        if opt is not None and getattr(opt, "s1", None) is not None and opt.s1.dtype in _FLOATS:
+        if isinstance(opt, OptimizerState) and opt.s1.dtype in _FLOATS:
             return opt.s1.dtype
         return self._model_dtype()
 

@@ -417,13 +417,16 @@ def score_model(est, scorers, out, val, val_loss):
 class InterruptGuard:
     """While entered (main thread, Python's default SIGINT handler): Ctrl-C sets ``pending``
     instead of raising wherever Python happens to be; ``poll`` (the compiled epoch's hook)
-    raises KeyboardInterrupt inside the epoch, and the loop checks ``pending`` after it."""
+    raises KeyboardInterrupt inside the epoch, and the loop checks ``pending`` after it.  A
+    second Ctrl-C before that raises at once (a slow scorer or callback stays interruptible)."""
 
     def __init__(self):
         self.pending = False
         self._previous = None
 
     def _handler(self, signum, frame):
+        if self.pending:             # a second Ctrl-C: stop now (e.g. inside a slow callback)
+            raise KeyboardInterrupt
         self.pending = True
 
     def poll(self, rows_done=None):
@@ -690,8 +693,8 @@ def restart_value(est, validation, net_of):
     if est.solver in STOCHASTIC_SOLVERS and getattr(est, "validation_scores_", None):
         if est.early_stopping:
             return est.best_validation_score_
-        finite = [s for s in est.validation_scores_ if np.isfinite(s)]
-        return est.validation_scores_[-1] if finite else -np.inf
+        last = est.validation_scores_[-1]
+        return last if np.isfinite(last) else -np.inf
     if validation is not None:                      # lbfgs with X_val
         net = net_of(est)
         val = prepare_validation(est, net, *validation, class_weights=getattr(

@@ -1123,3 +1123,26 @@ def test_i17_optimizer_registry_and_old_optimizer_pickles():
             loaded.weight_decay) == (0, None, -1, 0.0)
     assert loaded.learning_rate == 0.01 and loaded.s1 is old["s1"]
     assert vars(pickle.loads(pickle.dumps(st))).keys() == vars(st).keys()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("n_signals", [1, 2])
+def test_i17_ctrl_c_in_a_callback_ends_after_the_epoch_or_at_once(n_signals):
+    """One Ctrl-C during a callback: the epoch's other callbacks still run, training stops after
+    it. A second one raises at once, inside the callback."""
+    ran = []
+
+    def ctrl_c(est, rec):
+        if rec.epoch == 2:
+            for _ in range(n_signals):
+                os.kill(os.getpid(), signal.SIGINT)
+            ran.append("after the signals")
+
+    def later(est, rec):
+        ran.append(rec.epoch)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=10,
+                        callbacks=[ctrl_c, later])
+    with pytest.warns(UserWarning, match="Training interrupted by user."):
+        clf.fit(X_dig, y_dig)
+    assert clf.n_iter_ == 2 and len(clf.history_) == 2
+    assert ran == ([1, "after the signals", 2] if n_signals == 1 else [1])
