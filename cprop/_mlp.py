@@ -580,9 +580,11 @@ class BaseMLP(BaseEstimator, ABC):
             self, net, params, state,
             Schedule(self.learning_rate, self.solver, self.learning_rate_init, self.power_t,
                      self.max_iter, self.warmup_iter),
-            stopping, val=val, scorers=_loop.make_scorers(self) if val is not None else None,
-            n_samples=n_samples, incremental=incremental, max_iter=self.max_iter,
-            verbose=self.verbose, callbacks=self.callbacks,
+            stopping, val=val, n_samples=n_samples, incremental=incremental,
+            scorers=None if val is None else _loop.make_scorers(self, self._is_multiclass()),
+            max_iter=self.max_iter, verbose=self.verbose, callbacks=self.callbacks,
+            score_outputs=self._score_outputs, weights_of=functools.partial(self._flat_params, net),
+            expose=functools.partial(self._expose, net),
             restart=self.__dict__.get("_restart_index", 0))
         run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size,
                                float(self.alpha))
@@ -642,6 +644,9 @@ class BaseMLP(BaseEstimator, ABC):
             X_train = to_engine_csr(X_train, net.dtype)
             X_val = to_engine_csr(X_val, net.dtype)
         return X_train, Y_train, sw_train, _loop.ValidationSet(X_val, None, Y_val, y_val, sw_val)
+
+    def _is_multiclass(self):
+        return is_classifier(self) and self._label_binarizer.y_type_ == "multiclass"
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":

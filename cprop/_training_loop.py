@@ -377,16 +377,16 @@ def _check_scoring_param(est):
             f"by str names); got {scoring!r}.")
 
 
-def make_scorers(est):
+def make_scorers(est, multiclass=False):
     """[(name, scorer)] for the validation scores; the first is the early-stopping score.
-    A scorer is None for the estimator's ``score`` and 'loss' for minus the validation loss."""
+    A scorer is None for the estimator's ``score`` and 'loss' for minus the validation loss.
+    ``multiclass``: the target has more than two classes (for the 'roc_auc' check)."""
     out = []
     for name, spec in _scoring_names(est.scoring):
         if spec is None or spec == "loss":
             out.append((name, spec))
             continue
-        if spec == "roc_auc" and is_classifier(est) \
-                and est._label_binarizer.y_type_ == "multiclass":
+        if spec == "roc_auc" and multiclass:
             raise ValueError(
                 f"scoring='roc_auc' is for binary (or multilabel) targets; y has "
                 f"{len(est.classes_)} classes. Use scoring='roc_auc_ovr' (one-vs-rest on "
@@ -395,12 +395,13 @@ def make_scorers(est):
     return out
 
 
-def score_model(est, scorers, out, val, val_loss):
-    """{name: score} of the model on the validation set (greater is better for every name)."""
+def score_model(est, scorers, out, val, val_loss, score_outputs):
+    """{name: score} of the model on the validation set (greater is better for every name);
+    ``score_outputs(out, y, sample_weight)`` is the estimator's score from its outputs."""
     scores = {}
     for name, scorer in scorers:
         if scorer is None:
-            scores[name] = float(est._score_outputs(out, val.y, val.sw))
+            scores[name] = float(score_outputs(out, val.y, val.sw))
         elif scorer == "loss":
             scores[name] = -val_loss
         else:
@@ -471,8 +472,13 @@ class TrainingLoop:
     """
 
     def __init__(self, est, net, params, state, schedule, stopping, *, val, scorers, n_samples,
-                 incremental, max_iter, verbose, callbacks, restart=0):
+                 incremental, max_iter, verbose, callbacks, score_outputs, weights_of, expose,
+                 restart=0):
         self.est, self.net, self.params, self.state = est, net, params, state
+        # the estimator's own operations, handed in: its score from outputs, the flat vector
+        # of its current coefs_/intercepts_ (params itself unless new arrays were assigned),
+        # and making coefs_/intercepts_ views of a vector again
+        self.score_outputs, self.weights_of, self.expose = score_outputs, weights_of, expose
         self.schedule, self.stopping = schedule, stopping
         self.val, self.scorers = val, scorers
         self.n_samples, self.incremental, self.max_iter = n_samples, incremental, max_iter
@@ -593,7 +599,7 @@ class TrainingLoop:
         out = self.net.predict(self.params, val.X)
         val_loss = validation_loss(self.net, out, val.Y, val.sw)
         self.est.validation_loss_curve_.append(val_loss)
-        scores = score_model(self.est, self.scorers, out, val, val_loss)
+        scores = score_model(self.est, self.scorers, out, val, val_loss, self.score_outputs)
         self.est.validation_scores_.append(next(iter(scores.values())))
         if self.verbose:
             self.say("Validation score: %f" % self.est.validation_scores_[-1])
@@ -679,10 +685,10 @@ class TrainingLoop:
         if self._views is not None and now[0] is self._views[0] \
                 and now[1] is self._views[1] and now[2:] == self._views[2:]:
             return
-        fresh = self.est._flat_params(self.net)
+        fresh = self.weights_of()
         if fresh is not self.params:
             self.params[...] = fresh
-            self.est._expose(self.net, self.params)
+            self.expose(self.params)
         self._views = self._exposed()
 
 
@@ -700,8 +706,8 @@ def restart_value(est, validation, net_of):
         val = prepare_validation(est, net, *validation, class_weights=getattr(
             est, "_class_weights", None))
         out = net.predict(est._params, val.X)
-        scores = score_model(est, make_scorers(est), out, val,
-                             validation_loss(net, out, val.Y, val.sw))
+        scores = score_model(est, make_scorers(est, est._is_multiclass()), out, val,
+                             validation_loss(net, out, val.Y, val.sw), est._score_outputs)
         value = next(iter(scores.values()))
         return value if np.isfinite(value) else -np.inf
     return -float(est.loss_)
