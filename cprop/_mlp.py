@@ -22,7 +22,6 @@ Design
    cache rebuilt on demand and never pickled.
 """
 import functools
-import time
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -905,7 +904,8 @@ _PARAMS_DOC = """
         cleanly. Weights it assigns to ``coefs_``/``intercepts_`` are trained from then on;
         fitting the same estimator from a callback raises RuntimeError. Methods
         ``on_train_begin(estimator)`` and ``on_train_end(estimator)``, if present, are called
-        when a fit starts and when its epochs end. ``cprop.EarlyStopping`` is Keras' rule. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
+        when a fit starts and when its epochs end. ``cprop.EarlyStopping`` is Keras' rule.
+        See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
         objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
 
     n_init : int, default=1

@@ -132,7 +132,7 @@ class OptimizerState:
         self.__dict__.update(saved)
 
 
-# ---- learning-rate schedules (design note 3) ------------------------------------------------------
+# ---- learning-rate schedules (design note 3) ----------------------------------------------------
 def cosine_rate(lr0, epoch, max_iter, warmup_iter=0):
     """Learning rate of 0-based ``epoch`` under linear warm-up then cosine decay.
 

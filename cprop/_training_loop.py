@@ -146,7 +146,7 @@ def callbacks_end(est):
             end(est)
 
 
-# ---- re-entrance ----------------------------------------------------------------------------------
+# ---- re-entrance --------------------------------------------------------------------------------
 _RUNNING = set()      # ids of estimators whose fit/partial_fit is running
 
 
@@ -167,7 +167,7 @@ def running(est):
         _RUNNING.discard(id(est))
 
 
-# ---- class weights --------------------------------------------------------------------------------
+# ---- class weights ------------------------------------------------------------------------------
 def class_weight_table(est, Y):
     """The weight of each class, from ``classes_`` (never from the labels of one batch): one array
     over ``classes_`` (binary, multiclass) or, for multilabel targets, one [w0, w1] per column.
@@ -221,7 +221,7 @@ def class_labels(est, Y):
     return np.full(Y.shape[0], est.classes_[0])
 
 
-# ---- validation data ------------------------------------------------------------------------------
+# ---- validation data ----------------------------------------------------------------------------
 @dataclass
 class ValidationSet:
     X: object          # engine input (dense C-contiguous or CSR, model dtype)
@@ -346,7 +346,7 @@ def validation_loss(net, P, Y, sw):
     return value if np.isfinite(value) else np.nan
 
 
-# ---- scoring --------------------------------------------------------------------------------------
+# ---- scoring ------------------------------------------------------------------------------------
 def _scoring_names(scoring):
     """``scoring`` as a list of (name, spec): None -> the estimator's score."""
     if scoring is None or isinstance(scoring, str) or callable(scoring):
@@ -414,7 +414,7 @@ def score_model(est, scorers, out, val, val_loss, score_outputs):
     return scores
 
 
-# ---- interrupts (design note 5) -------------------------------------------------------------------
+# ---- interrupts (design note 5) -----------------------------------------------------------------
 class InterruptGuard:
     """While entered (main thread, Python's default SIGINT handler): Ctrl-C sets ``pending``
     instead of raising wherever Python happens to be; ``poll`` (the compiled epoch's hook)
@@ -447,7 +447,7 @@ class InterruptGuard:
         return False
 
 
-# ---- the loop -------------------------------------------------------------------------------------
+# ---- the loop -----------------------------------------------------------------------------------
 @dataclass
 class Stopping:
     """The stopping rule's state (scikit-learn's): the no-improvement counter, the best training
@@ -496,7 +496,7 @@ class TrainingLoop:
         self._hook = self.hook()
         self._start_history(val is not None)
 
-    # -- the record of the fit ----------------------------------------------------------------------
+    # -- the record of the fit --------------------------------------------------------------------
     def _start_history(self, has_validation):
         """Start (fresh fit) or continue (warm_start, partial_fit) the per-epoch history."""
         est = self.est
@@ -542,7 +542,7 @@ class TrainingLoop:
                 self._take_assigned_weights()
         return exc_type is KeyboardInterrupt
 
-    # -- one epoch ----------------------------------------------------------------------------------
+    # -- one epoch --------------------------------------------------------------------------------
     def epoch(self, run_epoch, order):
         """Train one epoch in the given row order and record it; True to stop training.
 
@@ -692,7 +692,7 @@ class TrainingLoop:
         self._views = self._exposed()
 
 
-# ---- restarts (design note 6) ---------------------------------------------------------------------
+# ---- restarts (design note 6) -------------------------------------------------------------------
 def restart_value(est, validation, net_of):
     """The restart's merit, greater is better: its validation score when it has validation
     data, else minus its final training loss."""
