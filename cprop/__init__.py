@@ -7,6 +7,7 @@ try:
     from ._gradcheck import check_gradients
     from ._isa import available_kernels, kernel_info, set_kernel
     from ._mlp import MLPClassifier, MLPRegressor
+    from ._stopping import EarlyStopping
 except ImportError as _exc:  # a source tree without its compiled engine: say what to do
     import importlib.machinery as _machinery
     import os as _os
@@ -27,5 +28,5 @@ except ImportError as _exc:  # a source tree without its compiled engine: say wh
     raise
 
 __version__ = "0.1.0"
-__all__ = ["MLPClassifier", "MLPRegressor", "available_kernels", "check_gradients", "kernel_info",
-           "set_kernel", "__version__"]
+__all__ = ["EarlyStopping", "MLPClassifier", "MLPRegressor", "available_kernels",
+           "check_gradients", "kernel_info", "set_kernel", "__version__"]

@@ -32,6 +32,7 @@ from . import _backprop, _train
 from ._activations import ACTIVATION_CODES
 from ._losses import LOSS_CODES
 from ._openmp import effective_n_threads
+from ._optimizers import OptimizerState  # noqa: F401 (its home is cprop._optimizers)
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "selu",
                       "softplus", "gelu", "gelu_tanh", "silu", "mish")
@@ -497,39 +498,3 @@ class _Epochs:
         if exc is not None:
             raise exc
         return loss
-
-
-class OptimizerState:
-    """State of SGD (velocity) or Adam/AdamW (moments and step count) for a flat parameter vector.
-
-    ``learning_rate`` is the *current* rate (the estimator changes it between epochs for
-    'invscaling' and 'adaptive' schedules); Adam's bias correction uses ``t``.
-    ``clip_grad_norm`` / ``clip_grad_value`` (None: off) clip each mini-batch's gradient;
-    ``gradient_norms`` (None: off, or a list) receives, per epoch, each layer's weight-gradient
-    norm averaged over the mini-batches.  ``dropout_seed`` (None: no dropout) keys the dropout
-    masks of a network with dropout rates; each epoch uses the next epoch number.
-    """
-
-    def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
-                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
-                 clip_grad_norm=None, clip_grad_value=None, gradient_norms=None,
-                 dropout_seed=None):
-        if solver not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"solver must be 'sgd', 'adam' or 'adamw'; got {solver!r}.")
-        self.weight_decay = weight_decay
-        self.clip_grad_norm = clip_grad_norm
-        self.clip_grad_value = clip_grad_value
-        self.gradient_norms = gradient_norms
-        self.dropout_seed = dropout_seed     # masks of epoch e: (dropout_seed, e, sample, unit)
-        self.dropout_epoch = -1
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.t = 0
-        # SGD uses s1 (velocity) only; the kernel takes both vectors for either solver.
-        self.s1 = np.zeros(n_params, dtype=dtype)
-        self.s2 = np.zeros(n_params, dtype=dtype)

@@ -50,6 +50,8 @@ def _eligible(est, net, state, X, sw, val, callbacks, bar):
     """True when no epoch of this fit needs Python (design, first paragraph)."""
     if FORCE_PYTHON or val is not None or est.early_stopping or callbacks or bar is not None:
         return False
+    if est.learning_rate not in ("constant", "invscaling", "adaptive", "cosine"):
+        return False        # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
     if est.verbose or sw is not None or net.dropout is not None:
         return False
     if getattr(state, "gradient_norms", None) is not None or state.solver not in ("sgd", "adam",

@@ -9,9 +9,11 @@ Design
    ``coefs_``/``intercepts_`` are views into it.  Before every use the estimator checks that the
    public lists still are those views (``_flat_params``); if the user assigned new arrays, the
    vector is rebuilt from them, so assigned weights are always the ones used.
-2. Validation, label handling, the epoch loop, early stopping, the no-improvement counter and the
-   learning-rate schedules stay in Python, once per epoch; one epoch of mini-batches is one
-   compiled call (``Network.train_epoch``).  Random draws (initialisation, validation split,
+2. Validation, label handling and the epoch loop stay in Python, once per epoch; one epoch of
+   mini-batches is one compiled call (``Network.epochs``).  ``_fit_stochastic`` is the algorithm
+   (draw the row order, train an epoch, repeat); ``cprop._training_loop.TrainingLoop`` records
+   each epoch and applies the stopping rule, callbacks, progress and interrupts; the optimizer
+   state, the solver registry and the schedules live in ``cprop._optimizers``.  Random draws (initialisation, validation split,
    per-epoch row order) consume ``self._random_state`` in scikit-learn's order, so the same
    ``random_state`` gives scikit-learn's trajectory.
 3. L-BFGS is scipy's, on the engine's full-batch loss and gradient; scipy works in float64, the
@@ -22,7 +24,6 @@ Design
 import functools
 import itertools
 import operator
-import time
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -33,13 +34,12 @@ import scipy.sparse as sp
 
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_score
+from sklearn.metrics import accuracy_score, get_scorer_names, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import (
     Interval, Options, StrOptions, validate_parameter_constraints)
-from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -50,11 +50,11 @@ from . import _training_loop as _loop
 from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
 from ._engine import (
-    HIDDEN_ACTIVATIONS, Network, OptimizerState, as_engine_input, check_sparse_structure,
-    to_engine_csr)
+    HIDDEN_ACTIVATIONS, Network, as_engine_input, check_sparse_structure, to_engine_csr)
 from ._openmp import effective_n_threads
+from ._optimizers import SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, OptimizerState, Schedule
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
+_STOCHASTIC_SOLVERS = STOCHASTIC_SOLVERS
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -81,10 +81,8 @@ def _transactional(fit):
         # set again by this call's solver when Ctrl-C ended training with a consistent model
         self.__dict__.pop("_interrupted", None)
         opt = saved.get("_optimizer")
-        arrays = [(a, a.copy()) for a in (saved.get("_params"), getattr(opt, "s1", None),
-                                          getattr(opt, "s2", None))
-                  if isinstance(a, np.ndarray)]
-        opt_state = dict(opt.__dict__) if opt is not None else None
+        arrays = [(a, a.copy()) for a in (saved.get("_params"),) if isinstance(a, np.ndarray)]
+        opt_state = opt.snapshot() if isinstance(opt, OptimizerState) else None
         lists = {k: list(v) for k, v in saved.items() if isinstance(v, list)}
         _IN_TRANSACTION.add(id(self))
         try:
@@ -98,9 +96,8 @@ def _transactional(fit):
                 saved[k][:] = items
             for live, copy in arrays:          # vectors trained in place
                 live[...] = copy
-            if opt is not None:
-                opt.__dict__.clear()
-                opt.__dict__.update(opt_state)
+            if opt_state is not None:
+                opt.restore(opt_state)
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
@@ -143,10 +140,10 @@ class BaseMLP(BaseEstimator, ABC):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
+        "solver": [StrOptions(set(SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
+        "learning_rate": [StrOptions(set(SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -167,7 +164,8 @@ class BaseMLP(BaseEstimator, ABC):
         "n_threads": [None, Interval(Integral, 1, None, closed="left"),
                       Interval(Integral, None, -1, closed="right")],
         # the training loop (cprop._training_loop)
-        "scoring": [None, StrOptions(set(get_scorer_names()) | {"loss"}), callable],
+        "scoring": [None, StrOptions(set(get_scorer_names()) | {"loss"}), callable, list,
+                    tuple, dict],
         "callbacks": [None, list],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "warmup_iter": [Interval(Integral, 0, None, closed="left")],
@@ -367,7 +365,7 @@ class BaseMLP(BaseEstimator, ABC):
         """dtype a continued fit trains in: that of the optimizer state when there is one
         (assigned ``coefs_`` of another dtype are converted into it), else the weights'."""
         opt = self.__dict__.get("_optimizer")
-        if opt is not None and getattr(opt, "s1", None) is not None and opt.s1.dtype in _FLOATS:
+        if isinstance(opt, OptimizerState) and opt.s1.dtype in _FLOATS:
             return opt.s1.dtype
         return self._model_dtype()
 
@@ -481,7 +479,13 @@ class BaseMLP(BaseEstimator, ABC):
         return (out, None) if labels else out
 
     # -- fitting -----------------------------------------------------------------------------------
+    # cprop's records of a fit: a fresh fit that does not make them again removes them
+    _FIT_RECORDS = ("history_", "learning_rate_curve_", "epoch_times_", "validation_loss_curve_",
+                    "gradient_norms_", "restarts_", "best_restart_")
+
     def _initialize(self, y, layer_units, dtype):
+        for key in self._FIT_RECORDS:
+            self.__dict__.pop(key, None)
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
@@ -568,10 +572,6 @@ class BaseMLP(BaseEstimator, ABC):
         return self
 
     def _fit_lbfgs(self, net, params, X, Y, sample_weight):
-        if net.dropout is not None:
-            raise ValueError(
-                f"dropout needs a stochastic solver ('sgd', 'adam' or 'adamw'); solver="
-                f"{self.solver!r} minimises a fixed loss. Set dropout=0.0 or change the solver.")
         alpha = float(self.alpha)
         dtype = net.dtype
 
@@ -624,72 +624,37 @@ class BaseMLP(BaseEstimator, ABC):
                 dropout_seed=self._dropout_seed())
         if not hasattr(self, "loss_curve_"):  # continuing a model that lbfgs trained
             self._init_stochastic_attributes()
-
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        early_stopping = self.early_stopping
-        if validation is not None and validation[0] is not None:
-            # the caller's validation data replaces the validation_fraction split
-            X_train, Y_train, sw_train = X, Y, sample_weight
-            val = _loop.prepare_validation(self, net, *validation)
-        elif early_stopping:
-            stratify = self._stratify(Y)
-            arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
-            split = train_test_split(*arrays, random_state=self._random_state,
-                                     test_size=self.validation_fraction, stratify=stratify)
-            X_train, X_val, Y_train, Y_val = split[:4]
-            sw_train, sw_val = (split[4], split[5]) if sample_weight is not None else (None, None)
-            if X_val.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' "
-                    "or the size of your dataset."
-                )
-            y_val = self._validation_targets(Y_val)
-            if sp.issparse(X_train):
-                X_train = to_engine_csr(X_train, net.dtype)
-                X_val = to_engine_csr(X_val, net.dtype)
-            val = _loop.ValidationSet(X_val, None, Y_val, y_val, sw_val)
-        else:
-            X_train, Y_train, sw_train = X, Y, sample_weight
-            val = None
-        _loop.init_history(self, val is not None)
-        scorer = None
-        if val is not None and self.scoring not in (None, "loss"):
-            scorer = check_scoring(self, scoring=self.scoring)
 
+        X_train, Y_train, sw_train, val = self._validation_split(net, X, Y, sample_weight,
+                                                                 validation)
         n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=int)
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than "
-                    "sample size. It is going to be clipped"
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
-
+        batch_size = self._batch_size(n_samples)
         state = self._optimizer
-        alpha = float(self.alpha)
-        cosine = self.learning_rate == "cosine"
-        callbacks = list(self.callbacks) if self.callbacks else []
-        bar = _loop.progress_bar(self, n_samples, incremental)
-        hook = bar.update if bar is not None else None
-        say = bar.write if bar is not None else print
-        interrupted = False
+        stopping = _loop.Stopping(
+            self.early_stopping, self.tol, self.n_iter_no_change,
+            count=self._no_improvement_count, best_params=self.__dict__.get("_best_params"),
+            scored=bool(np.isfinite(self.__dict__.get("best_validation_score_") or -np.inf)))
+        loop = _loop.TrainingLoop(
+            self, net, params, state,
+            Schedule(self.learning_rate, self.solver, self.learning_rate_init, self.power_t,
+                     self.max_iter, self.warmup_iter),
+            stopping, val=val, n_samples=n_samples, incremental=incremental,
+            scorers=None if val is None else _loop.make_scorers(self, self._is_multiclass()),
+            max_iter=self.max_iter, verbose=self.verbose, callbacks=self.callbacks,
+            score_outputs=self._score_outputs, weights_of=functools.partial(self._flat_params, net),
+            expose=functools.partial(self._expose, net),
+            restart=self.__dict__.get("_restart_index", 0))
         if _fast_fit.run(self, net, params, state, X_train, Y_train, sw_train, batch_size,
-                         incremental, val, callbacks, bar):
+                         incremental, val, loop.callbacks, loop.bar):
             return      # compiled epochs: nothing in this fit needs Python per epoch
-        run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size, alpha)
-        try:
+        run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size,
+                               float(self.alpha))
+        sample_idx = np.arange(n_samples, dtype=int)
+        with loop:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
-                t0 = time.perf_counter()
-                if cosine:
-                    epoch = len(self.loss_curve_) if incremental else self.n_iter_
-                    state.learning_rate = _loop.cosine_rate(
-                        float(self.learning_rate_init), epoch, self.max_iter, self.warmup_iter)
-                lr = float(state.learning_rate)
                 order = None
                 if self.shuffle:
                     # scikit-learn's utils.shuffle(sample_idx, random_state=rs) draws exactly
@@ -698,57 +663,12 @@ class BaseMLP(BaseEstimator, ABC):
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
                     order = sample_idx
-                info, pending = {}, None
                 try:
-                    self.loss_ = run_epoch(order, hook, info)
-                    rows = n_samples
-                except BaseException as exc:
-                    if not info:       # before the compiled epoch changed anything
-                        raise
-                    # Ctrl-C (or another signal handler's exception) inside the compiled epoch:
-                    # the batches it finished are kept and counted (weights, Adam's step count,
-                    # t_, n_iter_ and loss_curve_ agree), then the exception goes on
-                    pending = exc
-                    self.loss_, rows = info["loss"], info["rows"]
-                self.n_iter_ += 1
-                self.t_ += rows
-                self.loss_curve_.append(self.loss_)
-                if pending is not None:
-                    _loop.record_epoch(self, lr, time.perf_counter() - t0, rows, None, None,
-                                       (), bar, partial=True)
-                    raise pending
-                if self.verbose:
-                    say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-
-                val_loss = val_score = None
-                if val is not None:
-                    out = net.predict(params, val.X)
-                    val_loss = _loop.validation_loss(self.out_activation_, out, val.Y, val.sw)
-                    self.validation_loss_curve_.append(val_loss)
-                    val_score = _loop.validation_score(self, out, val, val_loss, scorer)
-                self._update_no_improvement_count(early_stopping, params, val_score, say)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    state.learning_rate = (float(self.learning_rate_init)
-                                           / (self.t_ + 1) ** self.power_t)
-                stop = _loop.record_epoch(self, lr, time.perf_counter() - t0, rows, val_loss,
-                                          val_score, callbacks, bar)
-
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(msg, say):
-                        break
-                    self._no_improvement_count = 0
-                if stop:
-                    if self.verbose:
-                        say("A callback asked to stop training. Stopping.")
-                    break
-
-                if incremental:
+                    stop = loop.epoch(run_epoch, order)
+                finally:
+                    self._no_improvement_count = stopping.count
+                    self._best_params = stopping.best_params
+                if stop or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
@@ -756,71 +676,61 @@ class BaseMLP(BaseEstimator, ABC):
                         "optimization hasn't converged yet." % self.max_iter,
                         ConvergenceWarning,
                     )
-        except KeyboardInterrupt:
-            interrupted = True
-            warnings.warn("Training interrupted by user.")
-        finally:
-            if bar is not None:
-                bar.close()
-
-        if early_stopping:
-            params[...] = self._best_params
-        self._interrupted = interrupted
-        if interrupted and incremental:
+        self._interrupted = loop.interrupted
+        if loop.interrupted and incremental:
             # a user's own partial_fit loop must stop too; the model above is consistent
             raise KeyboardInterrupt
+
+    def _validation_split(self, net, X, Y, sample_weight, validation):
+        """(X_train, Y_train, sw_train, validation set or None): the caller's validation data
+        replaces the ``validation_fraction`` split of early stopping."""
+        if validation is not None:
+            val = _loop.prepare_validation(self, net, *validation,
+                                           class_weights=self.__dict__.get("_class_weights"))
+            _loop.warn_if_untransformed(X, val.X_user)
+            return X, Y, sample_weight, val
+        if not self.early_stopping:
+            return X, Y, sample_weight, None
+        stratify = self._stratify(Y)
+        arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
+        split = train_test_split(*arrays, random_state=self._random_state,
+                                 test_size=self.validation_fraction, stratify=stratify)
+        X_train, X_val, Y_train, Y_val = split[:4]
+        sw_train, sw_val = (split[4], split[5]) if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        y_val = self._validation_targets(Y_val)
+        if sp.issparse(X_train):
+            X_train = to_engine_csr(X_train, net.dtype)
+            X_val = to_engine_csr(X_val, net.dtype)
+        return X_train, Y_train, sw_train, _loop.ValidationSet(X_val, None, Y_val, y_val, sw_val)
+
+    def _is_multiclass(self):
+        return is_classifier(self) and self._label_binarizer.y_type_ == "multiclass"
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than "
+                "sample size. It is going to be clipped"
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
 
     def _report_gradients(self):
         """``gradient_norms_`` from the optimizer's record, and the vanishing/exploding warnings
         for the epochs of this call (see cprop._diagnostics)."""
         state = self._optimizer
-        record = getattr(state, "gradient_norms", None)
+        record = state.gradient_norms
         if record is None:
             return
         self.gradient_norms_ = np.array(record, dtype=np.float64).reshape(len(record), -1)
-        check_gradient_norms(self.gradient_norms_, start=getattr(state, "epochs_checked", 0))
+        check_gradient_norms(self.gradient_norms_, start=state.epochs_checked)
         state.epochs_checked = len(record)
-
-    def _trigger_stopping(self, msg, say=print):
-        """scikit-learn's rule: stop, unless SGD with the 'adaptive' schedule can divide its
-        learning rate by 5 (it stops once the rate is <= 1e-6)."""
-        state = self._optimizer
-        if not (self.solver == "sgd" and self.learning_rate == "adaptive"):
-            if self.verbose:
-                say(msg + " Stopping.")
-            return True
-        if state.learning_rate <= 1e-6:
-            if self.verbose:
-                say(msg + " Learning rate too small. Stopping.")
-            return True
-        state.learning_rate /= 5.0
-        if self.verbose:
-            say(msg + " Setting learning rate to %f" % state.learning_rate)
-        return False
-
-    def _update_no_improvement_count(self, early_stopping, params, val_score, say=print):
-        if val_score is not None:
-            self.validation_scores_.append(val_score)
-            if self.verbose:
-                say("Validation score: %f" % self.validation_scores_[-1])
-        if early_stopping:
-            last_valid_score = self.validation_scores_[-1]
-            if last_valid_score < (self.best_validation_score_ + self.tol):
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if last_valid_score > self.best_validation_score_:
-                self.best_validation_score_ = last_valid_score
-                self._best_params = params.copy()
-        else:
-            if val_score is not None and val_score > self.best_validation_score_:
-                self.best_validation_score_ = val_score
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
 
     def _score_outputs(self, out, y, sample_weight):
         """Validation score from output activations (NaN when the predictions are not finite)."""
@@ -848,7 +758,9 @@ class BaseMLP(BaseEstimator, ABC):
             Validation data ('sgd'/'adam'). Given, it replaces the ``validation_fraction``
             split: early stopping (``early_stopping=True``) watches it, and every epoch records
             ``validation_loss_curve_`` and ``validation_scores_`` on it (also without early
-            stopping). With 'lbfgs' it is used only to choose among ``n_init`` restarts.
+            stopping). With 'lbfgs' it is used only to choose among ``n_init`` restarts (with
+            ``n_init=1`` it raises). Its columns should be on X's scale (a warning says when
+            they look untransformed, e.g. passed around a Pipeline's transformers).
 
         y_val : array-like of shape (n_val_samples,) or (n_val_samples, n_outputs), default=None
             Targets of ``X_val``; required with it.
@@ -862,12 +774,18 @@ class BaseMLP(BaseEstimator, ABC):
             Returns a trained MLP model.
         """
         validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
-        _loop.check_loop_params(self)
-        _loop.callbacks_begin(self)
-        if self.n_init > 1 and not (self.warm_start and hasattr(self, "coefs_")):
-            return _loop.fit_restarts(self, X, y, sample_weight, validation)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False,
-                         validation=validation)
+        with _loop.running(self):
+            _loop.check_loop_params(self, X_val_given=validation is not None)
+            _loop.callbacks_begin(self)
+            if self.n_init > 1 and not (self.warm_start and hasattr(self, "coefs_")):
+                return _loop.fit_restarts(self, X, y, sample_weight, validation,
+                                          net_of=BaseMLP._fitted_network)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=False,
+                             validation=validation)
+
+    def _fitted_network(self):
+        """The engine network of the fitted weights, in their dtype."""
+        return self._network(self._layer_units(), self._model_dtype())
 
     def _with_class_weight(self, Y, sample_weight, incremental):
         """sample_weight combined with class weights (classifiers; see MLPClassifier)."""
@@ -916,15 +834,18 @@ _PARAMS_DOC = """
         Size of minibatches for stochastic optimizers ('auto': ``min(200, n_samples)``).
         Not used by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine', 'plateau'}, default='constant'
         Learning rate schedule for 'sgd': 'constant' keeps ``learning_rate_init``;
         'invscaling' uses ``learning_rate_init / pow(t, power_t)`` after each epoch, t being the
         number of samples seen; 'adaptive' divides the rate by 5 each time
         ``n_iter_no_change`` consecutive epochs fail to improve the training loss (or the
-        validation score with early stopping) by ``tol``. 'cosine' (cprop; 'sgd' and 'adam')
+        validation score with early stopping) by ``tol``. 'cosine' (cprop; stochastic solvers)
         sets epoch e's rate to ``learning_rate_init * (1 + cos(pi * e / max_iter)) / 2``, after
-        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``). 'adam' ignores the
-        other schedules, as in scikit-learn.
+        ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``); the curve spans
+        ``max_iter`` whatever ends training, so for early-stopped fits prefer 'plateau'.
+        'plateau' (cprop; stochastic solvers) is the 'adaptive' rule for 'adam'/'adamw' too.
+        'adam' ignores 'invscaling' and 'adaptive', as in scikit-learn; 'cosine' and 'plateau'
+        with 'lbfgs' raise InvalidParameterError.
 
     learning_rate_init : float, default=0.001
         The initial learning rate ('sgd' and 'adam').
@@ -994,7 +915,8 @@ _PARAMS_DOC = """
         Decoupled weight decay of ``solver='adamw'`` (cprop extension): each step multiplies
         every weight by ``1 - learning_rate_init * weight_decay`` besides the Adam step on the
         loss gradient (Loshchilov & Hutter); biases are not decayed. ``alpha`` remains the L2
-        term of the loss. Ignored by the other solvers.
+        term of the loss. Another value with another solver raises InvalidParameterError (cprop's
+        options that do not apply raise; see the README).
 
     clip_grad_norm : float, default=None
         Gradient clipping by global norm ('sgd', 'adam', 'adamw'; cprop extension): each
@@ -1031,17 +953,23 @@ _PARAMS_DOC = """
         N(0, 2 / (fan_in + fan_out)), he_uniform U(+-sqrt(6 / fan_in)), he_normal
         N(0, 2 / fan_in) (for relu-like units), lecun_normal N(0, 1 / fan_in) (for 'selu'),
         orthogonal (orthonormal rows or columns, from the QR decomposition of a normal matrix).
-    scoring : str, callable or None, default=None
-        Validation score for early stopping and ``validation_scores_`` ('sgd'/'adam'): None
-        is the estimator's ``score`` (scikit-learn's behaviour), 'loss' minus the validation
-        loss (``validation_loss_curve_``), else any scorer name or callable
-        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept.
+    scoring : str, callable, list, dict or None, default=None
+        Validation score for early stopping and ``validation_scores_`` (stochastic solvers;
+        with 'lbfgs' it ranks ``n_init`` restarts on ``X_val``): None is the estimator's
+        ``score`` (scikit-learn's behaviour), 'loss' minus the validation loss
+        (``validation_loss_curve_``), else any scorer name or callable
+        ``scorer(estimator, X, y)``. Greater is better; the best epoch's weights are kept. A
+        NaN score counts as no improvement and is never the best (a warning says so). A list
+        or dict of them records each in ``history_[i].scores``; the first is the one above.
 
     callbacks : list of callables or None, default=None
         Each is called after every epoch ('sgd'/'adam') as ``callback(estimator, record)``
-        with a read-only ``cprop.callbacks.EpochRecord``; returning True stops training
-        cleanly. An ``on_train_begin(estimator)`` method, if present, is called when a fit
-        starts. See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
+        with a read-only ``cprop.callbacks.EpochRecord``; returning a true value stops training
+        cleanly. Weights it assigns to ``coefs_``/``intercepts_`` are trained from then on;
+        fitting the same estimator from a callback raises RuntimeError. Methods
+        ``on_train_begin(estimator)`` and ``on_train_end(estimator)``, if present, are called
+        when a fit starts and when its epochs end. ``cprop.EarlyStopping`` is Keras' rule.
+        See ``cprop.callbacks`` (``ModelCheckpoint``, ``HistoryLogger``). Callback
         objects are deep-copied by ``clone`` and must be picklable to pickle the estimator.
 
     n_init : int, default=1
@@ -1301,8 +1229,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """sample_weight times the class weights of each sample's label(s), as scikit-learn's
         linear classifiers combine them (multilabel: the product over the label columns)."""
         if self.class_weight is None:
+            self.__dict__.pop("_class_weights", None)
             return sample_weight
-        cw = compute_sample_weight(self.class_weight, _loop.class_labels(self, Y))
+        if not isinstance(self.class_weight, str) or not incremental:
+            # from classes_ (and 'balanced': from the targets of fit), never from one batch
+            self._class_weights = _loop.class_weight_table(self, Y)
+        cw = _loop.class_sample_weights(self, Y, self._class_weights)
         return cw if sample_weight is None else sample_weight * cw
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1414,18 +1346,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self : object
             Trained MLP model.
         """
-        _loop.check_loop_params(self, incremental=True)
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
         validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
-        if not hasattr(self, "coefs_"):
-            _loop.callbacks_begin(self)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
-                         validation=validation)
+        with _loop.running(self):
+            _loop.check_loop_params(self, incremental=True, X_val_given=validation is not None)
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            if not hasattr(self, "coefs_"):
+                _loop.callbacks_begin(self)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                             validation=validation)
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.
@@ -1620,11 +1553,12 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             Trained MLP model.
         """
         validation = _loop.check_validation_args(X_val, y_val, sample_weight_val)
-        _loop.check_loop_params(self, incremental=True)
-        if not hasattr(self, "coefs_"):
-            _loop.callbacks_begin(self)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True,
-                         validation=validation)
+        with _loop.running(self):
+            _loop.check_loop_params(self, incremental=True, X_val_given=validation is not None)
+            if not hasattr(self, "coefs_"):
+                _loop.callbacks_begin(self)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True,
+                             validation=validation)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -35,6 +35,7 @@ class ProgressBar:
         self.epoch = 0           # epochs completed in this call
         self.epoch0 = epoch0     # epochs before this call (partial_fit, warm_start)
         self.loss = None
+        self.metrics = {}        # {name: value} of the last epoch (validation loss, score)
         self._tqdm = None
         if (use_tqdm is None or use_tqdm) and not self._off:
             try:
@@ -57,10 +58,13 @@ class ProgressBar:
         """Progress inside the running epoch (rows of it done so far)."""
         self._show(self.done + int(rows_in_epoch))
 
-    def end_epoch(self, rows, loss, partial=False):
+    def end_epoch(self, rows, loss, partial=False, metrics=None):
+        """An epoch ended: its rows, training loss and (optional) ``metrics`` {name: value}
+        shown beside the loss, e.g. {'val_loss': 0.3, 'val_score': 0.9}."""
         self.done += int(rows)
         self.epoch += 0 if partial else 1
         self.loss = loss
+        self.metrics = {k: v for k, v in (metrics or {}).items() if v is not None}
         self._show(self.done, force=True)
 
     def _guard(self, draw):
@@ -86,7 +90,8 @@ class ProgressBar:
             self._tqdm.n = pos
             self._tqdm.set_description(desc, refresh=False)
             if self.loss is not None:
-                self._tqdm.set_postfix(loss=f"{self.loss:.5g}", refresh=False)
+                self._tqdm.set_postfix(loss=f"{self.loss:.5g}", refresh=False,
+                                       **{k: f"{v:.5g}" for k, v in self.metrics.items()})
             self._tqdm.refresh()
             return
         elapsed = now - self._start
@@ -94,6 +99,7 @@ class ProgressBar:
         eta = (self.total - pos) / rate if rate > 0 else 0.0
         pct = 100.0 * pos / self.total if self.total else 100.0
         loss = f", loss {self.loss:.5g}" if self.loss is not None else ""
+        loss += "".join(f", {k} {v:.5g}" for k, v in self.metrics.items())
         self.file.write(f"\r{desc}/{self.epoch0 + self.max_iter} {pct:5.1f}% "
                         f"{pos}/{self.total} samples [{_fmt_time(elapsed)}<{_fmt_time(eta)}, "
                         f"{rate:.0f} samples/s{loss}]")

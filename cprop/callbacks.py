@@ -60,6 +60,9 @@ class EpochRecord:
         True when Ctrl-C ended the epoch early; the rows it did are kept and counted.
     restart : int
         Index of the restart (``n_init``) this epoch belongs to.
+    scores : dict or None
+        With several validation metrics (``scoring`` as a list or dict): each one's score by
+        name (greater is better); ``validation_score`` is the first. None otherwise.
 
     Examples
     --------
@@ -79,6 +82,7 @@ class EpochRecord:
     n_samples: int = None
     partial: bool = False
     restart: int = 0
+    scores: dict = None
 
     def as_dict(self):
         """The record as a plain dict."""

@@ -265,7 +265,7 @@ def test_dropout_estimator_threads_predict_and_validation(digits, threaded_passe
     assert np.array_equal(P, clf.predict_proba(X))
     np.testing.assert_allclose(P, _numpy_predict(clf, X, ["relu", "relu"]), rtol=1e-12,
                                atol=1e-15)
-    with pytest.raises(ValueError, match="dropout needs a stochastic solver"):
+    with pytest.raises(InvalidParameterError, match="'dropout' .* applies only with a stochastic"):
         MLPClassifier((5,), dropout=0.3, solver="lbfgs").fit(X, y)
     with pytest.raises(ValueError, match="one per hidden layer"):
         MLPClassifier((5, 4), dropout=[0.3]).fit(X, y)

@@ -47,8 +47,8 @@ def test_training_loop_examples_run(tmp_path):
     section = text[text.index("## The training loop"):]
     section = section[:section.index("\n## ", 1)]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 7          # validation+scoring, callbacks, progress, Ctrl-C, weights,
-    code = "\n".join(blocks)         # schedule, restarts: the blocks continue one another
+    assert len(blocks) == 8          # validation+scoring, callbacks, EarlyStopping, progress,
+    code = "\n".join(blocks)         # Ctrl-C, weights, schedule, restarts: they continue one another
     res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
@@ -57,6 +57,8 @@ def test_training_loop_examples_run(tmp_path):
     assert m and int(m.group(2)) <= int(m.group(1)) and float(m.group(3)) < 0.2
     m = re.search(r"best epoch (\d+), accuracy ([0-9.]+)", out)
     assert m and float(m.group(2)) > 0.95
+    m = re.search(r"stopped at epoch (\d+), weights of epoch (\d+)", out)
+    assert m and int(m.group(1)) - int(m.group(2)) == 5      # patience=5
     assert (tmp_path / "history.csv").read_text().startswith("epoch,loss,validation_loss")
     assert "samples" in res.stderr                       # the progress bar
     assert re.search(r"50 epochs, validation loss [0-9.]+", out)

@@ -4,6 +4,7 @@ that reach the same state another way (an explicit split, separate seeded fits, 
 partial epoch).
 """
 import doctest
+import functools
 import json
 import csv
 import os
@@ -20,7 +21,7 @@ import pytest
 from sklearn import config_context
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.metrics import get_scorer, log_loss, mean_poisson_deviance, mean_squared_error
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
@@ -669,3 +670,479 @@ def test_other_exception_inside_an_epoch_propagates_and_the_fit_is_rolled_back(m
     assert (clf.n_iter_, clf.t_, list(clf.loss_curve_), clf._optimizer.t) == before
     for W, W0 in zip(clf.coefs_, weights):
         np.testing.assert_array_equal(W, W0)
+
+
+# ---- issue 17: the training loop's findings, each against an independent reference ------------
+def _snapshot(est):
+    return [a.copy() for a in est.coefs_ + est.intercepts_]
+
+
+def _last_weights_recorder():
+    seen = {}
+
+    def record(est, rec):
+        seen["w"] = _snapshot(est)
+        seen["epochs"] = seen.get("epochs", 0) + 1
+    return seen, record
+
+
+@pytest.mark.parametrize("case", ["one_row_r2", "float32_overflow"])
+def test_i17_nan_validation_score_never_restores_unscored_weights(case):
+    """A NaN validation score is no improvement and never the best: early stopping stops after
+    n_iter_no_change + 1 such epochs with a warning and keeps the last weights (never the
+    initial, unscored ones)."""
+    X, y = X_reg, y_reg
+    if case == "one_row_r2":
+        X_val, y_val = X[:1], y[:1]                      # R^2 of one sample is NaN
+    else:
+        X, y = X.astype(np.float32), y.astype(np.float32)
+        X_val, y_val = np.full((4, X.shape[1]), 3e38, np.float32), y[:4]
+    seen, record = _last_weights_recorder()
+    kw = dict(hidden_layer_sizes=(7,), random_state=0, max_iter=40, n_iter_no_change=3,
+              learning_rate_init=0.01)
+    reg = MLPRegressor(early_stopping=True, callbacks=[record], **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        with pytest.warns(RuntimeWarning, match="validation score is nan"):
+            reg.fit(X, y, X_val=X_val, y_val=y_val)
+    assert reg.n_iter_ == 3 + 1 == seen["epochs"]
+    assert all(np.isnan(reg.validation_scores_))
+    for a, b in zip(_snapshot(reg), seen["w"]):
+        assert_array_equal(a, b)
+    # the same epochs without validation data: the same weights
+    plain = MLPRegressor(**dict(kw, max_iter=4)).fit(X, y)
+    _coefs_equal(reg, plain)
+
+
+def test_i17_nan_scorer_is_never_best():
+    seen, record = _last_weights_recorder()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, max_iter=30, early_stopping=True,
+                        n_iter_no_change=2, scoring=lambda est, X, y: np.nan,
+                        callbacks=[record])
+    with pytest.warns(RuntimeWarning, match="validation score is nan"):
+        clf.fit(X_dig, y_dig)
+    assert clf.n_iter_ == 3 and clf.best_validation_score_ == -np.inf
+    for a, b in zip(_snapshot(clf), seen["w"]):
+        assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "huber"])
+def test_i17_validation_loss_is_the_training_loss(loss):
+    """validation_loss_curve_ of the robust losses is their own loss (numpy reference)."""
+    rng = np.random.RandomState(0)
+    sw = rng.rand(40) + 0.5
+    reg = MLPRegressor(loss=loss, hidden_layer_sizes=(6,), random_state=0, max_iter=3,
+                       huber_delta=0.5 if loss == "huber" else 1.0)
+    reg.fit(X_reg[:160], y_reg[:160], X_val=X_reg[160:], y_val=y_reg[160:], sample_weight_val=sw)
+    r = np.abs(reg.predict(X_reg[160:]) - y_reg[160:])
+    rows = r if loss == "absolute_error" else np.where(r <= 0.5, 0.5 * r ** 2, 0.5 * (r - 0.25))
+    assert_allclose(reg.validation_loss_curve_[-1], np.average(rows, weights=sw), rtol=1e-12)
+
+
+def test_i17_adamw_restarts_ranked_by_validation_score():
+    """With early stopping's split, adamw restarts are ranked by their best validation score,
+    as a separate fit with each restart's seed finds it."""
+    kw = dict(solver="adamw", hidden_layer_sizes=(5,), max_iter=4, early_stopping=True)
+    clf = MLPClassifier(random_state=0, n_init=3, **kw).fit(X_dig, y_dig)
+    for r in clf.restarts_:
+        alone = MLPClassifier(random_state=r["seed"], **kw).fit(X_dig, y_dig)
+        assert r["score"] == alone.best_validation_score_
+    assert clf.best_restart_ == int(np.argmax([r["score"] for r in clf.restarts_]))
+
+
+@pytest.mark.parametrize("solver", ["adamw", "lbfgs"])
+def test_i17_scoring_loss_ranks_restarts(solver):
+    clf = MLPClassifier(solver=solver, hidden_layer_sizes=(5,), random_state=0, max_iter=3,
+                        n_init=2, scoring="loss")
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    probe = clone(clf).set_params(n_init=1, max_iter=1)
+    probe.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig) if solver != "lbfgs" else \
+        probe.fit(X_tr_dig, y_tr_dig)
+    for r in clf.restarts_:
+        probe.coefs_, probe.intercepts_ = r["coefs"], r["intercepts"]
+        assert_allclose(r["score"], -log_loss(y_val_dig, probe.predict_proba(X_val_dig)),
+                        rtol=1e-10)
+
+
+def test_i17_numpy_true_from_a_callback_stops():
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=10,
+                        callbacks=[lambda est, rec: np.True_])
+    clf.fit(X_dig, y_dig)
+    assert clf.n_iter_ == 1
+
+
+def test_i17_weights_assigned_in_a_callback_are_trained_on():
+    """A callback's coefs_/intercepts_ are the weights the next epochs train (as partial_fit
+    after assigning them would)."""
+    def halve(est, rec):
+        if rec.epoch == 1:
+            est.coefs_ = [W * 0.5 for W in est.coefs_]
+            est.intercepts_ = [b * 0.5 for b in est.intercepts_]
+    kw = dict(hidden_layer_sizes=(6,), random_state=0, shuffle=False, tol=0.0,
+              n_iter_no_change=100)
+    reg = MLPRegressor(max_iter=3, callbacks=[halve], **kw).fit(X_reg, y_reg)
+    ref = MLPRegressor(**kw).partial_fit(X_reg, y_reg)
+    ref.coefs_ = [W * 0.5 for W in ref.coefs_]
+    ref.intercepts_ = [b * 0.5 for b in ref.intercepts_]
+    ref.partial_fit(X_reg, y_reg).partial_fit(X_reg, y_reg)
+    _coefs_equal(reg, ref)
+    assert reg.loss_curve_ == ref.loss_curve_
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_i17_reentrant_fit_from_a_callback_raises_and_the_outer_fit_is_intact(method):
+    errors, inside = [], []
+
+    def reenter(est, rec):
+        if inside:                # (code without the guard would recurse)
+            return
+        inside.append(1)
+        try:
+            if method == "fit":
+                est.fit(X_dig[:50], y_dig[:50])
+            else:
+                est.partial_fit(X_dig[:50], y_dig[:50])
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        finally:
+            inside.pop()
+    kw = dict(hidden_layer_sizes=(5,), random_state=0, max_iter=4)
+    clf = MLPClassifier(callbacks=[reenter], **kw).fit(X_dig, y_dig)
+    assert len(errors) == 4 and "while this estimator is being fitted" in errors[0]
+    ref = MLPClassifier(**kw).fit(X_dig, y_dig)
+    _coefs_equal(clf, ref)
+    assert clf.loss_curve_ == ref.loss_curve_ and clf.t_ == ref.t_
+
+
+def test_i17_failed_partial_fit_keeps_no_gradient_norms():
+    def fail(est, rec):
+        raise ValueError("callback failed")
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, monitor_gradients=True)
+    clf.partial_fit(X_dig, y_dig, classes=np.unique(y_dig))
+    clf.set_params(callbacks=[fail])
+    with pytest.raises(ValueError, match="callback failed"):
+        clf.partial_fit(X_dig, y_dig)
+    assert clf.gradient_norms_.shape[0] == 1 and len(clf._optimizer.gradient_norms) == 1
+    clf.set_params(callbacks=None)
+    clf.partial_fit(X_dig, y_dig)
+    ref = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, monitor_gradients=True)
+    ref.partial_fit(X_dig, y_dig, classes=np.unique(y_dig)).partial_fit(X_dig, y_dig)
+    assert_array_equal(clf.gradient_norms_, ref.gradient_norms_)
+
+
+def test_i17_class_weight_dict_with_a_batch_lacking_the_weighted_class():
+    """Weights come from classes_, not from the batch: partial_fit on a batch without class 2
+    and validation labels without it equal the explicit sample weights."""
+    cw = {2: 5.0, 0: 0.5}
+    part = y_dig != 2
+    X_b, y_b = X_dig[part][:120], y_dig[part][:120]
+    kw = dict(hidden_layer_sizes=(5,), random_state=0)
+    clf = MLPClassifier(class_weight=cw, **kw).partial_fit(X_b, y_b, classes=np.unique(y_dig))
+    sw = np.array([cw.get(c, 1.0) for c in y_b])
+    ref = MLPClassifier(**kw).partial_fit(X_b, y_b, classes=np.unique(y_dig), sample_weight=sw)
+    _coefs_equal(clf, ref)
+    Xv, yv = X_dig[part][120:160], y_dig[part][120:160]
+    clf = MLPClassifier(class_weight=cw, max_iter=2, **kw).fit(X_dig, y_dig, X_val=Xv, y_val=yv)
+    swv = np.array([cw.get(c, 1.0) for c in yv])
+    assert_allclose(clf.validation_loss_curve_[-1],
+                    log_loss(yv, clf.predict_proba(Xv), sample_weight=swv, labels=clf.classes_),
+                    rtol=1e-10)
+
+
+def test_i17_refit_drops_records_it_does_not_make():
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=3, n_init=2,
+                        monitor_gradients=True).fit(X_dig, y_dig)
+    assert hasattr(clf, "restarts_") and hasattr(clf, "gradient_norms_")
+    clf.set_params(n_init=1, monitor_gradients=False, solver="lbfgs")
+    clf.fit(X_dig, y_dig)
+    for name in ("restarts_", "best_restart_", "gradient_norms_", "history_", "epoch_times_"):
+        assert not hasattr(clf, name), name
+    clf.set_params(solver="adam", monitor_gradients=True).fit(X_dig, y_dig)
+    clf.set_params(n_init=2, monitor_gradients=False).fit(X_dig, y_dig)
+    assert not hasattr(clf, "gradient_norms_") and len(clf.restarts_) == 2
+
+
+def test_i17_interrupted_epoch_keeps_the_validation_curves_aligned(monkeypatch):
+    monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
+    calls = {"n": 0}
+
+    def update(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 4 + 2:           # 4 polls per epoch (5 batches of 48), then 2 batches
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cprop._progress.ProgressBar, "update", update)
+    clf = MLPClassifier(hidden_layer_sizes=(9,), batch_size=48, random_state=0, max_iter=20,
+                        verbose=2)
+    with pytest.warns(UserWarning, match="Training interrupted by user."):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert clf.n_iter_ == 2
+    assert len(clf.validation_loss_curve_) == len(clf.validation_scores_) == 2
+    assert_allclose(clf.validation_loss_curve_[-1],
+                    log_loss(y_val_dig, clf.predict_proba(X_val_dig)), rtol=1e-10)
+    assert clf.validation_scores_[-1] == clf.score(X_val_dig, y_val_dig)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch):
+    """SIGINT arriving just as the compiled epoch returns (after its only batch's update): the
+    epoch is counted (n_iter_, t_, Adam's t) and equals a one-epoch fit."""
+    import cprop._train as _train
+    original = _train.train_epoch
+
+    def then_ctrl_c(*args, **kwargs):
+        result = original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(_train, "train_epoch", then_ctrl_c)
+    kw = dict(hidden_layer_sizes=(6,), random_state=0, batch_size=len(y_dig))
+    clf = MLPClassifier(max_iter=5, **kw)
+    with pytest.warns(UserWarning, match="Training interrupted by user."):
+        clf.fit(X_dig, y_dig)
+    assert clf.n_iter_ == 1 and clf.t_ == len(y_dig) and clf._optimizer.t == 1
+    assert len(clf.loss_curve_) == 1
+    monkeypatch.setattr(_train, "train_epoch", original)
+    _coefs_equal(clf, MLPClassifier(max_iter=1, **kw).fit(X_dig, y_dig))
+
+
+def test_i17_n_init_draws_seeds_as_restarts_start():
+    import tracemalloc
+
+    def interrupt(est, rec):
+        raise KeyboardInterrupt
+    clf = MLPClassifier(hidden_layer_sizes=(3,), random_state=0, max_iter=2, n_init=10 ** 7,
+                        callbacks=[interrupt])
+    tracemalloc.start()
+    try:
+        with pytest.warns(UserWarning, match="interrupted"):
+            clf.fit(X_dig, y_dig)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(clf.restarts_) == 1 and peak < 10 * 2 ** 20
+    seed = np.random.RandomState(0).randint(np.iinfo(np.int32).max)
+    assert clf.restarts_[0]["seed"] == seed
+
+
+@pytest.mark.parametrize("params, fit_kw", [
+    (dict(solver="adam", weight_decay=0.1), {}),
+    (dict(solver="lbfgs", clip_grad_norm=1.0), {}),
+    (dict(solver="lbfgs", clip_grad_value=1.0), {}),
+    (dict(solver="lbfgs", monitor_gradients=True), {}),
+    (dict(solver="lbfgs", learning_rate="cosine"), {}),
+    (dict(solver="lbfgs", dropout=0.2), {}),
+    (dict(solver="lbfgs", callbacks=[lambda est, rec: None]), {}),
+    (dict(solver="lbfgs"), dict(X_val=X_val_dig, y_val=y_val_dig)),
+])
+def test_i17_options_that_do_not_apply_raise_before_anything_changes(params, fit_kw):
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=3).fit(X_dig, y_dig)
+    before = _snapshot(clf)
+    clf.set_params(**params)
+    with pytest.raises(InvalidParameterError, match="applies only with|only to rank"):
+        clf.fit(X_dig, y_dig, **fit_kw)
+    for a, b in zip(_snapshot(clf), before):
+        assert_array_equal(a, b)
+
+
+def test_i17_huber_delta_without_huber_raises_and_sklearn_params_are_ignored():
+    with pytest.raises(InvalidParameterError, match="'huber_delta' .* loss='huber'"):
+        MLPRegressor(huber_delta=2.0, max_iter=2).fit(X_reg, y_reg)
+    # scikit-learn's own parameters keep its behaviour: momentum with adam is ignored
+    a = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=2, momentum=0.1)
+    b = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=2)
+    _coefs_equal(a.fit(X_reg, y_reg), b.fit(X_reg, y_reg))
+
+
+def test_i17_untransformed_validation_data_in_a_pipeline_warns():
+    X_raw = X_dig * 40 + 200
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPClassifier(hidden_layer_sizes=(5,), max_iter=2,
+                                           random_state=0))])
+    with pytest.warns(UserWarning, match=r"transform_input=\['X_val'\]"):
+        pipe.fit(X_raw[:240], y_dig[:240], mlp__X_val=X_raw[240:], mlp__y_val=y_dig[240:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(
+            X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+        with config_context(enable_metadata_routing=True):
+            mlp = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+            mlp.set_fit_request(X_val=True, y_val=True)
+            Pipeline([("scale", StandardScaler()), ("mlp", mlp)], transform_input=["X_val"]).fit(
+                X_raw[:240], y_dig[:240], X_val=X_raw[240:], y_val=y_dig[240:])
+
+
+def test_i17_validation_errors_name_the_argument():
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2)
+    with pytest.raises(ValueError, match="got sample_weight_val without X_val and y_val"):
+        clf.fit(X_tr_dig, y_tr_dig, sample_weight_val=np.ones(60))
+    with pytest.raises(ValueError, match="^X_val: .*features"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig[:, :5], y_val=y_val_dig)
+    with pytest.raises(ValueError, match="^sample_weight_val: "):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig,
+                sample_weight_val=np.ones(3))
+    with pytest.raises(ValueError, match="^X_val and y_val: .*inconsistent"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig[:-1])
+
+
+def test_i17_roc_auc_on_multiclass_names_roc_auc_ovr():
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, scoring="roc_auc",
+                        random_state=0)
+    with pytest.raises(ValueError, match="'roc_auc_ovr'"):
+        clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    assert not hasattr(clf, "coefs_")
+    clf.set_params(scoring="roc_auc_ovr").fit(X_tr_dig, y_tr_dig, X_val=X_val_dig,
+                                              y_val=y_val_dig)
+    assert clf.validation_scores_[-1] == get_scorer("roc_auc_ovr")(clf, X_val_dig, y_val_dig)
+
+
+# ---- issue 17: what users asked for ---------------------------------------------------------------
+def _replay_patience(values, patience, min_delta, minimise=True):
+    """(stop epoch or None, best epoch), 1-based, by Keras' rule written out here."""
+    best, best_epoch, wait = None, None, 0
+    for e, v in enumerate(values, 1):
+        if np.isfinite(v) and (best is None or (best - v if minimise else v - best) > min_delta):
+            best, best_epoch, wait = v, e, 0
+            continue
+        wait += 1
+        if wait >= patience:
+            return e, best_epoch
+    return None, best_epoch
+
+
+@pytest.mark.parametrize("monitor, min_delta", [("validation_loss", 0.0),
+                                                ("validation_loss", 0.01),
+                                                ("accuracy", 0.0)])
+def test_i17_early_stopping_callback_patience_and_best_weights(monitor, min_delta):
+    from cprop import EarlyStopping
+    es = EarlyStopping(monitor=monitor, patience=3, min_delta=min_delta)
+    ckpt = ModelCheckpoint(monitor="validation_loss" if monitor == "validation_loss"
+                           else "validation_score", min_delta=min_delta)
+    clf = MLPClassifier(hidden_layer_sizes=(10,), random_state=0, max_iter=300,
+                        learning_rate_init=0.05, n_iter_no_change=np.inf,
+                        scoring=["accuracy", "neg_log_loss"], callbacks=[ckpt, es])
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    values = [r.validation_loss if monitor == "validation_loss" else r.scores["accuracy"]
+              for r in clf.history_]
+    stop, best = _replay_patience(values, 3, min_delta, minimise=monitor == "validation_loss")
+    assert stop is not None and clf.n_iter_ == stop == es.stopped_epoch_
+    assert es.best_epoch_ == best == ckpt.best_epoch_
+    for W, Wb in zip(clf.coefs_ + clf.intercepts_, ckpt.best_coefs_ + ckpt.best_intercepts_):
+        assert_array_equal(W, Wb)
+
+
+def test_i17_early_stopping_callback_restarts_per_n_init():
+    from cprop import EarlyStopping
+    es = EarlyStopping(monitor="loss", patience=2, min_delta=0.5, restore_best_weights=False)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=50, n_init=2,
+                        callbacks=[es]).fit(X_dig, y_dig)
+    for i, r in enumerate(clf.restarts_):
+        losses = [h.loss for h in clf.history_] if i == clf.best_restart_ else None
+        assert r["n_iter"] == 3                       # epochs 2 and 3 improve by < 0.5
+        if losses is not None:
+            assert _replay_patience(losses, 2, 0.5)[0] == 3
+
+
+def test_i17_plateau_schedule():
+    """'plateau' is scikit-learn's 'adaptive' rule for every stochastic solver: bitwise the
+    same as 'adaptive' with sgd; with adam the rate drops 5-fold whenever the no-improvement
+    counter runs out, and training stops once the rate is <= 1e-6."""
+    kw = dict(hidden_layer_sizes=(5,), random_state=0, max_iter=60, tol=10.0,
+              n_iter_no_change=2)
+    a = MLPClassifier(solver="sgd", learning_rate="adaptive", **kw).fit(X_dig, y_dig)
+    p = MLPClassifier(solver="sgd", learning_rate="plateau", **kw).fit(X_dig, y_dig)
+    _coefs_equal(a, p)
+    assert a.learning_rate_curve_ == p.learning_rate_curve_
+    adam = MLPClassifier(learning_rate="plateau", **kw).fit(X_dig, y_dig)
+    expected, lr = [1e-3], 1e-3       # the first epoch improves on best_loss_=inf
+    while True:                       # tol=10: no later epoch improves; 3 epochs per rate
+        expected += [lr] * 3
+        if lr <= 1e-6:
+            break
+        lr /= 5.0
+    assert_allclose(adam.learning_rate_curve_, expected, rtol=1e-15)
+    # scikit-learn's schedules stay ignored by adam
+    const = MLPClassifier(learning_rate="adaptive", **kw).fit(X_dig, y_dig)
+    assert const.learning_rate_curve_ == [1e-3] * const.n_iter_
+
+
+def test_i17_multi_metric_scoring_in_history():
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=3,
+                        scoring={"acc": "accuracy", "nll": "neg_log_loss", "loss": "loss"})
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    last = clf.history_[-1].scores
+    assert set(last) == {"acc", "nll", "loss"}
+    assert last["acc"] == clf.validation_scores_[-1] == clf.score(X_val_dig, y_val_dig)
+    assert_allclose(last["nll"], get_scorer("neg_log_loss")(clf, X_val_dig, y_val_dig),
+                    rtol=1e-12)
+    assert last["loss"] == -clf.validation_loss_curve_[-1]
+    with pytest.raises(InvalidParameterError, match="scoring"):
+        clf.set_params(scoring=["accuracy", "no_such_metric"]).fit(X_dig, y_dig)
+
+
+def test_i17_progress_bar_shows_the_validation_metrics(capsys, monkeypatch):
+    monkeypatch.setattr(cprop._progress.ProgressBar, "__init__", functools.partialmethod(
+        cprop._progress.ProgressBar.__init__, use_tqdm=False))
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0, max_iter=2, verbose=2)
+    clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
+    err = capsys.readouterr().err
+    assert f"val_loss {clf.validation_loss_curve_[-1]:.5g}" in err
+    assert f"val_score {clf.validation_scores_[-1]:.5g}" in err
+
+
+def test_i17_cosine_decays_over_max_iter_even_when_early_stopping_ends_sooner():
+    """The documented choice: cosine's rate depends on the epoch and max_iter only, so an
+    early-stopped fit ends partway down the curve ('plateau' adapts to the fit instead)."""
+    clf = MLPClassifier(hidden_layer_sizes=(5,), random_state=0, max_iter=200,
+                        learning_rate="cosine", early_stopping=True, n_iter_no_change=2,
+                        tol=10.0).fit(X_dig, y_dig)
+    assert clf.n_iter_ == 4           # the first epoch improves on -inf, then 3 do not
+    assert_allclose(clf.learning_rate_curve_,
+                    [0.5e-3 * (1 + np.cos(np.pi * e / 200)) for e in range(4)], rtol=1e-15)
+
+
+def test_i17_optimizer_registry_and_old_optimizer_pickles():
+    """One registry: the solver and schedule options, partial_fit's availability and the
+    optimizer state derive from cprop._optimizers; a state pickled before a field existed loads
+    with that field's default."""
+    from cprop._optimizers import SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, OptimizerState
+    for est in (MLPClassifier(), MLPRegressor()):
+        assert est._parameter_constraints["solver"][0].options == set(SOLVERS)
+        assert est._parameter_constraints["learning_rate"][0].options == set(SCHEDULES)
+    for solver in SOLVERS:
+        assert hasattr(MLPClassifier(solver=solver), "partial_fit") == \
+            (solver in STOCHASTIC_SOLVERS)
+    assert cprop._engine.OptimizerState is OptimizerState        # the old import path
+    st = OptimizerState("adam", 3, np.float64, learning_rate=0.01)
+    old = {k: v for k, v in vars(st).items()
+           if k not in ("epochs_checked", "clip_grad_norm", "dropout_epoch", "weight_decay")}
+    loaded = OptimizerState.__new__(OptimizerState)
+    loaded.__setstate__(old)
+    assert (loaded.epochs_checked, loaded.clip_grad_norm, loaded.dropout_epoch,
+            loaded.weight_decay) == (0, None, -1, 0.0)
+    assert loaded.learning_rate == 0.01 and loaded.s1 is old["s1"]
+    assert vars(pickle.loads(pickle.dumps(st))).keys() == vars(st).keys()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.parametrize("n_signals", [1, 2])
+def test_i17_ctrl_c_in_a_callback_ends_after_the_epoch_or_at_once(n_signals):
+    """One Ctrl-C during a callback: the epoch's other callbacks still run, training stops after
+    it. A second one raises at once, inside the callback."""
+    ran = []
+
+    def ctrl_c(est, rec):
+        if rec.epoch == 2:
+            for _ in range(n_signals):
+                os.kill(os.getpid(), signal.SIGINT)
+            ran.append("after the signals")
+
+    def later(est, rec):
+        ran.append(rec.epoch)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0, max_iter=10,
+                        callbacks=[ctrl_c, later])
+    with pytest.warns(UserWarning, match="Training interrupted by user."):
+        clf.fit(X_dig, y_dig)
+    assert clf.n_iter_ == 2 and len(clf.history_) == 2
+    assert ran == ([1, "after the signals", 2] if n_signals == 1 else [1])
