@@ -422,10 +422,10 @@ class Network:
 
     def _dropout_key(self, state):
         """Dropout seed and epoch for ``train_epoch`` (advancing the state's epoch count)."""
-        seed = getattr(state, "dropout_seed", None)
+        seed = state.dropout_seed
         if self.dropout is None or seed is None:
             return {}
-        state.dropout_epoch = getattr(state, "dropout_epoch", -1) + 1
+        state.dropout_epoch = state.dropout_epoch + 1
         return {"dropout_seed": int(seed), "epoch": int(state.dropout_epoch)}
 
     def _check_targets(self, Y, n):
@@ -466,9 +466,9 @@ class _Epochs:
         self.fixed = dict(
             momentum=float(state.momentum), nesterov=bool(state.nesterov),
             beta_1=float(state.beta_1), beta_2=float(state.beta_2), epsilon=float(state.epsilon),
-            weight_decay=float(getattr(state, "weight_decay", 0.0)),
-            clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
-            clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0))
+            weight_decay=float(state.weight_decay),
+            clip_grad_norm=float(state.clip_grad_norm or 0.0),
+            clip_grad_value=float(state.clip_grad_value or 0.0))
 
     def __call__(self, order=None, hook=None, info=None):
         n, sw, state, net = self.n, self.sw, self.state, self.net
@@ -481,7 +481,7 @@ class _Epochs:
         elif sw is not None and not self.plain_order_checked:
             _check_batch_weights(sw, self.batch_size)
             self.plain_order_checked = True
-        track = getattr(state, "gradient_norms", None)
+        track = state.gradient_norms
         norms = np.zeros(len(net.layer_sizes) - 1) if track is not None else None
         acc, t, rows, exc = _train.train_epoch(
             self.params, self.grad, state.s1, state.s2, *self.input, self.Y, sw, order,

@@ -54,7 +54,7 @@ def _eligible(est, net, state, X, sw, val, callbacks, bar):
         return False        # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
     if est.verbose or sw is not None or net.dropout is not None:
         return False
-    if getattr(state, "gradient_norms", None) is not None or state.solver not in ("sgd", "adam",
+    if state.gradient_norms is not None or state.solver not in ("sgd", "adam",
                                                                                   "adamw"):
         return False
     if not isinstance(getattr(est, "best_loss_", None), numbers.Real):
@@ -86,9 +86,9 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
     fixed = dict(momentum=float(state.momentum), nesterov=bool(state.nesterov),
                  beta_1=float(state.beta_1), beta_2=float(state.beta_2),
                  epsilon=float(state.epsilon),
-                 weight_decay=float(getattr(state, "weight_decay", 0.0)),
-                 clip_grad_norm=float(getattr(state, "clip_grad_norm", None) or 0.0),
-                 clip_grad_value=float(getattr(state, "clip_grad_value", None) or 0.0))
+                 weight_decay=float(state.weight_decay),
+                 clip_grad_norm=float(state.clip_grad_norm or 0.0),
+                 clip_grad_value=float(state.clip_grad_value or 0.0))
     restart = getattr(est, "_restart_index", 0)
     interrupted = stopped = False
     est.n_iter_ = 0

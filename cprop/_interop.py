@@ -92,7 +92,8 @@ def optimizer_from_builtins(data):
     from ._engine import OptimizerState
 
     state = OptimizerState.__new__(OptimizerState)
-    state.__dict__.update({k: v for k, v in data.items() if k != _OPTIMIZER_KEY})
+    # __setstate__ gives fields added since the file was written their defaults
+    state.__setstate__({k: v for k, v in data.items() if k != _OPTIMIZER_KEY})
     return state
 
 
