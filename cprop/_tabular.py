@@ -26,10 +26,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
-    _check_feature_names, _check_n_features, _get_feature_names, check_is_fitted)
+    _check_feature_names, _check_n_features, _get_feature_names, _num_samples, check_array, check_is_fitted,
+    column_or_1d)
+from sklearn.utils.multiclass import check_classification_targets
 
 from ._mlp import MLPClassifier, MLPRegressor
-from ._tabular_prep import TabularPreprocessor
+from ._tabular_prep import TabularPreprocessor, _is_dataframe
 
 
 class _BaseTabularMLP(BaseEstimator):
@@ -127,14 +129,20 @@ class _BaseTabularMLP(BaseEstimator):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
         names = _get_feature_names(X)
+        yt, target = self._fit_target(y, _num_samples(X))
         prep = TabularPreprocessor(self.categorical_features, dtype=np.dtype(self.dtype)).fit(X)
         Xt = prep.transform(X)
-        yt, target = self._fit_target(y, len(Xt))
         Xv = yv = None
         if X_val is not None:
             Xv = prep.transform(X_val)
             yv = self._transform_target(np.asarray(y_val), target)
-        mlp = self._make_mlp().fit(Xt, yt, sample_weight=sample_weight, X_val=Xv, y_val=yv)
+        mlp = self._make_mlp()
+        # batches of min(batch_size, training rows), as RealMLP-TD (the engine would warn)
+        n_train = len(Xt)
+        if self.early_stopping and Xv is None:
+            n_train -= int(np.ceil(self.validation_fraction * n_train))
+        mlp.set_params(batch_size=max(1, min(self.batch_size, n_train)))
+        mlp.fit(Xt, yt, sample_weight=sample_weight, X_val=Xv, y_val=yv)
         # all checks passed and the network trained: only now touch the fitted state
         self.preprocessor_ = prep
         self.mlp_ = mlp
@@ -151,6 +159,8 @@ class _BaseTabularMLP(BaseEstimator):
 
     def _transform(self, X):
         check_is_fitted(self, "mlp_")
+        if not _is_dataframe(X):
+            X = check_array(X, dtype=None, ensure_all_finite=False, accept_sparse=True)
         _check_feature_names(self, X, reset=False)
         _check_n_features(self, X, reset=False)
         return self.preprocessor_.transform(X)
@@ -271,6 +281,10 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
         return MLPClassifier(**self._mlp_params())
 
     def _fit_target(self, y, n):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
         return y, None
 
     def _transform_target(self, y, target):
@@ -281,15 +295,18 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
 
     def predict(self, X):
         """Predicted class of each row of X."""
-        return self.mlp_.predict(self._transform(X))
+        Xt = self._transform(X)
+        return self.mlp_.predict(Xt)
 
     def predict_proba(self, X):
         """Class probabilities of each row of X, columns in the order of ``classes_``."""
-        return self.mlp_.predict_proba(self._transform(X))
+        Xt = self._transform(X)
+        return self.mlp_.predict_proba(Xt)
 
     def predict_log_proba(self, X):
         """Logarithm of ``predict_proba``."""
-        return self.mlp_.predict_log_proba(self._transform(X))
+        Xt = self._transform(X)
+        return self.mlp_.predict_log_proba(Xt)
 
 
 class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
@@ -356,7 +373,7 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
                                  f"{y.dtype}.") from None
         y = y.astype(np.float64)
         if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
+            y = column_or_1d(y, warn=True)
         if y.ndim not in (1, 2) or y.shape[0] != n:
             raise ValueError(f"y has shape {y.shape}, but X has {n} rows: y must have shape "
                              "(n_samples,) or (n_samples, n_outputs).")
@@ -382,7 +399,8 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
 
     def predict(self, X):
         """Predicted targets of the rows of X, in the units of the training targets."""
-        out = np.asarray(self.mlp_.predict(self._transform(X)), dtype=np.float64)
+        Xt = self._transform(X)
+        out = np.asarray(self.mlp_.predict(Xt), dtype=np.float64)
         if self._y_ndim == 1:
             return np.clip(out * self.y_scale_[0] + self.y_mean_[0], self.y_min_[0],
                            self.y_max_[0])

@@ -83,8 +83,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     categorical_features : 'from_dtype', array-like of str or int, bool mask or None, \
             default='from_dtype'
         Which columns are categorical. 'from_dtype': category, object, string and bool columns
-        of a DataFrame (of a plain array: all columns when its dtype is object or bool, else
-        none). A list of column names (DataFrame) or indices,
+        of a DataFrame (none of a plain array, as HistGradientBoosting's). A list of column
+        names (DataFrame) or indices,
         or a boolean mask over the columns: exactly those. None: no column.
 
     dtype : {np.float32, np.float64}, default=np.float32
@@ -107,7 +107,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
     # -- input as a list of 1-D columns -----------------------------------------------------------
     def _columns(self, X, reset):
-        """X as (list of 1-D arrays, list of dtypes-or-None, names-or-None)."""
+        """X as (list of 1-D columns, column names or None, whether X is a DataFrame)."""
         if _is_dataframe(X):
             if reset:
                 names = np.asarray([str(c) for c in X.columns], dtype=object)
@@ -121,7 +121,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             if X.shape[1] == 0:
                 raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a "
                                  "minimum of 1 is required.")
-            return [X.iloc[:, j] for j in range(X.shape[1])], names
+            return [X.iloc[:, j] for j in range(X.shape[1])], names, True
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
             raise TypeError(
                 "Sparse input is not supported by the tabular estimators (they impute and "
@@ -131,9 +131,9 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         if X.dtype.kind == "c":
             raise ValueError("Complex data not supported: the tabular estimators take real "
                              "numbers and categories.")
-        return [X[:, j] for j in range(X.shape[1])], None
+        return [X[:, j] for j in range(X.shape[1])], None, False
 
-    def _categorical_mask(self, cols, names):
+    def _categorical_mask(self, cols, names, is_frame):
         n = len(cols)
         spec = self.categorical_features
         if isinstance(spec, str):
@@ -141,7 +141,9 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 raise ValueError(
                     f"categorical_features={spec!r} is not understood: expected 'from_dtype', "
                     "a list of column names or indices, a boolean mask, or None.")
-            return [_categorical_dtype(c) for c in cols]
+            # a plain array has no column dtypes: no categorical column (HistGradientBoosting's
+            # rule); an object array must then hold numbers
+            return [is_frame and _categorical_dtype(c) for c in cols]
         if spec is None:
             return [False] * n
         spec = list(spec) if not isinstance(spec, np.ndarray) else spec.tolist()
@@ -170,8 +172,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     # -- fit / transform -------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Learn the column kinds, imputation values, levels and scaling from X."""
-        cols, names = self._columns(X, reset=True)
-        mask = self._categorical_mask(cols, names)
+        cols, names, is_frame = self._columns(X, reset=True)
+        mask = self._categorical_mask(cols, names, is_frame)
         columns = []
         for j, (col, is_cat) in enumerate(zip(cols, mask)):
             label = names[j] if names is not None else str(j)
@@ -205,7 +207,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """The scaled, clipped matrix of shape (n_samples, n_outputs)."""
         check_is_fitted(self, "columns_")
-        cols, _ = self._columns(X, reset=False)
+        cols, _, _ = self._columns(X, reset=False)
         if len(cols) != self.n_features_in_:
             raise ValueError(f"X has {len(cols)} features, but TabularPreprocessor is expecting "
                              f"{self.n_features_in_} features as input.")
@@ -298,7 +300,11 @@ def _as_float(col, label):
                              dtype=np.float64)
             else:
                 x = x.astype(np.float64)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:   # an object that is no number (a dict, ...)
+        raise TypeError(
+            f"Column {label!r}: {exc}. Numeric columns must hold numbers; categorical columns "
+            "can hold strings and numbers (see categorical_features).") from None
+    except ValueError as exc:
         raise ValueError(
             f"Column {label!r} is not numeric and not categorical ({exc}). Give it a category, "
             "object or string dtype, or name it in categorical_features.") from None
