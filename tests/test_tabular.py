@@ -244,3 +244,30 @@ EXPECTED_FAILED = {
     expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+# -- the README's "Tables" example runs as written ------------------------------------------------
+def test_readme_tables_example_runs(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not beside tests/ (tests copied out of the source tree)")
+    text = readme.read_text()
+    section = text[text.index("## Tables"):]
+    section = section[:section.index("\n## ", 1)]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    import os
+
+    import cprop
+    # the subprocess imports the cprop these tests import (installed or built in place)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cprop.__file__)))
+    res = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", res.stdout).group(1))
+    assert acc > 0.85
+    assert "['income', 'income_missing', 'age', 'plan=basic', 'plan=plus', 'plan=pro']" \
+        in res.stdout
