@@ -301,12 +301,12 @@ def main(argv=None):
                 print(f"  {key} split {seed}: " + ", ".join(
                     f"{n} {r['score']:.4f} ({r['fit_s']:.1f} s)" if "score" in r else f"{n} -"
                     for n, r in res.items()), file=sys.stderr, flush=True)
+                if args.json:   # after every split: a run cut short keeps what it measured
+                    with open(args.json, "w") as f:
+                        json.dump({"cpu": cpu_name(), "kernel": cprop.kernel_info()["name"],
+                                   "rows": rows, "splits": splits, "threads": args.threads,
+                                   "variants": variants, "results": all_results}, f, indent=1)
     print(markdown(all_results, systems, task_of))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_name(), "kernel": cprop.kernel_info()["name"],
-                       "rows": rows, "splits": splits, "threads": args.threads,
-                       "variants": variants, "results": all_results}, f, indent=1)
 
 
 if __name__ == "__main__":
