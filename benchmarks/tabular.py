@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -201,7 +202,8 @@ def parse_variants(specs):
     for spec in specs or []:
         name, _, params = spec.partition(":")
         kw = {}
-        for item in filter(None, params.split(",")):
+        # split at the commas that start a new "param=" (a value may be a list: [512,512])
+        for item in filter(None, re.split(r",(?=\s*[A-Za-z_]\w*=)", params)):
             k, _, v = item.partition("=")
             try:
                 kw[k] = json.loads(v)
