@@ -30,7 +30,8 @@ Method
    split. Tables give the mean over splits and the spread (standard deviation).
 2. Threads: threadpoolctl limits BLAS and OpenMP to ``--threads``; cprop gets ``n_threads``.
 3. Fit time is wall time of ``fit`` (preprocessing included); predict time is wall time of
-   ``predict`` on the test rows, per row (preprocessing included).
+   ``predict`` on the test rows, per row (preprocessing included). Times are medians over
+   splits (a shared machine's spikes do not move them as much as a mean).
 4. Nothing here is a test: no figure is asserted. Name the CPU and cprop's kernel path beside any
    figure you copy (the header prints both).
 """
@@ -238,7 +239,8 @@ def markdown(all_results, systems, task_of):
                 cell += f"; AUC {_fmt([r['auc'] for r in rs])}"
             row.append(cell)
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Fit time in s (mean over splits); predict time in µs per row:", "",
+    lines += ["", "Fit time in s and predict time in µs per row (test rows, preprocessing included), "
+              "medians over splits:", "",
               "| table | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
     for key, splits in all_results.items():
         row = [key]
@@ -247,8 +249,8 @@ def markdown(all_results, systems, task_of):
             if "skipped" in rs[0]:
                 row.append("-")
                 continue
-            fit = np.mean([r["fit_s"] for r in rs])
-            pred = np.mean([r["predict_us_per_row"] for r in rs])
+            fit = np.median([r["fit_s"] for r in rs])
+            pred = np.median([r["predict_us_per_row"] for r in rs])
             row.append(f"{fit:.2f} s; {pred:.1f} µs")
         lines.append("| " + " | ".join(row) + " |")
     skipped = {name: s[name]["skipped"] for splits in all_results.values() for s in splits
