@@ -239,8 +239,8 @@ def markdown(all_results, systems, task_of):
                 cell += f"; AUC {_fmt([r['auc'] for r in rs])}"
             row.append(cell)
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Fit time in s and predict time in µs per row (test rows, preprocessing included), "
-              "medians over splits:", "",
+    lines += ["", "Fit time in s and predict time in µs per row (test rows, preprocessing "
+              "included), medians over splits:", "",
               "| table | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
     for key, splits in all_results.items():
         row = [key]

@@ -25,10 +25,10 @@ import numpy as np
 
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_feature_names, _check_n_features, _get_feature_names, _num_samples, check_array, check_is_fitted,
-    column_or_1d)
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_feature_names, _check_n_features, _get_feature_names, _num_samples, check_array,
+    check_is_fitted, column_or_1d)
 
 from ._mlp import MLPClassifier, MLPRegressor
 from ._tabular_prep import TabularPreprocessor, _is_dataframe
