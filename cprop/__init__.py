@@ -1,13 +1,15 @@
 """cprop: multi-layer perceptrons trained by backpropagation on a typed Cython + OpenMP engine.
 
 ``MLPClassifier`` and ``MLPRegressor`` are drop-in replacements for scikit-learn's
-``sklearn.neural_network`` estimators.
+``sklearn.neural_network`` estimators; ``TabularMLPClassifier`` and ``TabularMLPRegressor`` add
+their own preprocessing of tables (DataFrames with categories and missing values).
 """
 try:
     from ._gradcheck import check_gradients
     from ._isa import available_kernels, kernel_info, set_kernel
     from ._mlp import MLPClassifier, MLPRegressor
     from ._stopping import EarlyStopping
+    from ._tabular import TabularMLPClassifier, TabularMLPRegressor
 except ImportError as _exc:  # a source tree without its compiled engine: say what to do
     import importlib.machinery as _machinery
     import os as _os
@@ -28,5 +30,6 @@ except ImportError as _exc:  # a source tree without its compiled engine: say wh
     raise
 
 __version__ = "0.1.0"
-__all__ = ["EarlyStopping", "MLPClassifier", "MLPRegressor", "available_kernels",
-           "check_gradients", "kernel_info", "set_kernel", "__version__"]
+__all__ = ["EarlyStopping", "MLPClassifier", "MLPRegressor", "TabularMLPClassifier",
+           "TabularMLPRegressor", "available_kernels", "check_gradients", "kernel_info",
+           "set_kernel", "__version__"]
