@@ -33,6 +33,7 @@ from sklearn.utils._testing import assert_allclose, assert_array_equal
 from sklearn.utils.class_weight import compute_sample_weight
 
 import cprop._engine
+import cprop._fast_fit
 import cprop._progress
 import cprop.callbacks
 from cprop import MLPClassifier, MLPRegressor
@@ -896,6 +897,9 @@ def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch):
         return result
 
     monkeypatch.setattr(_train, "train_epoch", then_ctrl_c)
+    # the estimator's Python loop (the one that calls train_epoch); the compiled small-fit loop
+    # polls signals after each epoch's bookkeeping (tests/test_fitloop.py covers its interrupts)
+    monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     kw = dict(hidden_layer_sizes=(6,), random_state=0, batch_size=len(y_dig))
     clf = MLPClassifier(max_iter=5, **kw)
     with pytest.warns(UserWarning, match="Training interrupted by user."):
