@@ -38,8 +38,8 @@ KERNEL_FLAGS = {"unix": ["-fno-math-errno"], "msvc": []}
 
 
 def _read_list(name):
-    """cprop/<name>.py's namespace, read without importing cprop (whose compiled modules do not exist
-    yet)."""
+    """cprop/<name>.py's namespace, read without importing cprop (whose compiled modules do not
+    exist yet)."""
     ns = {}
     src = HERE / "cprop" / f"{name}.py"
     exec(compile(src.read_text(encoding="utf-8"), str(src), "exec"), ns)

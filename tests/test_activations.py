@@ -183,7 +183,7 @@ def test_new_extremes_finite_with_their_limits(name, dtype):
     np.testing.assert_allclose(d[0, 3:], [_SELU_L if name == "selu" else 1.0] * 2, rtol=1e-6)
 
 
-# ---- the one list of activations (cprop/_activation_list.py, issue 17) ------------------------------
+# ---- the one list of activations (cprop/_activation_list.py, issue 17) --------------------------
 import cprop._activations as _act_module  # noqa: E402
 from cprop import _activation_list  # noqa: E402
 from cprop._activations import ACTIVATION_CODES  # noqa: E402

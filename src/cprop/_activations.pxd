@@ -245,7 +245,7 @@ cdef inline void softmax_row(floating* z, intp_t n) noexcept nogil:
         z[j] = <floating>(z[j] / s)
 
 
-# ---- rendered from cprop/_activation_list.py: ACT_* codes, flags, tile dispatch ---------------------
+# ---- rendered from cprop/_activation_list.py: ACT_* codes, flags, tile dispatch ----------------
 include "_activations.pxi"
 
 

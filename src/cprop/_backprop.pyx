@@ -407,7 +407,8 @@ def epilogue_product(bint trans_a, bint trans_b, const floating[:, ::1] A, const
     if act != -1 and not act_is_elementwise(act):
         raise ValueError(f"act must be -1 (none) or an element-wise ACT_* code; got {act} (softmax "
                          "is row-wise).")
-    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None or act == -1):
+    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None
+                            or act == -1):
         raise ValueError(f"aux must be {M}x{N}, with act given and no bias (derivative epilogue).")
     cdef const KernelPath* kp = <const KernelPath*>PyCapsule_GetPointer(
         path_capsule(path), b"cprop._isa.KernelPath")
