@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover
 import cprop
 from cprop._engine import Network, OptimizerState
 from cprop._gemm import gemm_py
-from cprop._isa import available_kernels, kernel_info, set_kernel
+from cprop._isa import available_kernels, kernel_info, set_cpu_model, set_kernel
 
 try:
     from cprop import MLPClassifier as CpropMLP
@@ -109,7 +109,9 @@ def machine_header():
         f"BLAS: {'; '.join(blas) or 'unknown'}",
         f"cprop {cprop.__version__}: kernel path {kernel_info()['name']} "
         f"(float32 {_blocks('float32')}, float64 {_blocks('float64')}), "
-        f"available {available_kernels()}, CPU features {kernel_info()['cpu_features']}",
+        f"available {available_kernels()}, CPU features {kernel_info()['cpu_features']}, "
+        f"CPU {kernel_info()['cpu']} (model {kernel_info()['cpu_model'] or 'generic'}, "
+        f"{kernel_info()['blocks']} blocks)",
         f"environment: {env or 'no OpenBLAS/OpenMP overrides'}",
     ]
     return lines
@@ -216,11 +218,20 @@ def table(title, header, rows, notes=()):
     print("\n".join(out), flush=True)
 
 
-def timed(fn, inner=1):
-    t = time.perf_counter()
+def timed(fn, inner=1, clock=time.perf_counter):
+    t = clock()
     for _ in range(inner):
         fn()
-    return (time.perf_counter() - t) / inner
+    return (clock() - t) / inner
+
+
+# --cpu-time: one-thread GEMMs are timed by the calling thread's CPU time (time.thread_time), which
+# leaves out the time the OS gives other processes on a shared machine (threads > 1: wall time).
+CPU_TIME = False
+
+
+def _clock(nt):
+    return time.thread_time if CPU_TIME and nt == 1 else time.perf_counter
 
 
 # ---- peak and kernel -----------------------------------------------------------------------------
@@ -234,7 +245,7 @@ def numpy_gemm(A, B, C, nt):
 def cprop_gemm(ta, tb, A, B, C, nt, inner):
     def run():
         with threadpool_limits(limits=1, user_api="blas"):
-            return timed(lambda: gemm_py(ta, tb, 1.0, A, B, 0.0, C, nt), inner)
+            return timed(lambda: gemm_py(ta, tb, 1.0, A, B, 0.0, C, nt), inner, _clock(nt))
     return run
 
 
@@ -268,7 +279,9 @@ def mlp_shapes(batch, fan_in, fan_out):
             (f"{batch}x{fan_in}x{fan_out} grad D W^T", batch, fan_in, fan_out, False, True)]
 
 
-def bench_kernel(threads, reps, squares, paths, quick=False):
+def bench_kernel(threads, reps, squares, paths, quick=False, models=(None,), dtypes=None):
+    """``models``: CPU models whose cache blocks each path runs (cprop._isa.set_cpu_model; None:
+    the configured ones), each a column."""
     shapes = [(f"{n}^3", n, n, n, False, False) for n in squares]
     shapes += mlp_shapes(200, 784, 100)
     if not quick:
@@ -276,8 +289,13 @@ def bench_kernel(threads, reps, squares, paths, quick=False):
     rows = []
     rng = np.random.default_rng(1)
     old = kernel_info()["name"]
-    for dt in ((np.float32,) if quick else (np.float32, np.float64)):
-        for label, M, N, K, ta, tb in shapes:
+    old_model = kernel_info()["cpu_model"] or "generic"
+    systems_of = [(path, model) for path in paths for model in models]
+
+    def label(path, model):
+        return path if model is None else f"{path}/{model}"
+    for dt in (dtypes or ((np.float32,) if quick else (np.float32, np.float64))):
+        for shape_label, M, N, K, ta, tb in shapes:
             A = rng.standard_normal((K, M) if ta else (M, K)).astype(dt)
             B = rng.standard_normal((N, K) if tb else (K, N)).astype(dt)
             C = np.empty((M, N), dt)
@@ -287,27 +305,32 @@ def bench_kernel(threads, reps, squares, paths, quick=False):
             for nt in threads:
                 def np_run(nt=nt):
                     with threadpool_limits(limits=nt, user_api="blas"):
-                        return timed(lambda: np.matmul(opA, opB, out=C), inner)
+                        return timed(lambda: np.matmul(opA, opB, out=C), inner, _clock(nt))
                 systems = [("numpy", np_run)]
-                for path in paths:
-                    def run(path=path, nt=nt):
+                for path, model in systems_of:
+                    def run(path=path, model=model, nt=nt):
+                        if model is not None:
+                            set_cpu_model(model)
                         set_kernel(path)
                         return cprop_gemm(ta, tb, A, B, C, nt, inner)()
-                    systems.append((path, run))
+                    systems.append((label(path, model), run))
                 ts = interleave(systems, reps)
-                row = [np.dtype(dt).name, label, nt, fmt_rate(flops, ts["numpy"])]
-                for path in paths:
-                    row += [fmt_rate(flops, ts[path]),
-                            f"{stats(ts['numpy'])[0] / stats(ts[path])[0]:.2f}"]
+                row = [np.dtype(dt).name, shape_label, nt, fmt_rate(flops, ts["numpy"])]
+                for path, model in systems_of:
+                    name = label(path, model)
+                    row += [fmt_rate(flops, ts[name]),
+                            f"{stats(ts['numpy'])[0] / stats(ts[name])[0]:.2f}"]
                 rows.append(row)
+    set_cpu_model(old_model)
     set_kernel(old)
     header = ["dtype", "shape (MxKxN / op)", "threads", "numpy GFLOP/s"]
-    for path in paths:
-        header += [f"cprop {path} GFLOP/s", f"{path}/numpy"]
+    for path, model in systems_of:
+        header += [f"cprop {label(path, model)} GFLOP/s", f"{label(path, model)}/numpy"]
     table("kernel: GEMM GFLOP/s, median [min-max]; ratio of medians", header, rows,
           ["MLP rows: batch x fan_in x fan_out; 'fwd X W' is M=batch, N=fan_out, K=fan_in; "
            "'grad X^T D' is M=fan_in, N=fan_out, K=batch (A transposed); 'grad D W^T' is "
-           "M=batch, N=fan_in, K=fan_out (B transposed)."])
+           "M=batch, N=fan_in, K=fan_out (B transposed)."
+           + (" One-thread rows timed by thread CPU time (--cpu-time)." if CPU_TIME else "")])
 
 
 # ---- training epochs -----------------------------------------------------------------------------
@@ -655,10 +678,19 @@ def main(argv=None):
     ap.add_argument("--settle", type=float, default=SETTLE,
                     help="seconds to sleep before each timed run (lets other pools' spinning "
                          "threads go idle)")
+    ap.add_argument("--cpu-models", default=None,
+                    help="comma list of CPU models whose cache blocks 'kernel' compares "
+                         "(generic, zen4, ...; default: the configured ones)")
+    ap.add_argument("--squares", default=None, help="comma list of square sizes for 'kernel'")
+    ap.add_argument("--dtypes", default=None, help="float32,float64 subset for 'kernel'")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time one-thread GEMMs by thread CPU time (a shared machine)")
     ap.add_argument("--engine", action="store_true",
                     help="time cprop's engine even if cprop.MLPClassifier is importable")
     args = ap.parse_args(argv)
+    global CPU_TIME
     SETTLE = args.settle
+    CPU_TIME = args.cpu_time
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = ([int(t) for t in args.threads.split(",")] if args.threads
                else sorted({1, ncpu}))
@@ -677,8 +709,12 @@ def main(argv=None):
     if "peak" in only or "train" in only or "predict" in only:
         peak = bench_peak(threads, reps, 1024 if args.quick else 2048)
     if "kernel" in only:
-        bench_kernel(threads, reps, [1024] if args.quick else [256, 512, 1024, 2048], paths,
-                     args.quick)
+        squares = ([int(n) for n in args.squares.split(",")] if args.squares
+                   else [1024] if args.quick else [256, 512, 1024, 2048])
+        bench_kernel(threads, reps, squares, paths, args.quick,
+                     models=args.cpu_models.split(",") if args.cpu_models else (None,),
+                     dtypes=[np.dtype(d).type for d in args.dtypes.split(",")] if args.dtypes
+                     else None)
     if "train" in only:
         names = (args.workloads.split(",") if args.workloads
                  else (["W1"] if args.quick else ["W1", "W2", "W3"]))

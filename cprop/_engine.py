@@ -131,15 +131,17 @@ def check_sparse_structure(X, name="X"):
 
 
 def to_engine_csr(X, dtype):
-    """CSR with sorted indices, ``dtype`` data and intp indices: the layout the kernels read.
+    """Canonical CSR (sorted indices, duplicates summed, as ``X.toarray()`` sums them) with
+    ``dtype`` data and intp indices: the layout the kernels read.  X itself is never modified.
 
     Converting once (estimators do it per fit) means later calls pass X to the kernels uncopied.
     The index arrays are checked first (``check_sparse_structure``): the kernels trust them.
     """
     check_sparse_structure(X)
     X = sp.csr_matrix(X)
-    if not X.has_sorted_indices:
-        X = X.sorted_indices()
+    if not X.has_canonical_format:
+        X = X.copy()        # csr_matrix(X) may share X's arrays; sum_duplicates works in place
+        X.sum_duplicates()
     if X.data.dtype == dtype and X.indices.dtype == np.intp and X.indptr.dtype == np.intp:
         return X
     out = sp.csr_matrix(X.shape, dtype=dtype)
@@ -147,7 +149,7 @@ def to_engine_csr(X, dtype):
     out.data = np.ascontiguousarray(X.data, dtype=dtype)
     out.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
     out.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
-    out.has_sorted_indices = True
+    out.has_canonical_format = True     # (implies sorted indices)
     return out
 
 
@@ -340,6 +342,35 @@ class Network:
             _train.predict(params, dense, data, indices, indptr, nf,
                            self._checked_plan(min(n, chunk)), out)
         return out
+
+    def serve(self, params, X, out=None, labels=None, threshold=0.5, check_finite=True,
+              n_threads=None):
+        """``predict`` for a caller that checked X itself (the estimators' serving path).
+
+        X must be a C-contiguous 2-D array of this network's dtype and width, ``params`` the
+        flat vector (``_check_params``'s conditions), ``out`` None or a C-contiguous
+        (n_samples, n_outputs) array of the dtype, ``labels`` None or an intp vector that
+        receives each row's argmax (one output: 1 where it is > ``threshold``).  Passes of up
+        to ``PREDICT_CHUNK_SERIAL`` rows each run on one thread and the threads (``n_threads``,
+        None: this network's) share the passes: a large batch enters one parallel region, not
+        one per layer and pass, and a thread the OS delays holds up no other.  Rows are
+        independent, so results do not depend on the split or the thread count.  Returns -1,
+        or the first row of a pass that holds an inf or NaN when ``check_finite`` (then ``out``
+        and ``labels`` are incomplete).
+        """
+        n = X.shape[0]
+        nt = self.n_threads if n_threads is None else int(n_threads)
+        # about 4 passes per thread for dynamic balancing, at most PREDICT_CHUNK_SERIAL rows; the
+        # pass length rounded up to a power of two: a service sees many batch sizes, and each
+        # distinct length is a plan to make and cache
+        rows = -(-n // (4 * nt)) if nt > 1 else n
+        cap = min(PREDICT_CHUNK_SERIAL, 1 << max(rows - 1, 0).bit_length())
+        return _train.serve(self._checked_plan(cap), params, X, out, labels, threshold,
+                            check_finite, nt)
+
+    def serial_rows(self):
+        """The most rows a prediction may have and still run on one thread (``_train``)."""
+        return _train.serial_rows(self.layer_sizes)
 
     def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
                   dropout_epoch=0):

@@ -11,6 +11,18 @@ compiled with the entry's flags.  At run time ``cprop._isa`` imports a path's mo
 (and OS) offer every feature the entry ``requires``.  Adding an instruction set is one entry here
 (plus, for a CPU feature not yet detected, one bit in ``cprop._isa``'s detection code).
 
+Per-CPU-model blocks: an entry's ``"cpus"`` maps a CPU model of ``CPU_MODELS`` (below) to cache-block
+overrides per dtype (``{"s": {"mc": .., "kc": .., "nc": ..}, "d": {...}}``), as BLIS keeps
+``config/zen4`` beside ``config/skx`` for the same instructions.  ``cprop._isa`` identifies the CPU
+at import (CPUID vendor, family, model; ``CPROP_CPU_MODEL=auto|generic|<model>`` overrides it) and
+installs the path with that model's blocks when the entry has them; only MC, KC, NC and the
+``direct_a_max_n`` / ``direct_at_max_n`` thresholds may differ (the register blocks belong to the
+compiled micro-kernels), e.g. ``"cpus": {"zen4": {"d": {"kc": 128}, "direct_a_max_n": 512}}``.
+A model entry may also set ``direct_a_alias_bytes``: a row-major op(A) whose rows span a multiple of
+that many bytes is packed instead of read in place (L1 set aliasing).  On Zen 4 no cache blocks
+measured better than the generic ones on every shape; the avx512 entry's "zen4" model carries only
+the 4 KiB aliasing rule (benchmarks/results/2026-12-07-oversubscription-zen4.md).
+
 Block sizes (origin of each in its entry) must stay within the workspace bounds in
 ``src/cprop/_config.pxd`` (NR_MAX, S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX); ``cprop._isa`` checks each path at import
 and refuses one that does not.
@@ -37,6 +49,26 @@ def _vec_ops(prefix, ctype, vtype, lanes, zero, load, store, bcast, set1, fma, m
             f"#define cprop_{p}_mul(a, b) ({mul})",
         ]),
     }
+
+
+# CPU models that may carry their own blocks: vendor string of CPUID leaf 0, family and model as
+# CPUID leaf 1 composes them (family = base + extended when base is 0xF; model = base + extended << 4
+# for families 6 and 0xF), model ranges inclusive.  AMD family 19h is Zen 3 and Zen 4; Zen 4 is
+# models 10h-1Fh (Genoa: EPYC 9004, model 17 = 11h), 60h-7Fh (Raphael, Phoenix) and A0h-AFh
+# (Bergamo, Siena), from AMD's processor programming references and Linux's arch/x86 model lists.
+CPU_MODELS = [
+    {"name": "zen4", "vendor": "AuthenticAMD", "family": 0x19,
+     "models": ((0x10, 0x1F), (0x60, 0x7F), (0xA0, 0xAF))},
+]
+
+
+def cpu_model(vendor, family, model):
+    """Name of the ``CPU_MODELS`` entry a CPU identity matches, or None."""
+    for m in CPU_MODELS:
+        if vendor == m["vendor"] and family == m["family"] and any(
+                lo <= model <= hi for lo, hi in m["models"]):
+            return m["name"]
+    return None
 
 
 PATHS = [
@@ -99,6 +131,11 @@ PATHS = [
         # gradient (Intel Xeon, Sapphire Rapids class, 1 thread, paired builds, both dtypes);
         # a row-major op(A) read in place stays 10-25% faster than packed (200x100x784 forward).
         "direct_a": True, "direct_a_max_n": 1024, "direct_at_max_n": 0,
+        # Zen 4 (32 KiB 8-way L1d): 12 rows read in place 4 KiB apart share one set; packing them
+        # took float64 1024^3 from 0.85 to 0.90 and float32 1024^3 from 0.87 to 0.98 of OpenBLAS
+        # (1 thread, alternating processes; results/2026-12-07-oversubscription-zen4.md).
+        # Sapphire Rapids' L1d is 12-way: not measured, so no rule there.
+        "cpus": {"zen4": {"direct_a_alias_bytes": 4096}},
         "s": {"mr": 12, "nr": 32, "mc": 480, "kc": 384, "nc": 3072,
               "vec": _vec_ops("s", "float", "__m512", 16, "_mm512_setzero_ps()",
                               "_mm512_loadu_ps(p)", "_mm512_storeu_ps((p), (v))",

@@ -20,6 +20,8 @@ Design
    cache rebuilt on demand and never pickled.
 """
 import functools
+import itertools
+import operator
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -43,7 +45,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _interop
+from . import _fast_fit, _interop
 from . import _training_loop as _loop
 from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
@@ -438,6 +440,46 @@ class BaseMLP(BaseEstimator, ABC):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         return self._forward(X)
 
+    def _serve(self, X, labels=False):
+        """The serving path: the outputs for X, or None when X must go through
+        scikit-learn's validation.  With ``labels``: (None, class index of each row) where
+        ``_Serving.labels`` allows that, else (outputs, None).
+
+        Taken only for the common case, tested in about a microsecond: a plain ``ndarray``,
+        2-D, C-contiguous, of the model's dtype and width, at least one row, a model fitted
+        without feature names.  Finiteness is checked inside the compiled pass; on an inf or
+        NaN this returns None and the caller's validation raises scikit-learn's error.  Rows
+        are independent and the passes those of ``_forward``, so results are bitwise equal.
+        """
+        if type(X) is not np.ndarray or X.ndim != 2:
+            return None
+        d = self.__dict__
+        nets = d.get("_nets")
+        s = nets.get("serving") if nets is not None else None
+        if s is None or not s.current(d):
+            s = _Serving.build(self)
+            if s is None:
+                return None
+            d.setdefault("_nets", {})["serving"] = s   # a cache, like the networks beside it
+        n = X.shape[0]
+        if (X.dtype != s.dtype or X.shape[1] != s.n_features or n == 0
+                or not X.flags.c_contiguous or "feature_names_in_" in d
+                or d.get("n_features_in_") != s.n_features):
+            return None
+        # a batch too small for threads runs on one whatever the thread count, so the thread
+        # policy (a system call, soon cgroup files) is asked only for larger ones
+        nt = 1 if n <= s.serial_rows else effective_n_threads(self.n_threads)
+        threshold = s.labels(self) if labels else None
+        if threshold is not None:
+            idx = np.empty(n, dtype=np.intp)
+            if s.net.serve(s.params, X, None, idx, threshold=threshold, n_threads=nt) >= 0:
+                return None
+            return None, idx
+        out = np.empty((n, s.n_outputs), dtype=s.dtype)
+        if s.net.serve(s.params, X, out, None, n_threads=nt) >= 0:
+            return None
+        return (out, None) if labels else out
+
     # -- fitting -----------------------------------------------------------------------------------
     def _initialize(self, y, layer_units, dtype):
         self.n_iter_ = 0
@@ -635,6 +677,9 @@ class BaseMLP(BaseEstimator, ABC):
         hook = bar.update if bar is not None else None
         say = bar.write if bar is not None else print
         interrupted = False
+        if _fast_fit.run(self, net, params, state, X_train, Y_train, sw_train, batch_size,
+                         incremental, val, callbacks, bar):
+            return      # compiled epochs: nothing in this fit needs Python per epoch
         run_epoch = net.epochs(params, state, X_train, Y_train, sw_train, batch_size, alpha)
         try:
             self.n_iter_ = 0
@@ -1099,6 +1144,87 @@ _ATTRS_DOC = """
 """
 
 
+class _Serving:
+    """What the serving path (``BaseMLP._serve``) needs, looked up once per model state.
+
+    ``current`` tells in well under a microsecond whether the model still is the one it was
+    built from: the same ``coefs_``/``intercepts_`` lists holding the same arrays (views of the
+    same flat vector, read live, so weights changed in place are used) and the same settings
+    the network depends on (activation, n_threads, output activation, dropout, loss).  Anything
+    else (assigned weights that are not views, settings of odd types) gets no cache and goes
+    the validated way.
+    """
+    __slots__ = ("coefs", "intercepts", "arrays", "params", "settings", "dtype", "units",
+                 "n_features", "n_outputs", "net", "serial_rows")
+
+    @staticmethod
+    def _settings(d):
+        return (d.get("activation"), d.get("n_threads"), d.get("out_activation_"),
+                d.get("dropout"), d.get("loss"), d.get("huber_delta"))
+
+    @classmethod
+    def build(cls, est):
+        """The cache for ``est`` as it is, or None (not fitted, feature names, assigned weights,
+        settings the validated path rejects)."""
+        d = est.__dict__
+        if "coefs_" not in d or "intercepts_" not in d or "feature_names_in_" in d:
+            return None
+        settings = cls._settings(d)
+        plain = (str, int, float, bool, type(None), np.integer, np.floating)
+        for v in settings:
+            if isinstance(v, (list, tuple)):
+                if not all(isinstance(e, plain) for e in v):
+                    return None
+            elif not isinstance(v, plain):
+                return None
+        try:
+            dtype = est._model_dtype()
+            units = est._layer_units()
+            net = est._network(units, dtype)     # checks n_threads, activation, dropout
+            params = est._flat_params(net)
+        except Exception:       # the validated path raises it with its own message
+            return None
+        if params is not d.get("_params"):
+            return None         # weights assigned by the user: packed again at every call
+        self = cls()
+        self.coefs, self.intercepts = d["coefs_"], d["intercepts_"]
+        self.arrays = tuple(self.coefs) + tuple(self.intercepts)
+        self.params = params
+        self.settings = tuple(list(v) if isinstance(v, list) else v for v in settings)
+        self.dtype = np.dtype(dtype)
+        self.units = units
+        self.n_features, self.n_outputs = units[0], units[-1]
+        # one-thread plans: serve runs each pass on one thread and shares passes among threads
+        self.net = net if net.n_threads == 1 else Network(
+            net.layer_sizes, net.activations, net.out_activation, dtype, 1, loss=net.loss,
+            huber_delta=net.huber_delta, dropout=net.dropout)
+        self.serial_rows = net.serial_rows()
+        return self
+
+    def current(self, d):
+        """Whether the estimator whose ``__dict__`` is ``d`` still is the model cached."""
+        coefs, intercepts = d.get("coefs_"), d.get("intercepts_")
+        return (coefs is self.coefs and intercepts is self.intercepts
+                and d.get("_params") is self.params
+                and len(coefs) + len(intercepts) == len(self.arrays)
+                and all(map(operator.is_, itertools.chain(coefs, intercepts), self.arrays))
+                and self._settings(d) == self.settings)
+
+    def labels(self, est):
+        """The threshold for ``_train.serve``'s class indices when they are what
+        ``LabelBinarizer.inverse_transform`` picks (argmax over classes, or one output against
+        its threshold), else None (multilabel, sparse-fitted labels, a single class)."""
+        lb = est.__dict__.get("_label_binarizer")
+        if lb is None or getattr(lb, "sparse_input_", True):
+            return None
+        n_classes = len(lb.classes_)
+        if lb.y_type_ == "multiclass" and self.n_outputs == n_classes:
+            return 0.5
+        if lb.y_type_ == "binary" and self.n_outputs == 1 and n_classes == 2:
+            return (lb.pos_label + lb.neg_label) / 2.0
+        return None
+
+
 class MLPClassifier(ClassifierMixin, BaseMLP):
     __doc__ = """Multi-layer perceptron classifier, a drop-in for scikit-learn's.
 
@@ -1245,8 +1371,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         y : ndarray, shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
-        check_is_fitted(self)
-        return self._outputs_to_predictions(self._forward_pass_fast(X))
+        served = self._serve(X, labels=True)
+        if served is None:
+            check_is_fitted(self)
+            return self._outputs_to_predictions(self._forward_pass_fast(X))
+        out, idx = served
+        if idx is None:
+            return self._outputs_to_predictions(out)
+        return self._label_binarizer.classes_[idx]          # inverse_transform's indexing
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1325,8 +1457,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         y_prob : ndarray of shape (n_samples, n_classes)
             The probability of each class, ordered as in `self.classes_`.
         """
-        check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
+        y_pred = self._serve(X)
+        if y_pred is None:
+            check_is_fitted(self)
+            y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
@@ -1450,8 +1584,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predicted values.
         """
-        check_is_fitted(self)
-        return self._outputs_to_predictions(self._forward_pass_fast(X))
+        out = self._serve(X)
+        if out is None:
+            check_is_fitted(self)
+            out = self._forward_pass_fast(X)
+        return self._outputs_to_predictions(out)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)

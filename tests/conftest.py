@@ -8,6 +8,7 @@ honours. Tests that are about threads pass ``n_threads`` explicitly (explicit co
 affected by the limit): see test_mlp.py::test_threads_bitwise_identical. Set
 CPROP_TEST_DEFAULT_THREADS=1 to run the whole suite under the engine's own policy instead.
 """
+import contextlib
 import importlib
 import importlib.util
 import importlib.machinery
@@ -123,3 +124,35 @@ def pytest_sessionfinish(session, exitstatus):
         for line in missing:
             reporter.write_line("  " + line, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@contextlib.contextmanager
+def _threaded_passes(lower=True):
+    """Inside the block the engine's thread thresholds are 0 (every pass, product and batch
+    gather with n_threads > 1 starts an OpenMP team, however small the data; ``lower=False``
+    keeps the measured defaults); on leaving it, the yielded dict holds the largest team each kind
+    of parallel loop started inside the block (cprop._openmp.TEAM_SITES; 0: it never ran
+    threaded)."""
+    from cprop import _openmp
+
+    zero = 0 if lower else None
+    old = _openmp._set_thread_thresholds(pass_serial_flops=zero, gemm_serial_flops=zero,
+                                         gather_parallel_min=zero)
+    _openmp._reset_team_sizes()
+    teams = {}
+    try:
+        yield teams
+    finally:
+        teams.update(_openmp._team_sizes())
+        _openmp._set_thread_thresholds(**old)
+
+
+@pytest.fixture
+def threaded_passes():
+    """``with threaded_passes() as teams: ...``: run the block's passes threaded even on small data
+    and then read ``teams``, so that a test of "the same bits for any thread count" proves that
+    its threaded runs did run threads (issue 17: below the thresholds every count ran serially)."""
+    from cprop import _openmp
+
+    yield _threaded_passes
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS

@@ -145,8 +145,10 @@ def test_float32_close_to_float64(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_bitwise_identical_across_thread_counts(dtype, sparse):
-    """Large enough that every GEMM and row loop takes its threaded path with 2 threads."""
+def test_bitwise_identical_across_thread_counts(dtype, sparse, threaded_passes):
+    """Large enough that the passes run threaded at the default thresholds (a sparse epoch's
+    lowered; checked: the GEMM's
+    and the optimizer update's OpenMP teams)."""
     rng = np.random.default_rng(7)
     n, sizes = 600, [120, 96, 64, 10]
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
@@ -158,12 +160,18 @@ def test_bitwise_identical_across_thread_counts(dtype, sparse):
     for nt in (1, 2, 3):
         net = Network(sizes, "tanh", "softmax", dtype, n_threads=nt)
         params = net.init_params(np.random.RandomState(0))
-        loss, grad = net.loss_grad(params, X, Y, sw, alpha=1e-3)
-        P = net.predict(params, X)
+        with threaded_passes(lower=False) as teams:
+            loss, grad = net.loss_grad(params, X, Y, sw, alpha=1e-3)
+            P = net.predict(params, X)
+        assert teams["gemm"] == (0 if nt == 1 else nt)
         from cprop._engine import OptimizerState
         st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-3)
         order = np.random.RandomState(1).permutation(n)
-        ep = net.train_epoch(params, st, X, Y, sw, order=order, batch_size=256, alpha=1e-3)
+        # a CSR batch's pass counts its first layer by the stored entries (_train's
+        # _sparse_pass_rows): 256 sparse rows run serially at the default thresholds
+        with threaded_passes(lower=sparse) as teams:
+            ep = net.train_epoch(params, st, X, Y, sw, order=order, batch_size=256, alpha=1e-3)
+        assert teams["gemm"] == teams["update"] == (0 if nt == 1 else nt)
         results.append((loss, grad, P, ep, params))
     for other in results[1:]:
         assert other[0] == results[0][0]
@@ -258,7 +266,7 @@ def test_mixed_activations_per_layer_gradient(kernel):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_new_activations_bitwise_identical_across_thread_counts(dtype):
+def test_new_activations_bitwise_identical_across_thread_counts(dtype, threaded_passes):
     rng = np.random.default_rng(10)
     n, sizes = 600, [120, 96, 64, 10]
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
@@ -267,7 +275,9 @@ def test_new_activations_bitwise_identical_across_thread_counts(dtype):
     for nt in (1, 2, 3):
         net = Network(sizes, ["gelu", "mish"], "softmax", dtype, n_threads=nt)
         params = net.init_params(np.random.RandomState(0))
-        loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
+        with threaded_passes(lower=False) as teams:
+            loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
+        assert teams["gemm"] == (0 if nt == 1 else nt)       # threaded at the default thresholds
         results.append((loss, grad))
     for loss, grad in results[1:]:
         assert loss == results[0][0]
@@ -356,7 +366,7 @@ def test_dropout_epochs_and_seeds_give_other_masks():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dropout_training_bitwise_identical_across_thread_counts(dtype):
+def test_dropout_training_bitwise_identical_across_thread_counts(dtype, threaded_passes):
     rng = np.random.default_rng(41)
     n, sizes = 500, [120, 96, 64, 10]
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
@@ -368,7 +378,10 @@ def test_dropout_training_bitwise_identical_across_thread_counts(dtype):
         p = net.init_params(np.random.RandomState(0))
         from cprop._engine import OptimizerState
         st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-3, dropout_seed=9)
-        losses = [net.train_epoch(p, st, X, Y, order=order, batch_size=250) for _ in range(2)]
+        with threaded_passes(lower=False) as teams:
+            losses = [net.train_epoch(p, st, X, Y, order=order, batch_size=250)
+                      for _ in range(2)]
+        assert teams["gemm"] == teams["update"] == (0 if nt == 1 else nt)   # default thresholds
         out.append((losses, p))
     for losses, p in out[1:]:
         assert losses == out[0][0] and np.array_equal(p, out[0][1])

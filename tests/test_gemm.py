@@ -12,7 +12,8 @@ import pytest
 from cprop._activations import ACTIVATION_CODES
 from cprop._backprop import epilogue_product
 from cprop._gemm import _gemm_no_workspace, gemm_py, work_size
-from cprop._isa import available_kernels, kernel_info, set_kernel
+from cprop._isa import available_kernels, kernel_info, set_cpu_model, set_kernel
+from cprop._kernel_paths import PATHS
 
 DTYPES = [np.float32, np.float64]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
@@ -56,7 +57,9 @@ def _shapes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-def test_gemm_matches_numpy(kernel, dtype, ta, tb):
+def test_gemm_matches_numpy(kernel, dtype, ta, tb, threaded_passes):
+    """Two threads with GEMM_SERIAL_FLOPS lowered, so that every shape, the edge cases small
+    enough to run serially by default included, also runs threaded (the team is checked)."""
     rng = np.random.default_rng(0)
     for M, N, K in _shapes(dtype):
         A, B = _operands(M, N, K, ta, tb, dtype, rng)
@@ -64,7 +67,9 @@ def test_gemm_matches_numpy(kernel, dtype, ta, tb):
         for beta in (0.0, 1.0, -0.5):
             for n_threads in (1, 2):
                 C = np.full((M, N), np.nan, dtype) if beta == 0 else C0.copy()
-                gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                with threaded_passes() as teams:
+                    gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                assert teams["gemm"] == (0 if n_threads == 1 else 2)
                 _check(C, A, B, C0, ta, tb, 0.75, beta, dtype)
 
 
@@ -136,7 +141,7 @@ def test_derivative_epilogue(kernel, dtype, act):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
+def test_bitwise_identical_across_threads(kernel, dtype, ta, tb, threaded_passes):
     rng = np.random.default_rng(4)
     for M, N, K in [(301, 100, 784), (200, 257, 300), (37, 1030, 70)]:
         A, B = _operands(M, N, K, ta, tb, dtype, rng)
@@ -145,9 +150,12 @@ def test_bitwise_identical_across_threads(kernel, dtype, ta, tb):
         outs = []
         for n_threads in (1, 2, 3, 4):
             C = C0.copy()
-            gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
             E = np.empty((M, N), dtype)
-            epilogue_product(ta, tb, A, B, E, n_threads, bias=bias, act=ACTIVATION_CODES["tanh"])
+            with threaded_passes(lower=False) as teams:    # above GEMM_SERIAL_FLOPS: threaded
+                gemm_py(ta, tb, 1.0, A, B, 0.5, C, n_threads)
+                epilogue_product(ta, tb, A, B, E, n_threads, bias=bias,
+                                 act=ACTIVATION_CODES["tanh"])
+            assert teams["gemm"] == (0 if n_threads == 1 else n_threads)
             outs.append((C, E))
         for C, E in outs[1:]:
             np.testing.assert_array_equal(C, outs[0][0])
@@ -220,3 +228,71 @@ def test_work_size_does_not_depend_on_kernel():
         assert len({tuple(v) for v in sizes.values()}) == 1
     finally:
         set_kernel(old)
+
+
+@pytest.fixture
+def small_model_blocks(kernel, monkeypatch):
+    """The path under test with per-CPU-model cache blocks far smaller than its own (a fake
+    'zen4' entry, forced), so the shapes below cross many MC, KC and NC blocks."""
+    entry = next(p for p in PATHS if p["name"] == kernel_info()["name"])
+    before = kernel_info()["cpu_model"] or "generic"
+    s, d = entry["s"], entry["d"]
+    monkeypatch.setitem(entry, "cpus", {"zen4": {
+        "s": {"mc": 2 * s["mr"], "kc": 16, "nc": 2 * s["nr"]},
+        "d": {"mc": 3 * d["mr"], "kc": 24, "nc": 2 * d["nr"]}}})
+    set_cpu_model("zen4")
+    assert kernel_info()["blocks"] == "zen4"
+    yield
+    monkeypatch.undo()
+    set_cpu_model(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+def test_gemm_with_cpu_model_blocks(small_model_blocks, dtype, ta, tb):
+    """Per-CPU-model blocks (cprop._isa.set_cpu_model) at sizes that are not multiples of MR, NR,
+    MC, KC or NC of those blocks, direct and packed op(A), 1 and 2 threads."""
+    rng = np.random.default_rng(4)
+    for M, N, K in _shapes(dtype) + [(37, 1030, 29), (5, 300, 70)]:
+        A, B = _operands(M, N, K, ta, tb, dtype, rng)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        for beta in (0.0, 1.0, -0.5):
+            for n_threads in (1, 2):
+                C = np.full((M, N), np.nan, dtype) if beta == 0 else C0.copy()
+                gemm_py(ta, tb, 0.75, A, B, beta, C, n_threads)
+                _check(C, A, B, C0, ta, tb, 0.75, beta, dtype)
+
+
+# ---- the transposed small-N weight gradient (cprop._gemm design note 7) ---------------------------
+@pytest.mark.parametrize("path", available_kernels())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_n_weight_gradient_is_bitwise_the_general_product(path, dtype):
+    """A^T B with N <= 16 outputs (what X^T D of a 10- or 1-output layer is) gives bitwise what
+    the general five loops give, for the shapes it takes (beta 0 and 1) and those it leaves to
+    them; the result is also checked against the double-precision reference."""
+    from cprop._gemm import _set_small_tn, _small_tn_count
+    rng = np.random.default_rng(5)
+    ran = 0
+    shapes = [(M, N, K) for M in (2, 13, 33, 100, 150) for N in (1, 2, 10, 12, 13, 16, 17)
+              for K in (1, 7, 200, 300)]
+    for M, N, K in shapes:
+        A = rng.standard_normal((K, M)).astype(dtype)
+        B = rng.standard_normal((K, N)).astype(dtype)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        for beta in (0.0, 1.0):
+            got, ref = C0.copy(), C0.copy()
+            if beta == 0:
+                got[...] = np.nan
+                ref[...] = np.nan
+            n0 = _small_tn_count()
+            gemm_py(True, False, 1.0, A, B, beta, got, 1, path=path)
+            ran += _small_tn_count() - n0
+            old = _set_small_tn(False)
+            try:
+                gemm_py(True, False, 1.0, A, B, beta, ref, 1, path=path)
+            finally:
+                _set_small_tn(old)
+            np.testing.assert_array_equal(got, ref, err_msg=f"{M}x{N}x{K} beta={beta}")
+            _check(got, A, B, C0, True, False, 1.0, beta, dtype)
+    # it ran for a third of the products (N < M, K <= KC, serial size), not for the others
+    assert 80 <= ran < 2 * len(shapes)

@@ -36,6 +36,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler, scale
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils._testing import assert_allclose, assert_almost_equal, assert_array_equal
 
+import cprop._fast_fit
 import cprop._mlp
 from cprop import MLPClassifier, MLPRegressor
 from cprop._engine import Network, _Epochs
@@ -795,36 +796,61 @@ def test_assigned_weights_are_used(how):
         est.predict(X_reg)
 
 
-def _pair(Estimator, X, y, **kw):
-    return [Estimator(n_threads=n, **kw) for n in (1, 2)]
+THREAD_COUNTS = (1, 2, 3)
+
+
+def _threaded_fits(threaded_passes, Estimator, run, **kw):
+    """One estimator per thread count of THREAD_COUNTS, each passed to ``run`` with the thread
+    thresholds lowered; checks that every count above one ran its GEMMs and optimizer updates on
+    teams of exactly that size (and one thread on none)."""
+    ests = []
+    for n in THREAD_COUNTS:
+        est = Estimator(n_threads=n, **kw)
+        with threaded_passes() as teams:
+            run(est)
+        want = 0 if n == 1 else n
+        assert teams["gemm"] == want, (n, teams)
+        if kw.get("solver", "adam") != "lbfgs":
+            assert teams["update"] == teams["gather"] == want, (n, teams)
+        ests.append(est)
+    return ests
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_threads_bitwise_identical(sparse):
-    # Big enough layers (batch 200 x 300 units) that the engine's parallel paths run.
+def test_threads_bitwise_identical(sparse, threaded_passes):
+    # The thresholds are lowered (threaded_passes) so that every pass runs threaded, and the
+    # teams that ran are checked: the 200-row batches of 300 units clear PASS_SERIAL_FLOPS by only
+    # 18%, and the 10-output products stay under GEMM_SERIAL_FLOPS at the default thresholds.
     X, y = load_digits(return_X_y=True)
     X, y = MinMaxScaler().fit_transform(X[:600]), y[:600]
     if sparse:
         X = sp.csr_matrix(X)
     kw = dict(hidden_layer_sizes=(300,), random_state=0, max_iter=2)
+
+    def fit_twice(est):
+        est.fit(X, y)
+        est.fit(X, y)                               # warm start
+        if est.solver != "lbfgs":
+            est.partial_fit(X[:300], y[:300])
+
+    def partial_fit_twice(est):
+        for _ in range(2):
+            est.partial_fit(X, y / 9.0)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for solver in ["adam", "sgd", "lbfgs"]:
-            a, b = _pair(MLPClassifier, X, y, solver=solver, warm_start=True, **kw)
-            for est in (a, b):
-                est.fit(X, y)
-                est.fit(X, y)                       # warm start
-                if solver != "lbfgs":
-                    est.partial_fit(X[:300], y[:300])
+            a, *others = _threaded_fits(threaded_passes, MLPClassifier, fit_twice, solver=solver,
+                                        warm_start=True, **kw)
+            for b in others:
+                for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+                    assert_array_equal(Wa, Wb)
+                assert a.loss_ == b.loss_
+        a, *others = _threaded_fits(threaded_passes, MLPRegressor, partial_fit_twice,
+                                    solver="adam", **kw)
+        for b in others:
             for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
                 assert_array_equal(Wa, Wb)
-            assert a.loss_ == b.loss_
-        a, b = _pair(MLPRegressor, X, y, solver="adam", **kw)
-        for est in (a, b):
-            for _ in range(2):
-                est.partial_fit(X, y / 9.0)
-        for Wa, Wb in zip(a.coefs_, b.coefs_):
-            assert_array_equal(Wa, Wb)
 
 
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
@@ -841,6 +867,8 @@ def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, interrupted)
+    # the estimator's Python epoch loop (the compiled one: tests/test_fitloop.py)
+    monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     est = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=50)
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.fit(X_digits_multi, y_digits_multi)

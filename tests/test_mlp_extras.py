@@ -236,7 +236,7 @@ def test_readme_gradient_example():
 
 
 # ---- dropout -------------------------------------------------------------------------------------------
-def test_dropout_estimator_threads_predict_and_validation(digits):
+def test_dropout_estimator_threads_predict_and_validation(digits, threaded_passes):
     X, y = digits
     kw = dict(hidden_layer_sizes=(160, 40), dropout=[0.5, 0.2], max_iter=3, batch_size=150,
               random_state=0)
@@ -244,7 +244,11 @@ def test_dropout_estimator_threads_predict_and_validation(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for nt in (1, 2, 3):
-            fits.append(MLPClassifier(n_threads=nt, **kw).fit(X, y))
+            # 150-row batches are under PASS_SERIAL_FLOPS: lowered, so that they run threaded
+            with threaded_passes() as teams:
+                fits.append(MLPClassifier(n_threads=nt, **kw).fit(X, y))
+            want = 0 if nt == 1 else nt
+            assert (teams["gemm"], teams["update"], teams["gather"]) == (want, want, want)
         plain = MLPClassifier(**{**kw, "dropout": 0.0}).fit(X, y)
         zeros = MLPClassifier(**{**kw, "dropout": [0.0, 0.0]}).fit(X, y)
         other_seed = MLPClassifier(n_threads=1, **{**kw, "random_state": 1}).fit(X, y)

@@ -291,23 +291,76 @@ def test_clipping_matches_numpy_reference(clip_norm, clip_value, kernel):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clipping_bitwise_identical_across_thread_counts(dtype):
+@pytest.mark.parametrize("solver, clip_norm, clip_value", [("sgd", 0.1, None), ("sgd", None, 0.002),
+                                                           ("adam", 0.1, 0.002)])
+def test_clipping_bitwise_identical_across_thread_counts(dtype, solver, clip_norm, clip_value,
+                                                         threaded_passes, kernel):
+    """Clipping by norm and by value, and the monitored norms, over threaded passes: the
+    thresholds are lowered so these 128-row batches run threaded (they are under
+    PASS_SERIAL_FLOPS), and the OpenMP teams that ran are checked.  SGD with norm clipping alone
+    moves the weights in proportion to the clip scale, so a global norm whose sum depended on the
+    thread count (an OpenMP reduction, say) changes the weights' last bits here.  Every kernel
+    path: each brings its own build of the updates, norms and clipping."""
     rng = np.random.default_rng(32)
-    n, sizes = 400, [120, 96, 64, 10]     # > 8192 weights in a layer: several update chunks
+    n, sizes = 400, [300, 128, 64, 10]    # 38,400 weights in layer 0: five update chunks
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
     Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
     out = []
     for nt in (1, 2, 3):
         net = Network(sizes, "relu", "softmax", dtype, n_threads=nt)
         p = net.init_params(np.random.RandomState(0))
-        st = OptimizerState("adam", net.n_params, dtype, learning_rate=1e-2, clip_grad_norm=0.1,
-                            clip_grad_value=0.002, gradient_norms=[])
-        loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(), batch_size=128,
-                               alpha=1e-3)
+        st = OptimizerState(solver, net.n_params, dtype, learning_rate=1e-2, momentum=0.9,
+                            clip_grad_norm=clip_norm, clip_grad_value=clip_value,
+                            gradient_norms=[])
+        with threaded_passes() as teams:
+            loss = net.train_epoch(p, st, X, Y, order=np.arange(n)[::-1].copy(),
+                                   batch_size=128, alpha=1e-3)
+        # one thread: no team at all; more: every loop of the epoch ran with exactly nt threads
+        expected = 0 if nt == 1 else nt
+        assert teams == {"gemm": expected, "update": expected, "grad_norm": expected,
+                         "clip": expected, "gather": expected}
         out.append((loss, p, st.gradient_norms[0]))
     for loss, p, g in out[1:]:
         assert loss == out[0][0]
         assert np.array_equal(p, out[0][1]) and np.array_equal(g, out[0][2])
+
+
+def test_thread_threshold_hook_checks_its_values_and_restores():
+    from cprop import _openmp
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+    for bad in (-1, float("nan"), "0", [0]):
+        with pytest.raises(ValueError, match="pass_serial_flops must be a number >= 0"):
+            _openmp._set_thread_thresholds(pass_serial_flops=bad)
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS   # nothing changed
+    old = _openmp._set_thread_thresholds(gemm_serial_flops=0)
+    try:
+        assert old == _openmp.DEFAULT_THREAD_THRESHOLDS
+        assert _openmp._thread_thresholds() == {**old, "gemm_serial_flops": 0.0}
+    finally:
+        _openmp._set_thread_thresholds(**old)
+    assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thresholds_lowered_after_a_plan_was_made(dtype, threaded_passes):
+    """A plan made at the default thresholds, whose products all run on one thread there, stays
+    valid when a test lowers them: its GEMM workspace holds an A~ per thread of the plan's count.
+    (Sized for one thread, the 8 x 200 x 400 product's twelve column tasks on 3 threads pack
+    A's partial row panel past the workspace: a crash here, an ASan report in .ci/asan.sh;
+    both seen.)"""
+    rng = np.random.default_rng(33)
+    sizes = [400, 200, 2]        # 8 x 200 x 400 = 1.3e6 flops: under GEMM_SERIAL_FLOPS
+    net = Network(sizes, "tanh", "softmax", dtype, n_threads=3)
+    p = net.init_params(np.random.RandomState(0))
+    X = rng.standard_normal((8, sizes[0])).astype(dtype)
+    serial = net.predict(p, X)
+    W, b = net.coefs(p), net.intercepts(p)
+    ref = softmax(np.tanh(X.astype(np.float64) @ W[0] + b[0]) @ W[1] + b[1], axis=1)
+    np.testing.assert_allclose(serial, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    with threaded_passes() as teams:
+        threaded = net.predict(p, X)
+    assert teams["gemm"] == 3
+    assert np.array_equal(threaded, serial)
 
 
 def test_full_batch_passes_hold_about_the_poll_interval_of_flops():

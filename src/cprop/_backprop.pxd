@@ -37,6 +37,13 @@ cdef struct Input:
     const intp_t* indptr
     const intp_t* rows       # CSR row ids of the pass, or NULL for rows start..start+n-1
     intp_t start
+    # Scratch of a CSR pass, owned by the caller: required when the pass runs backward (the
+    # weight gradient groups the pass's entries by column there), unread by forward-only passes
+    # (set NULL).  by_col_ptr: sizes[0] + 1 offsets; by_col_rows / by_col_vals (floating): room
+    # for every stored entry of any pass (_train._sparse_backward_scratch sizes them).
+    intp_t* by_col_ptr
+    intp_t* by_col_rows
+    void* by_col_vals
 
 cdef void forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
                   floating* work, floating* out) noexcept nogil

@@ -11,8 +11,9 @@ Design
        D_l      = (D_{l+1} W_l^T) * f'_{l-1}(A_l)   (GEMM with the derivative fused at write-back)
    The L2 term and the 1/sum(sw) factor are applied by the caller (the delta at the output already
    carries sw_i / sum(sw)), so a full-batch gradient can be accumulated over row chunks.
-4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 split over column blocks
-   of the output so each gradient element is summed in row order by one thread.
+4. Sparse CSR input changes only layer 0: X W_0 row by row, and X^T D_1 row of G by row of G
+   from the pass's entries grouped by column; both cost what the stored entries cost and sum each
+   element in one fixed order (the sparse section below).
 5. An activation whose derivative reads the pre-activation (gelu, silu, mish: act_needs_z) has
    its Z_l = A_{l-1} W_{l-1} + b_{l-1} written by the forward epilogue into a plan buffer, and the
    backward epilogue reads Z_l instead of A_l; other activations have no such buffer.
@@ -28,7 +29,8 @@ Design
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.string cimport memset
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -45,7 +47,7 @@ from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, act_forward_row, for
                                  act_is_elementwise)
 from cprop._isa cimport KernelPath, current_path
 from cprop._config cimport (COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN,
-                            ROWS_PARALLEL_MIN)
+                            SPARSE_GRAD_ROWS_PER_TASK, ROWS_PARALLEL_MIN)
 
 
 cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
@@ -81,72 +83,140 @@ cdef inline void _colsum_block(const floating* D, intp_t n, intp_t m, floating* 
 
 
 # ---- sparse first layer ----------------------------------------------------------------------------
+# Both products run the kernel path's row kernel (_sparse.pxd): out (+)= sum_k v_k B[idx_k, :].
+# Forward: Z[r] from the stored entries of row r and rows of W_0, one thread per output row.
+# Weight gradient: the pass's entries grouped by column first (a counting sort, rows kept in pass
+# order), then G[f] from the entries of column f and rows of D, one thread per row of G.  Each
+# element of Z and G is summed in one fixed order by one thread: results do not depend on the
+# thread count.  The work is that of the stored entries (plus one pass over G's rows), never
+# n_rows x n_features.
+cdef extern from *:
+    """
+    /* The largest OpenMP team that ran each sparse loop (0: forward, 1: weight gradient) since the
+       last reset, noted by each team's thread 0 on entering the parallel region: the tests'
+       proof that threads ran. */
+    static int cprop_sparse_teams[2] = {0, 0};
+    #ifdef _OPENMP
+    #include <omp.h>
+    static void cprop_sparse_note_team(int loop) {
+        if (omp_get_thread_num() == 0 && omp_get_num_threads() > cprop_sparse_teams[loop])
+            cprop_sparse_teams[loop] = omp_get_num_threads();
+    }
+    #else
+    static void cprop_sparse_note_team(int loop) { (void)loop; }
+    #endif
+    """
+    int cprop_sparse_teams[2]
+    void cprop_sparse_note_team(int loop) noexcept nogil
+
+
+def _sparse_teams(bint reset=False):
+    """(forward, weight gradient): the largest OpenMP team that ran each threaded loop of the
+    sparse first layer since the last reset (0: none ran threaded); ``reset`` zeroes both after
+    reading.  A test hook: each threaded loop notes its team once, a serial one never."""
+    teams = (cprop_sparse_teams[0], cprop_sparse_teams[1])
+    if reset:
+        cprop_sparse_teams[0] = 0
+        cprop_sparse_teams[1] = 0
+    return teams
+
+
 cdef inline intp_t _csr_row(const Input* x, intp_t r) noexcept nogil:
     return x.rows[r] if x.rows != NULL else x.start + r
 
 
-cdef void _sparse_forward(const Input* x, intp_t n, const floating* W, intp_t n_out,
-                          floating* Z, int n_threads) noexcept nogil:
+cdef inline void _sparse_rows(const KernelPath* path, intp_t nnz, const floating* vals,
+                              const intp_t* idx, const floating* B, intp_t ldb, intp_t n,
+                              floating* out, bint accumulate) noexcept nogil:
+    """out[:n] (+)= sum_k vals[k] B[idx[k], :n]: the path's build of the row kernel."""
+    if floating is float:
+        path.sparse.s_rows(nnz, vals, idx, B, ldb, n, out, accumulate)
+    else:
+        path.sparse.d_rows(nnz, vals, idx, B, ldb, n, out, accumulate)
+
+
+cdef void _sparse_forward(const NetSpec* net, const Input* x, intp_t n, const floating* W,
+                          intp_t n_out, floating* Z) noexcept nogil:
     """Z := X[rows] W (X in CSR), each output row owned by one thread."""
     cdef intp_t r
-    if n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN:
-        for r in prange(n, num_threads=n_threads, schedule='static'):
-            _sparse_row(x, r, W, n_out, Z + r * n_out)
+    if net.n_threads > 1 and n > SPARSE_ROWS_PARALLEL_MIN:
+        with parallel(num_threads=net.n_threads):
+            cprop_sparse_note_team(0)
+            for r in prange(n, schedule='static'):
+                _sparse_forward_row(net.path, x, r, W, n_out, Z + r * n_out)
     else:
         for r in range(n):
-            _sparse_row(x, r, W, n_out, Z + r * n_out)
+            _sparse_forward_row(net.path, x, r, W, n_out, Z + r * n_out)
 
 
-cdef inline void _sparse_row(const Input* x, intp_t r, const floating* W, intp_t n_out,
-                             floating* z) noexcept nogil:
-    cdef intp_t row = _csr_row(x, r), k, j
+cdef inline void _sparse_forward_row(const KernelPath* path, const Input* x, intp_t r,
+                                     const floating* W, intp_t n_out, floating* z) noexcept nogil:
+    cdef intp_t row = _csr_row(x, r)
+    cdef intp_t k0 = x.indptr[row]
+    _sparse_rows(path, x.indptr[row + 1] - k0, (<const floating*>x.data) + k0, x.indices + k0, W,
+                 n_out, n_out, z, False)
+
+
+cdef void _group_by_column(const Input* x, intp_t n, intp_t n_in, floating* vals) noexcept nogil:
+    """x.by_col_ptr, x.by_col_rows and ``vals`` (x.by_col_vals) := the entries of the pass's n rows
+    grouped by column, each column's entries in pass-row order (by_col_rows holds the row's
+    position r in the pass, not its id in X)."""
+    cdef intp_t* ptr = x.by_col_ptr
+    cdef intp_t* rows = x.by_col_rows
     cdef const floating* data = <const floating*>x.data
-    cdef const floating* w
-    cdef floating v
-    for j in range(n_out):
-        z[j] = 0
-    for k in range(x.indptr[row], x.indptr[row + 1]):
-        v = data[k]
-        w = W + x.indices[k] * n_out
-        for j in range(n_out):
-            z[j] += v * w[j]
-
-
-cdef void _sparse_weight_grad(const Input* x, intp_t n, intp_t n_in, const floating* D, intp_t n_out,
-                              floating* G, bint accumulate, int n_threads) noexcept nogil:
-    """G (+)= X[rows]^T D over column blocks of G; within a block rows are added in order."""
-    cdef intp_t nb = (n_out + COL_BLOCK - 1) // COL_BLOCK, b
-    if n_threads > 1 and nb > 1:
-        for b in prange(nb, num_threads=n_threads, schedule='static'):
-            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
-    else:
-        for b in range(nb):
-            _sparse_grad_block(x, n, n_in, D, n_out, G, accumulate, b)
-
-
-cdef inline void _sparse_grad_block(const Input* x, intp_t n, intp_t n_in, const floating* D,
-                                    intp_t n_out, floating* G, bint accumulate,
-                                    intp_t b) noexcept nogil:
-    """Columns b*COL_BLOCK.. (at most COL_BLOCK) of G (+)= X[rows]^T D."""
-    cdef intp_t j0 = b * COL_BLOCK
-    cdef intp_t w = COL_BLOCK if (b + 1) * COL_BLOCK <= n_out else n_out - b * COL_BLOCK
-    cdef intp_t r, row, k, j, f
-    cdef const floating* data = <const floating*>x.data
-    cdef const floating* d
-    cdef floating* g
-    cdef floating v
-    if not accumulate:
-        for f in range(n_in):
-            for j in range(w):
-                G[f * n_out + j0 + j] = 0
+    cdef const intp_t* ind = x.indices
+    cdef intp_t r, row, k, c, pos, f
+    memset(ptr, 0, (n_in + 1) * sizeof(intp_t))
     for r in range(n):
         row = _csr_row(x, r)
-        d = D + r * n_out + j0
         for k in range(x.indptr[row], x.indptr[row + 1]):
-            v = data[k]
-            g = G + x.indices[k] * n_out + j0
-            for j in range(w):
-                g[j] += v * d[j]
+            ptr[ind[k] + 1] += 1
+    for f in range(n_in):
+        ptr[f + 1] += ptr[f]
+    # ptr[c] serves as column c's cursor; filled, it points at the end of c (the start of c + 1)
+    for r in range(n):
+        row = _csr_row(x, r)
+        for k in range(x.indptr[row], x.indptr[row + 1]):
+            c = ind[k]
+            pos = ptr[c]
+            rows[pos] = r
+            vals[pos] = data[k]
+            ptr[c] = pos + 1
+    f = n_in
+    while f > 0:
+        ptr[f] = ptr[f - 1]
+        f -= 1
+    ptr[0] = 0
+
+
+cdef void _sparse_weight_grad(const NetSpec* net, const Input* x, intp_t n, intp_t n_in,
+                              const floating* D, intp_t n_out, floating* G,
+                              bint accumulate) noexcept nogil:
+    """G (+)= X[rows]^T D, each row of G from its column's entries (x's by_col scratch)."""
+    cdef intp_t f
+    _group_by_column(x, n, n_in, <floating*>x.by_col_vals)
+    if net.n_threads > 1 and n_in > SPARSE_GRAD_ROWS_PER_TASK:
+        with parallel(num_threads=net.n_threads):
+            cprop_sparse_note_team(1)
+            for f in prange(n_in, schedule='dynamic', chunksize=SPARSE_GRAD_ROWS_PER_TASK):
+                _sparse_grad_row(net.path, x, f, D, n_out, G + f * n_out, accumulate)
+    else:
+        for f in range(n_in):
+            _sparse_grad_row(net.path, x, f, D, n_out, G + f * n_out, accumulate)
+
+
+cdef inline void _sparse_grad_row(const KernelPath* path, const Input* x, intp_t f,
+                                  const floating* D, intp_t n_out, floating* g,
+                                  bint accumulate) noexcept nogil:
+    """g := (or +=) the gradient of row f of W_0, from the pass's entries in column f."""
+    cdef intp_t k0 = x.by_col_ptr[f], nnz = x.by_col_ptr[f + 1] - k0, j
+    if nnz == 0:                 # a column the pass does not use: a zero row of the gradient
+        if not accumulate:
+            for j in range(n_out):
+                g[j] = 0
+        return
+    _sparse_rows(path, nnz, (<const floating*>x.by_col_vals) + k0, x.by_col_rows + k0, D, n_out,
+                 n_out, g, accumulate)
 
 
 # ---- dropout ---------------------------------------------------------------------------------------
@@ -201,7 +271,7 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
         Z = out if (l == net.L - 1 and out != NULL) else work + net.a_off[l + 1]
         zsave = (work + net.z_off[l + 1]) if net.z_off[l + 1] >= 0 else NULL
         if l == 0 and x.sparse:
-            _sparse_forward(x, n, params + net.w_off[0], fan_out, Z, net.n_threads)
+            _sparse_forward(net, x, n, params + net.w_off[0], fan_out, Z)
             forward_rows(Z, n, fan_out, fan_out, params + net.b_off[0], act, zsave, net.n_threads)
             if _drops(net, 1):
                 _dropout_rows(net, 1, Z, work + net.m_off[1], n, fan_out)
@@ -241,7 +311,7 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
     _callback(net.path, &epi, &cb)
     colsum(D, n, fan_out, grad + net.b_off[l], accumulate, net.n_threads)
     if l == 0 and x.sparse:
-        _sparse_weight_grad(x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate, net.n_threads)
+        _sparse_weight_grad(net, x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate)
         return
     # the weight gradient reads A_l as the forward product did: after dropout when it applies
     A = (<const floating*>x.dense) if l == 0 else \

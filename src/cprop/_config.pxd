@@ -22,6 +22,8 @@ cdef enum:
     BPACK_MAX = 4194304
 
     # ---- when to use threads ----------------------------------------------------------------------
+    # PASS_SERIAL_FLOPS, GEMM_SERIAL_FLOPS and GATHER_PARALLEL_MIN are the defaults of run-time
+    # copies (_openmp.pxd: thresholds), which tests lower so that small data runs threaded loops.
     # Serial loops: a loop that may run threaded is written twice, `prange` under `if <threads>:`
     # and plain `range` under `else:` (each body one call), never as `prange(...,
     # use_threads_if=...)`.  An `omp parallel if(0)` still enters libgomp and builds a one-thread
@@ -44,7 +46,10 @@ cdef enum:
     COLSUM_PARALLEL_MIN = 50000
     # Sparse first layer: rows per pass above which X W runs threaded (each row is independent).
     SPARSE_ROWS_PARALLEL_MIN = 16
-    # Columns per task in sparse X^T D and in column sums (each column is summed in row order by
+    # Sparse weight gradient: rows of G per task (dynamic schedule; each row is one task's, so
+    # results do not depend on it).
+    SPARSE_GRAD_ROWS_PER_TASK = 16
+    # Columns per task in column sums (each column is summed in row order by
     # one task, so results do not depend on it).
     COL_BLOCK = 64
     # Tasks per thread in a parallel product, for dynamic load balancing (a thread delayed by the

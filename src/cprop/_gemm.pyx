@@ -24,7 +24,14 @@ Design
    k-sum runs in one fixed order (kc from K and the path alone), so results are bitwise identical
    for any thread count.  Products under GEMM_SERIAL_FLOPS run on the calling thread (the same
    loop, OpenMP's ``if`` clause off).
-7. ``gemm`` returns 0, or GEMM_NO_MEMORY when it had to allocate its workspace and could not
+7. A weight gradient with few outputs (X^T D with N <= SMALL_TN_MAX_N, one k-block, serial size,
+   alpha 1, beta 0 or 1, no callback) runs as C^T = D^T X (``_gemm_tn_small``): X's rows are
+   copied whole into B~ panels (contiguous copies) instead of packing X^T value by value into
+   MR-tall A~ panels, and the micro-kernel covers N rows of C^T instead of N <= 16 of NR columns
+   of C.  Each element is the same chain of multiply-adds over k in the same order, and with
+   alpha 1 and beta 0 or 1 every write-back form rounds alike, so C is bitwise what the general
+   loops give (tests/test_gemm.py compares the two on every path).
+8. ``gemm`` returns 0, or GEMM_NO_MEMORY when it had to allocate its workspace and could not
    (C untouched); callers in cprop pass a workspace sized by ``gemm_work_size``, valid for every
    kernel path.
 """
@@ -37,6 +44,8 @@ import numpy as np
 from cprop._typedefs cimport floating, intp_t
 from cprop._config cimport (S_MC_MAX, S_KC_MAX, D_MC_MAX, D_KC_MAX, GEMM_SERIAL_FLOPS, NR_MAX,
                             BPACK_MAX, TASKS_PER_THREAD, DIRECT_A_OUTER)
+# the run-time copy of GEMM_SERIAL_FLOPS and the team-size probe, both for tests
+from cprop._openmp cimport thresholds, note_team, TEAM_GEMM
 from cprop._kernels cimport GemmContext, Tile, TileCallback, sukernel_t, dukernel_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -81,6 +90,11 @@ cdef inline intp_t _min(intp_t a, intp_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline bint _aliased_rows(intp_t row_bytes, intp_t alias_bytes) noexcept nogil:
+    """True when rows row_bytes apart fall in one cache set (a multiple of alias_bytes; 0: never)."""
+    return alias_bytes > 0 and row_bytes % alias_bytes == 0
+
+
 cdef inline intp_t _balanced(intp_t total, intp_t block, intp_t mult) noexcept nogil:
     """Block size <= ``block`` (a multiple of ``mult``) splitting ``total`` into equal parts.
 
@@ -93,7 +107,9 @@ cdef inline intp_t _balanced(intp_t total, intp_t block, intp_t mult) noexcept n
 
 
 cdef inline int _gemm_threads(intp_t M, intp_t N, intp_t K, int n_threads) noexcept nogil:
-    if n_threads <= 1 or 2.0 * M * N * K < GEMM_SERIAL_FLOPS:
+    """Threads for an M x N x K product: 1 under GEMM_SERIAL_FLOPS (read at run time, so tests
+    can lower it: _openmp.pxd)."""
+    if n_threads <= 1 or 2.0 * M * N * K < thresholds.gemm_serial_flops:
         return 1
     return n_threads
 
@@ -113,11 +129,13 @@ cdef intp_t gemm_work_size(bint is_float, intp_t M, intp_t N, intp_t K, int n_th
 
     An upper bound valid for every kernel path (NR <= NR_MAX divides NR_MAX; MC, KC within
     _config's bounds, checked by cprop._isa), so a plan made under one path stays valid after
-    ``set_kernel``.
+    ``set_kernel``.  One A~ per thread of ``n_threads`` even when the product is small enough to
+    run on one (GEMM_SERIAL_FLOPS): the threshold is read at run time and a test may lower it after
+    the workspace was sized (only the threads that run write their A~).
     """
     cdef intp_t mc = S_MC_MAX if is_float else D_MC_MAX
     cdef intp_t kc = S_KC_MAX if is_float else D_KC_MAX
-    cdef int nt = _gemm_threads(M, N, K, n_threads)
+    cdef int nt = n_threads if n_threads > 1 else 1
     cdef intp_t kk = K if K > 0 else 1
     return (kk * _round_up(_b_cols(N if N > 0 else 1, kk, NR_MAX), NR_MAX)
             + nt * (mc * _min(kc, kk) + 32) + 64)
@@ -320,6 +338,69 @@ cdef void _task(const _Product* P, intp_t r0, intp_t r1, intp_t q0, intp_t q1,
         pc += kcur
 
 
+# ---- a weight gradient with few outputs, transposed (design note 7) --------------------------------
+# Outputs up to which X^T D runs as (D^T X)^T: the digits (10) and binary (1) output layers' weight
+# gradients; 100x10x200 float32 on the avx512 path (AMD Zen 4, 1 thread) took 11.9 us through the
+# general loops, most of it packing X^T value by value.
+cdef enum:
+    SMALL_TN_MAX_N = 16
+cdef bint _small_tn_on = True          # tests switch it off to compare with the general loops
+cdef Py_ssize_t _small_tn_calls = 0    # products it ran (tests; not exact under concurrent calls)
+
+
+cdef inline intp_t _small_tn_size(intp_t M, intp_t N, intp_t K, intp_t mr, intp_t nr) noexcept nogil:
+    """Workspace elements of _gemm_tn_small: B~ (all of X), A~ (D^T), C^T, and alignment slack."""
+    return K * _round_up(M, nr) + K * _round_up(N, mr) + N * M + 3 * 16
+
+
+cdef void _gemm_tn_small(const GemmContext* ctx, intp_t M, intp_t N, intp_t K, floating alpha,
+                         const floating* A, intp_t lda, const floating* B, intp_t ldb,
+                         floating beta, floating* C, intp_t ldc, floating* work) noexcept nogil:
+    """C := alpha*A^T*B + beta*C (A: K x M, B: K x N, one k-block) as C^T := alpha*B^T*A +
+    beta*C^T in ``work``, then C := that transposed."""
+    cdef intp_t mr, nr, q, r, m, n, w, i, j
+    cdef bint has_half
+    if floating is float:
+        mr, nr, has_half = ctx.s.mr, ctx.s.nr, ctx.s.fn_half != NULL
+    else:
+        mr, nr, has_half = ctx.d.mr, ctx.d.nr, ctx.d.fn_half != NULL
+    cdef intp_t n_q = (M + nr - 1) // nr, n_p = (N + mr - 1) // mr
+    cdef floating* bpack = _align64(work)
+    cdef floating* apack = _align64(bpack + K * n_q * nr)
+    cdef floating* ct = _align64(apack + K * n_p * mr)
+    for q in range(n_q):             # B~ := X, NR-wide panels of whole rows (the last maybe NR/2)
+        n = _min(nr, M - q * nr)
+        w = nr // 2 if (n * 2 <= nr and has_half) else nr
+        _pack_b_panel(A + q * nr, lda, 1, n, K, w, bpack + q * nr * K)
+    for r in range(n_p):             # A~ := D^T, MR-tall panels
+        _pack_a_panel(B + r * mr, 1, ldb, _min(mr, N - r * mr), K, mr, apack + r * mr * K)
+    if beta != 0:
+        for j in range(N):
+            for i in range(M):
+                ct[j * M + i] = C[i * ldc + j]
+    for r in range(n_p):
+        m = _min(mr, N - r * mr)
+        for q in range(n_q):
+            n = _min(nr, M - q * nr)
+            if floating is float:
+                if n * 2 <= nr and has_half:
+                    ctx.s.fn_half(K, alpha, apack + r * mr * K, 1, mr, bpack + q * nr * K, beta,
+                                  ct + r * mr * M + q * nr, M, m, n)
+                else:
+                    ctx.s.fn(K, alpha, apack + r * mr * K, 1, mr, bpack + q * nr * K, beta,
+                             ct + r * mr * M + q * nr, M, m, n)
+            else:
+                if n * 2 <= nr and has_half:
+                    ctx.d.fn_half(K, alpha, apack + r * mr * K, 1, mr, bpack + q * nr * K, beta,
+                                  ct + r * mr * M + q * nr, M, m, n)
+                else:
+                    ctx.d.fn(K, alpha, apack + r * mr * K, 1, mr, bpack + q * nr * K, beta,
+                             ct + r * mr * M + q * nr, M, m, n)
+    for i in range(M):
+        for j in range(N):
+            C[i * ldc + j] = ct[j * M + i]
+
+
 cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
               floating alpha, const floating* A, intp_t lda, const floating* B, intp_t ldb,
               floating beta, floating* C, intp_t ldc, const TileCallback* cb, floating* work,
@@ -334,6 +415,7 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
     ``work`` (gemm_work_size elements) may be NULL: then it is allocated here, and GEMM_NO_MEMORY
     is returned, C untouched, if that fails.  Returns 0 otherwise.
     """
+    global _small_tn_calls
     cdef _Product P
     cdef intp_t rsb, csb, nc, t, u, n_rt, n_ct, n_tasks, n_units, n_q, a_size
     cdef floating* owned = NULL
@@ -374,10 +456,21 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
         P.kc = _balanced(K, ctx.d.kc, 8)
         nc = _balanced(N, _min(ctx.d.nc, _b_cols(N, K, NR_MAX)), P.nr)
     nt = _gemm_threads(M, N, K, n_threads)
+    if (_small_tn_on and trans_a and not trans_b and cb == NULL and N <= SMALL_TN_MAX_N
+            and N < M and K <= P.kc and nt == 1 and alpha == 1 and (beta == 0 or beta == 1)
+            and work != NULL
+            and _small_tn_size(M, N, K, P.mr, P.nr) <= gemm_work_size(is_float, M, N, K, 1)):
+        _gemm_tn_small(ctx, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, work)
+        _small_tn_calls += 1
+        return 0
     # Read op(A) in place when N spans few B~ panels, so packing A would cost about as much as
     # it saves: row-major op(A) (csa == 1: forward X W, input gradient D W^T) or column-major
     # (rsa == 1: weight gradient A^T D, MR consecutive values of a row per k step).
-    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= ctx.direct_a_max_n)
+    # A row-major op(A) whose rows span a multiple of ctx.direct_a_alias_bytes is packed anyway
+    # (its MR rows would share one L1 set: _kernels.pxd, GemmContext).
+    P.direct_a = ctx.direct_a and ((P.csa == 1 and P.rsa != 1 and N <= ctx.direct_a_max_n
+                                    and not _aliased_rows(P.rsa * <intp_t>sizeof(floating),
+                                                          ctx.direct_a_alias_bytes))
                                    or (P.rsa == 1 and P.csa != 1 and N <= ctx.direct_at_max_n))
     P.a_outer = DIRECT_A_OUTER
     P.n_mp = (M + P.mr - 1) // P.mr
@@ -406,6 +499,7 @@ cdef int gemm(const GemmContext* ctx, bint trans_a, bint trans_b, intp_t M, intp
         n_units = ((K + P.kc - 1) // P.kc) * n_q         # (k-block, panel) pairs of B~
         if nt > 1:
             with parallel(num_threads=nt):
+                note_team(TEAM_GEMM)
                 for u in prange(n_units, schedule='static'):
                     _pack_b(&P, B, rsb, csb, (u // n_q) * P.kc, u % n_q)
                 for t in prange(n_tasks, schedule='dynamic'):
@@ -506,6 +600,20 @@ def _gemm_no_workspace(double alpha, const double[:, ::1] A, const double[:, ::1
         status = gemm(ctx, False, False, M, N, K, alpha, &A[0, 0],
                       A.shape[1], &B[0, 0], B.shape[1], 0.0, &C[0, 0], C.shape[1], NULL, NULL, 1)
     return status
+
+
+def _set_small_tn(bint on):
+    """Switch the transposed small-N weight-gradient product (design note 7) on or off (tests);
+    returns the previous setting."""
+    global _small_tn_on
+    old = _small_tn_on
+    _small_tn_on = on
+    return old
+
+
+def _small_tn_count():
+    """Products run by the transposed small-N path so far (tests)."""
+    return _small_tn_calls
 
 
 def work_size(bint is_float, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int n_threads):

@@ -2,6 +2,7 @@
 from cprop._kernels cimport GemmContext
 from cprop._epilogue cimport EpilogueTable
 from cprop._optim cimport OptimTable
+from cprop._sparse cimport SparseTable
 
 # One kernel path's context (BLIS: one context per architecture): the GEMM's micro-kernels and
 # blocks, and the network's elementwise builds (tile epilogues, optimizer updates) compiled for the
@@ -11,6 +12,7 @@ cdef struct KernelPath:
     GemmContext gemm
     EpilogueTable epi
     OptimTable optim
+    SparseTable sparse       # the sparse first layer's row kernel (_sparse.pxd)
 
 # The installed path: one atomic pointer load.  Paths are static and never freed, so a caller that
 # took the pointer keeps valid kernels even if set_kernel installs another path meanwhile; take it

@@ -12,7 +12,13 @@ Design
 3. ``CPROP_KERNEL=auto|<path>`` picks at import (auto: the last available path of the list, the
    fastest); forcing a path the CPU or build lacks is an error at import.  ``set_kernel`` switches
    at run time by one atomic pointer store; running passes keep the path they started with.
-4. Fail loudly: a path built for this architecture whose module the CPU could run but that does
+4. Per-CPU-model blocks: the CPU's identity (CPUID vendor, family, model) names a model of
+   ``CPU_MODELS`` (e.g. zen4); a path whose entry carries ``"cpus"`` blocks for it is installed as
+   a copy of its static KernelPath with those MC/KC/NC (heap, made once, never freed, like the
+   static paths).  ``CPROP_CPU_MODEL=auto|generic|<model>`` overrides the identity at import (tests
+   and comparisons); ``set_cpu_model`` does so at run time.  ``kernel_info()`` says whose blocks
+   are active.
+5. Fail loudly: a path built for this architecture whose module the CPU could run but that does
    not import is reported by ``kernel_info()['missing']`` (the tests require it to be empty), and a
    path whose blocks exceed the workspace bounds of ``_config.pxd`` is refused.
 """
@@ -21,8 +27,9 @@ import os
 import platform
 
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
+from libc.stdlib cimport malloc
 
-from cprop._kernel_paths import PATHS, built_for
+from cprop._kernel_paths import CPU_MODELS, PATHS, built_for, cpu_model
 
 cdef extern from *:
     """
@@ -91,6 +98,31 @@ cdef extern from *:
         return f;
     }
 
+    /* CPU identity: vendor string of leaf 0, family and model as leaf 1 composes them (the
+       extended family counts when the base family is 0xF, the extended model for families 6 and
+       0xF).  Returns 0 off x86. */
+    #include <string.h>
+    static int cprop_cpu_identity(char vendor[13], int* family, int* model) {
+        vendor[0] = 0; *family = 0; *model = 0;
+    #if defined(CPROP_X86)
+        unsigned int r[4], eax, base_family, base_model;
+        cprop_cpuid(0, 0, r);
+        memcpy(vendor, &r[1], 4); memcpy(vendor + 4, &r[3], 4); memcpy(vendor + 8, &r[2], 4);
+        vendor[12] = 0;
+        if (r[0] < 1) return 1;
+        cprop_cpuid(1, 0, r);
+        eax = r[0];
+        base_family = (eax >> 8) & 0xF;
+        base_model = (eax >> 4) & 0xF;
+        *family = (int)(base_family == 0xF ? base_family + ((eax >> 20) & 0xFF) : base_family);
+        *model = (int)((base_family == 6 || base_family == 0xF)
+                       ? base_model + (((eax >> 16) & 0xF) << 4) : base_model);
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+
     /* The installed path: one pointer, loaded and stored atomically. */
     static const void* cprop_installed = NULL;
     #if defined(__GNUC__) || defined(__clang__)
@@ -106,6 +138,7 @@ cdef extern from *:
     #endif
     """
     int cprop_cpu_features() nogil
+    int cprop_cpu_identity(char* vendor, int* family, int* model) nogil
     const void* cprop_get_installed() nogil
     void cprop_set_installed(const void* p) nogil
     int CPROP_F_AVX2, CPROP_F_FMA, CPROP_F_AVX512F, CPROP_F_AVX512DQ, CPROP_F_AVX512BW
@@ -119,9 +152,17 @@ _FEATURE_BITS = {"avx2": CPROP_F_AVX2, "fma": CPROP_F_FMA, "avx512f": CPROP_F_AV
 _PATH_NAMES = [p["name"] for p in PATHS]
 _ARCH = platform.machine().lower()
 
+_MODEL_NAMES = [m["name"] for m in CPU_MODELS]
+_BLOCK_KEYS = ("mc", "kc", "nc")
+_DIRECT_KEYS = ("direct_a_max_n", "direct_at_max_n", "direct_a_alias_bytes")
+
 # name -> (capsule, module) of every path imported so far; the capsules keep the pointers valid.
 _loaded = {}
+# (name, blocks tag) -> capsule of a heap copy of that path with other cache blocks.
+_variants = {}
 _installed_name = None
+_installed_blocks = "generic"     # whose blocks the installed path runs: "generic", a model, "custom"
+_cpu_model = None                 # the CPU model whose blocks paths use (None: generic blocks)
 
 
 cdef const KernelPath* current_path() noexcept nogil:
@@ -139,6 +180,29 @@ def cpu_features():
     """
     cdef int f = cprop_cpu_features()
     return sorted(name for name, bit in _FEATURE_BITS.items() if f & bit)
+
+
+def cpu_identity():
+    """This CPU's identity from CPUID: ``{"vendor", "family", "model"}``, or None off x86.
+
+    Examples
+    --------
+    >>> from cprop._isa import cpu_identity
+    >>> ident = cpu_identity()
+    >>> ident is None or sorted(ident) == ['family', 'model', 'vendor']
+    True
+    """
+    cdef char vendor[13]
+    cdef int family = 0, model = 0
+    if not cprop_cpu_identity(vendor, &family, &model):
+        return None
+    return {"vendor": vendor[:12].decode("ascii", "replace"), "family": family, "model": model}
+
+
+def detected_cpu_model():
+    """The ``CPU_MODELS`` entry (cprop/_kernel_paths.py) this CPU matches, e.g. 'zen4', or None."""
+    ident = cpu_identity()
+    return None if ident is None else cpu_model(ident["vendor"], ident["family"], ident["model"])
 
 
 def cpu_supports(str name):
@@ -185,6 +249,53 @@ def _load(str name):
     return cap
 
 
+cdef object _variant(str name, str tag, dict over):
+    """Capsule of a copy of path ``name`` with cache blocks ``over`` ({"s"|"d": {"mc", "kc",
+    "nc"}}), made once per (name, blocks) and checked against the workspace bounds; ``tag`` names
+    the blocks in messages."""
+    key = (name, repr(sorted((k, sorted(v.items()) if isinstance(v, dict) else v)
+                             for k, v in over.items())))
+    if key in _variants:
+        return _variants[key]
+    for part, val in over.items():
+        if part in _DIRECT_KEYS and isinstance(val, int) and val >= 0:
+            continue
+        if part not in ("s", "d") or not isinstance(val, dict) or set(val) - set(_BLOCK_KEYS):
+            raise ValueError(f"blocks for path {name!r} ({tag}): expected {{'s'|'d': {{'mc', 'kc', "
+                             f"'nc'}}, 'direct_a_max_n', 'direct_at_max_n', 'direct_a_alias_bytes': int}} (cache "
+                             f"blocks and when op(A) is read in place only); got {over!r}.")
+    cap = _load(name)
+    cdef const KernelPath* base = <const KernelPath*>PyCapsule_GetPointer(
+        cap, b"cprop._isa.KernelPath")
+    cdef KernelPath probe = base[0]
+    s, d = over.get("s", {}), over.get("d", {})
+    probe.gemm.s.mc = s.get("mc", probe.gemm.s.mc)
+    probe.gemm.s.kc = s.get("kc", probe.gemm.s.kc)
+    probe.gemm.s.nc = s.get("nc", probe.gemm.s.nc)
+    probe.gemm.d.mc = d.get("mc", probe.gemm.d.mc)
+    probe.gemm.d.kc = d.get("kc", probe.gemm.d.kc)
+    probe.gemm.d.nc = d.get("nc", probe.gemm.d.nc)
+    probe.gemm.direct_a_max_n = over.get("direct_a_max_n", probe.gemm.direct_a_max_n)
+    probe.gemm.direct_at_max_n = over.get("direct_at_max_n", probe.gemm.direct_at_max_n)
+    probe.gemm.direct_a_alias_bytes = over.get("direct_a_alias_bytes",
+                                               probe.gemm.direct_a_alias_bytes)
+    _check_blocks(&probe, f"{name} ({tag} blocks)")
+    cdef KernelPath* kp = <KernelPath*>malloc(sizeof(KernelPath))
+    if kp == NULL:
+        raise MemoryError("could not allocate a kernel path context.")
+    kp[0] = probe
+    _variants[key] = PyCapsule_New(<void*>kp, b"cprop._isa.KernelPath", NULL)
+    return _variants[key]
+
+
+def _capsule_for(str name):
+    """(capsule, blocks tag) of path ``name`` under the current CPU model."""
+    over = (_entry(name).get("cpus") or {}).get(_cpu_model) if _cpu_model else None
+    if not over:
+        return _load(name), "generic"
+    return _variant(name, _cpu_model, over), _cpu_model
+
+
 def _survey():
     """(available, missing): paths this build and CPU can run, in list order; and paths built for
     this architecture that the CPU could run but whose module does not import (a broken build)."""
@@ -223,13 +334,13 @@ def set_kernel(str name):
     Examples
     --------
     >>> from cprop._isa import set_kernel, kernel_info
+    >>> before = kernel_info()["name"]
     >>> set_kernel("reference")
     'reference'
     >>> kernel_info()["name"]
     'reference'
-    >>> _ = set_kernel("auto")
+    >>> _ = set_kernel(before)
     """
-    global _installed_name
     avail = available_kernels()
     if name == "auto":
         name = avail[len(avail) - 1]
@@ -238,20 +349,82 @@ def set_kernel(str name):
         raise RuntimeError(
             f"kernel {name!r} is not available on this CPU/build (CPU features: {cpu_features()}; "
             f"available: {avail}).")
-    cap = _load(name)
-    cprop_set_installed(PyCapsule_GetPointer(cap, b"cprop._isa.KernelPath"))
-    _installed_name = name
+    cap, tag = _capsule_for(name)
+    _install(cap, name, tag)
     return name
 
 
+def _install(cap, str name, str tag):
+    global _installed_name, _installed_blocks
+    cprop_set_installed(PyCapsule_GetPointer(cap, b"cprop._isa.KernelPath"))
+    _installed_name = name
+    _installed_blocks = tag
+
+
+def set_cpu_model(str model):
+    """Use the cache blocks of a CPU model: 'auto' (this CPU's, see ``detected_cpu_model``),
+    'generic' (each path's own) or a model of ``cprop._kernel_paths.CPU_MODELS`` (e.g. 'zen4', on
+    any CPU: blocks change speed, never whether a path runs).  Reinstalls the installed path with
+    them (paths without blocks for the model keep their own) and returns the model, or 'generic'.
+
+    Blocks set the k-blocking of a product, so for K above KC the last bits of a result may differ
+    between models (never between thread counts).
+
+    Examples
+    --------
+    >>> from cprop._isa import set_cpu_model, kernel_info
+    >>> set_cpu_model("generic")
+    'generic'
+    >>> kernel_info()["blocks"]
+    'generic'
+    >>> _ = set_cpu_model("auto")
+    """
+    global _cpu_model
+    model = model.strip().lower()
+    if model == "auto":
+        want = detected_cpu_model()
+    elif model == "generic":
+        want = None
+    elif model in _MODEL_NAMES:
+        want = model
+    else:
+        raise ValueError(f"unknown CPU model {model!r}; expected 'auto', 'generic' or one of "
+                         f"{_MODEL_NAMES}.")
+    old = _cpu_model
+    _cpu_model = want
+    try:
+        if _installed_name is not None:
+            set_kernel(_installed_name)
+    except Exception:
+        _cpu_model = old            # blocks refused: keep what ran before
+        raise
+    return want or "generic"
+
+
+def _set_blocks(dict over):
+    """Install the current path with cache blocks ``over`` ({"s"|"d": {"mc", "kc", "nc"}},
+    optionally "direct_a_max_n", "direct_at_max_n"), for
+    block sweeps in benchmarks; ``set_kernel``/``set_cpu_model`` restore the configured ones."""
+    _install(_variant(_installed_name, "custom", over), _installed_name, "custom")
+    return kernel_info()
+
+
 def path_capsule(name=None):
-    """A capsule holding the KernelPath of the named path (None: the installed one)."""
-    return _load(name if name is not None else _installed_name)
+    """A capsule holding the KernelPath of the named path (None: the installed one) with the
+    current CPU model's blocks."""
+    if name is None:
+        return _installed_capsule()
+    return _capsule_for(name)[0]
+
+
+def _installed_capsule():
+    return PyCapsule_New(<void*>current_path(), b"cprop._isa.KernelPath", NULL)
 
 
 def gemm_context(name=None):
-    """A capsule holding the GemmContext of the named path (None: the installed one)."""
-    cap = _load(name if name is not None else _installed_name)
+    """A capsule holding the GemmContext of the named path (None: the installed one), with the
+    current CPU model's blocks."""
+    cap = path_capsule(name)
     cdef KernelPath* kp = <KernelPath*>PyCapsule_GetPointer(cap, b"cprop._isa.KernelPath")
     return PyCapsule_New(<void*>&kp.gemm, b"cprop._kernels.GemmContext", NULL)
 
@@ -263,7 +436,10 @@ def kernel_info():
     ``mc``, ``kc``, ``nc`` (cache blocks); ``direct_a_max_n``/``direct_at_max_n``: up to which N a
     row-/column-major op(A) is read in place rather than packed; ``available``: paths that can run here, fastest last;
     ``missing``: paths built for this architecture and supported by this CPU whose module did not
-    import (empty unless the build is broken); ``cpu_features``.
+    import (empty unless the build is broken); ``cpu_features``; ``cpu``: the CPU's identity
+    (``cpu_identity()``); ``cpu_model``: the CPU model whose blocks paths use (detected, or set by
+    ``CPROP_CPU_MODEL``/``set_cpu_model``; None: generic); ``blocks``: whose cache blocks the
+    installed path runs now ('generic', a model such as 'zen4', or 'custom').
 
     Examples
     --------
@@ -281,11 +457,20 @@ def kernel_info():
                         "kc": kp.gemm.d.kc, "nc": kp.gemm.d.nc},
             "direct_a_max_n": kp.gemm.direct_a_max_n if kp.gemm.direct_a else 0,
             "direct_at_max_n": kp.gemm.direct_at_max_n if kp.gemm.direct_a else 0,
-            "available": available, "missing": missing, "cpu_features": cpu_features()}
+            "direct_a_alias_bytes": kp.gemm.direct_a_alias_bytes if kp.gemm.direct_a else 0,
+            "available": available, "missing": missing, "cpu_features": cpu_features(),
+            "cpu": cpu_identity(), "cpu_model": _cpu_model, "blocks": _installed_blocks}
 
 
 def _init():
-    """At import: CPROP_KERNEL=auto|<path> (default auto)."""
+    """At import: CPROP_CPU_MODEL=auto|generic|<model> and CPROP_KERNEL=auto|<path> (default auto)."""
+    global _cpu_model
+    model = os.environ.get("CPROP_CPU_MODEL", "auto").strip().lower() or "auto"
+    if model not in ["auto", "generic"] + _MODEL_NAMES:
+        raise ValueError(f"CPROP_CPU_MODEL={model!r} is not a CPU model; expected 'auto', "
+                         f"'generic' or one of {_MODEL_NAMES}.")
+    _cpu_model = (detected_cpu_model() if model == "auto" else
+                  None if model == "generic" else model)
     want = os.environ.get("CPROP_KERNEL", "auto").strip().lower() or "auto"
     if want != "auto" and want not in _PATH_NAMES:
         raise ValueError(f"CPROP_KERNEL={want!r} is not a kernel path; expected 'auto' or one of "

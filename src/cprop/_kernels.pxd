@@ -42,6 +42,12 @@ cdef struct GemmContext:
     # (X W, D W^T) and column-major op(A) (X^T D).  Measured per path (cprop/_kernel_paths.py).
     intp_t direct_a_max_n
     intp_t direct_at_max_n
+    # ... unless a row of row-major op(A) spans a multiple of this many bytes (0: no such rule):
+    # the MR rows the micro-kernel reads per k step then map to one L1 set and evict each other
+    # (Zen 4's 32 KiB 8-way L1d, 4 KiB rows: float64 1024^3 at 0.64-0.86 of OpenBLAS read in place,
+    # 0.82-0.90 packed; benchmarks/results/2026-12-07-oversubscription-zen4.md).  Packing A~ reads
+    # each panel once into a contiguous buffer and does not change any sum's order.
+    intp_t direct_a_alias_bytes
 
 # Where a finished micro-kernel call sits in the product, handed to the per-tile callback.
 cdef struct Tile:

@@ -4,7 +4,14 @@ Design
 1. ``effective_n_threads(None)`` follows ``omp_get_max_threads()``, which already reflects
    ``OMP_NUM_THREADS`` and any ``threadpoolctl.threadpool_limits`` (threadpoolctl calls
    ``omp_set_num_threads`` on the OpenMP runtime this module is linked to), capped by the CPUs this
-   process may use (cgroup/affinity) when ``OMP_NUM_THREADS`` is unset -- the policy scikit-learn uses.
+   process may use when ``OMP_NUM_THREADS`` is unset -- the policy scikit-learn uses.
+   "Usable CPUs" (``_cpu_count``) is the CPU affinity, lowered to a cgroup CPU quota when one is set,
+   as joblib/loky's ``cpu_count()`` does: ceil(quota / period), at least 1 (v1:
+   ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; v2: ``cpu.max``).  The files are those of this
+   process's cgroup (``/proc/self/cgroup``) and of every ancestor below the mount point, the
+   smallest limit winning (a quota set on a parent slice binds too); a container whose mount
+   shows only its own cgroup is read at the mount point.  Read once per process: a pod limited
+   to 2 CPUs on a 64-core node then starts 2 threads, not 64.
 2. A positive ``n_threads`` is used as given; ``-1`` means all allowed CPUs, ``-2`` all but one, ...
 3. Every ``prange``/``parallel`` in the engine receives the result explicitly via ``num_threads=``.
 4. ``engine_threads`` is the last word, asked once per compiled call (``_train``'s plan wrapper):
@@ -20,6 +27,7 @@ Design
    - explicit counts above ``thread_ceiling()`` (4 per usable CPU) are capped with a warning: a
      thread beyond that only adds buffers and context switches.
 """
+import math
 import numbers
 import os
 import warnings
@@ -123,11 +131,111 @@ FORK_GUARD = bool(CPROP_FORK_GUARD)
 THREADS_PER_CPU = 4
 
 
-def _cpu_count():
+# Where cgroup files are read (module globals, so tests point them at a fake tree).
+CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
+# cgroup v1 mount points of the cpu controller under CGROUP_ROOT, in the order tried.
+_V1_CPU_MOUNTS = ("cpu,cpuacct", "cpuacct,cpu", "cpu")
+_quota_cache = {}
+
+
+def _read_text(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _quota_limit(quota, period):
+    """ceil(quota / period) for a positive quota and period given as text, else None (unlimited:
+    v1's -1, v2's "max", or a value that does not parse)."""
+    try:
+        q, p = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    if q <= 0 or p <= 0:
+        return None
+    return max(1, math.ceil(q / p))
+
+
+def _own_and_ancestors(base, rel):
+    """base/rel and each of its ancestors down to base itself, those that exist (a container's
+    mount often holds only its own cgroup, not the host path /proc/self/cgroup names)."""
+    parts = [c for c in (rel or "/").split("/") if c and c not in (".", "..")]
+    out = []
+    for n in range(len(parts), -1, -1):
+        d = os.path.join(base, *parts[:n])
+        if os.path.isdir(d):
+            out.append(d)
+    return out
+
+
+def _cgroup_cpu_limit(root=None, proc_cgroup=None):
+    """CPUs a cgroup CPU bandwidth quota allows this process, or None when none is set or readable.
+
+    ceil(quota / period), at least 1, the smallest over the process's cgroup and its ancestors, of
+    cgroup v2 (``cpu.max``: "quota period" or "max period") and v1 (``cpu.cfs_quota_us``, -1 when
+    unlimited, over ``cpu.cfs_period_us``).  ``root`` (default ``CGROUP_ROOT``) is the cgroup mount,
+    ``proc_cgroup`` (default ``PROC_SELF_CGROUP``) the file naming the process's cgroups.
+    """
+    root = CGROUP_ROOT if root is None else os.fspath(root)
+    proc_cgroup = PROC_SELF_CGROUP if proc_cgroup is None else os.fspath(proc_cgroup)
+    v2_rel, v1_rel = "/", "/"
+    for line in (_read_text(proc_cgroup) or "").splitlines():
+        fields = line.split(":", 2)   # hierarchy-ID:controllers:path
+        if len(fields) != 3:
+            continue
+        if fields[0] == "0" and fields[1] == "":
+            v2_rel = fields[2]
+        elif "cpu" in fields[1].split(","):
+            v1_rel = fields[2]
+    limits = []
+    for d in _own_and_ancestors(root, v2_rel):
+        words = (_read_text(os.path.join(d, "cpu.max")) or "").split()
+        if len(words) == 2:
+            limits.append(_quota_limit(words[0], words[1]))
+    for mount in _V1_CPU_MOUNTS:
+        base = os.path.join(root, mount)
+        if not os.path.isdir(base):
+            continue
+        for d in _own_and_ancestors(base, v1_rel):
+            limits.append(_quota_limit(_read_text(os.path.join(d, "cpu.cfs_quota_us")),
+                                       _read_text(os.path.join(d, "cpu.cfs_period_us"))))
+        break
+    limits = [n for n in limits if n is not None]
+    return min(limits) if limits else None
+
+
+def _affinity_count():
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def _cpu_count():
+    """Usable CPUs: the affinity, lowered to the cgroup CPU quota (read once per process and
+    cgroup location; the affinity is asked each time, it is one system call)."""
+    key = (CGROUP_ROOT, PROC_SELF_CGROUP)
+    if key not in _quota_cache:
+        _quota_cache[key] = _cgroup_cpu_limit()
+    limit = _quota_cache[key]
+    n = _affinity_count()
+    return n if limit is None else max(1, min(n, limit))
+
+
+def usable_cpus():
+    """CPUs this process may use: its CPU affinity, lowered to its cgroup CPU quota when one is
+    set (ceil(quota / period), as joblib/loky's ``cpu_count()``).  The default thread count.
+
+    Examples
+    --------
+    >>> from cprop._openmp import usable_cpus
+    >>> usable_cpus() >= 1
+    True
+    """
+    return _cpu_count()
 
 
 def build_info():
@@ -260,3 +368,87 @@ def engine_threads(int n_threads):
     if n_threads > 1:
         cprop_threads_used = 1
     return n_threads
+
+
+# ---- test hook: run-time thread thresholds and the team-size probe (_openmp.pxd) -----------------
+from cprop._config cimport PASS_SERIAL_FLOPS, GEMM_SERIAL_FLOPS, GATHER_PARALLEL_MIN
+
+thresholds.pass_serial_flops = PASS_SERIAL_FLOPS
+thresholds.gemm_serial_flops = GEMM_SERIAL_FLOPS
+thresholds.gather_parallel_min = GATHER_PARALLEL_MIN
+
+# The probe's kinds of parallel loop, in the order of _openmp.pxd's TEAM_* codes.
+TEAM_SITES = ("gemm", "update", "grad_norm", "clip", "gather")
+# The thresholds' compile-time defaults (_config.pxd), by the names _set_thread_thresholds takes.
+DEFAULT_THREAD_THRESHOLDS = {"pass_serial_flops": float(PASS_SERIAL_FLOPS),
+                             "gemm_serial_flops": float(GEMM_SERIAL_FLOPS),
+                             "gather_parallel_min": int(GATHER_PARALLEL_MIN)}
+
+
+def _thread_thresholds():
+    """The thresholds below which the engine runs a pass, a product or a gather on one thread.
+
+    Examples
+    --------
+    >>> from cprop._openmp import _thread_thresholds, DEFAULT_THREAD_THRESHOLDS
+    >>> _thread_thresholds() == DEFAULT_THREAD_THRESHOLDS
+    True
+    """
+    return {"pass_serial_flops": thresholds.pass_serial_flops,
+            "gemm_serial_flops": thresholds.gemm_serial_flops,
+            "gather_parallel_min": int(thresholds.gather_parallel_min)}
+
+
+def _set_thread_thresholds(pass_serial_flops=None, gemm_serial_flops=None,
+                           gather_parallel_min=None):
+    """Test hook: set the thread thresholds (None keeps one); returns the previous ones.
+
+    0 makes every pass, product and gather with ``n_threads > 1`` start a team, so small test
+    data exercises the threaded loops.  Results never depend on these (they choose which loops
+    use threads, never the order of a sum), and every workspace is sized for the plan's thread
+    count whatever they are; they only cost time.  Not for users: the defaults were measured
+    (_config.pxd).
+
+    Examples
+    --------
+    >>> from cprop._openmp import _set_thread_thresholds, _thread_thresholds
+    >>> old = _set_thread_thresholds(pass_serial_flops=0)
+    >>> _thread_thresholds()["pass_serial_flops"]
+    0.0
+    >>> _ = _set_thread_thresholds(**old)
+    """
+    new = _thread_thresholds()
+    given = {"pass_serial_flops": pass_serial_flops, "gemm_serial_flops": gemm_serial_flops,
+             "gather_parallel_min": gather_parallel_min}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not isinstance(value, numbers.Real) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
+        new[name] = value
+    old = _thread_thresholds()
+    thresholds.pass_serial_flops = new["pass_serial_flops"]
+    thresholds.gemm_serial_flops = new["gemm_serial_flops"]
+    thresholds.gather_parallel_min = int(new["gather_parallel_min"])
+    return old
+
+
+def _team_sizes():
+    """Test probe: the largest OpenMP team each kind of parallel loop started since
+    ``_reset_team_sizes()`` (0: it never ran threaded), by the names of ``TEAM_SITES``.
+
+    Examples
+    --------
+    >>> from cprop._openmp import _reset_team_sizes, _team_sizes
+    >>> _reset_team_sizes()
+    >>> _team_sizes()
+    {'gemm': 0, 'update': 0, 'grad_norm': 0, 'clip': 0, 'gather': 0}
+    """
+    return {name: int(team_max[i]) for i, name in enumerate(TEAM_SITES)}
+
+
+def _reset_team_sizes():
+    """Forget the team sizes ``_team_sizes()`` reports."""
+    cdef int i
+    for i in range(N_TEAM_SITES):
+        team_max[i] = 0

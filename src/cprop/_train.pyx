@@ -33,8 +33,10 @@ Design
    a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
    (_config.pxd, serial loops).
 """
-from cython.parallel cimport prange
-from libc.math cimport sqrt, pow
+from cython.parallel cimport prange, parallel, threadid
+from libc.math cimport sqrt, pow, cos
+from libc.stdint cimport uint32_t, uint64_t
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
@@ -50,7 +52,10 @@ from cprop._prefetch cimport RowPrefetch, CPROP_PREFETCH
 from cprop._optim cimport (Optim, OptimTable, SOLVER_SGD, SOLVER_ADAM, SOLVER_ADAMW,
                           grad_sumsq_chunk, clip_chunk)
 from cprop._isa cimport current_path
-from cprop._config cimport (PASS_SERIAL_FLOPS, GATHER_AHEAD, GATHER_PARALLEL_MIN, UPDATE_CHUNK)
+from cprop._config cimport GATHER_AHEAD, UPDATE_CHUNK
+# the run-time thresholds (defaults: _config's) and the team-size probe, both for tests
+from cprop._openmp cimport (thresholds, note_team, TEAM_UPDATE, TEAM_GRAD_NORM, TEAM_CLIP,
+                            TEAM_GATHER)
 
 # GEMM flops between two polls for signals/progress inside an epoch (design note 5): 5-15 ms at
 # the AVX2 path's 70-130 GFLOP/s here, ~70 ms at the portable path's ~15, well inside the 0.2 s a
@@ -85,6 +90,7 @@ cdef double _update(const OptimTable* ot, floating* p, const floating* g, floati
     cdef double total = 0
     if n_threads > 1 and nc > 1:            # (_config.pxd, serial loops)
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_UPDATE)
             partial[c] = _update_chunk(ot, p, g, s1, s2, n, c, l2, opt, want_sumsq)
     else:
         for c in range(nc):
@@ -101,6 +107,7 @@ cdef double _grad_sumsq(const floating* p, const floating* g, intp_t n, floating
     cdef double total = 0
     if n_threads > 1 and nc > 1:
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_GRAD_NORM)
             partial[c] = grad_sumsq_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK,
                                               _chunk_len(n, c), l2)
     else:
@@ -118,6 +125,7 @@ cdef void _clip(const floating* p, floating* g, intp_t n, floating l2, floating 
     cdef intp_t nc = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK, c
     if n_threads > 1 and nc > 1:
         for c in prange(nc, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_CLIP)
             clip_chunk(p + c * UPDATE_CHUNK, g + c * UPDATE_CHUNK, _chunk_len(n, c), l2, scale,
                        clip_value)
     else:
@@ -157,8 +165,9 @@ cdef void _gather_rows(const floating* src, intp_t ld, const intp_t* idx, intp_t
     """dst[r] := src[idx[r]] for r < n.  Random rows of a large X come from DRAM one at a time, so
     each copy prefetches the row GATHER_AHEAD positions later (perf: gather time -35% on Zen 3)."""
     cdef intp_t r
-    if n_threads > 1 and n * ld > GATHER_PARALLEL_MIN:
+    if n_threads > 1 and n * ld > thresholds.gather_parallel_min:
         for r in prange(n, num_threads=n_threads, schedule='static'):
+            note_team(TEAM_GATHER)
             _copy_row(src, ld, idx, n, r, dst)
     else:
         for r in range(n):
@@ -189,8 +198,9 @@ def row_flops(layer_sizes):
 
 
 cdef void _serial_if_small(NetSpec* net, Py_ssize_t rows) noexcept nogil:
-    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads."""
-    if rows * _row_flops(net) < PASS_SERIAL_FLOPS:
+    """net.n_threads := 1 when a pass of ``rows`` rows is too small to repay threads: under
+    PASS_SERIAL_FLOPS (_config.pxd), read at run time so tests can lower it (_openmp.pxd)."""
+    if rows * _row_flops(net) < thresholds.pass_serial_flops:
         net.n_threads = 1
 
 
@@ -306,6 +316,43 @@ cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indic
     x.indptr = &indptr[0] if indptr is not None else NULL
     x.rows = NULL
     x.start = 0
+    x.by_col_ptr = NULL
+    x.by_col_rows = NULL
+    x.by_col_vals = NULL
+
+
+cdef object _sparse_backward_scratch(Input* x, const intp_t[::1] indptr, Py_ssize_t n,
+                                     Py_ssize_t pass_rows, Py_ssize_t n_features, dtype):
+    """For CSR input that passes will run backward on: x.by_col_* := scratch for the weight
+    gradient's grouping by column (_backprop, sparse first layer), room for the entries of any
+    ``pass_rows`` rows.  Returns the arrays (the caller keeps them alive for the call), or None."""
+    cdef Py_ssize_t r, most = 0, total
+    if not x.sparse:
+        return None
+    with nogil:
+        for r in range(n):
+            if indptr[r + 1] - indptr[r] > most:
+                most = indptr[r + 1] - indptr[r]
+    total = indptr[n]
+    room = max(1, min(total, most * pass_rows))
+    cdef intp_t[::1] ptr = np.empty(n_features + 1, dtype=np.intp)
+    cdef intp_t[::1] rows = np.empty(room, dtype=np.intp)
+    vals = np.empty(room, dtype=dtype)
+    x.by_col_ptr = &ptr[0]
+    x.by_col_rows = &rows[0]
+    x.by_col_vals = <void*>(<Py_ssize_t>vals.ctypes.data)
+    return ptr, rows, vals
+
+
+cdef Py_ssize_t _sparse_pass_rows(const NetSpec* net, const Input* x, Py_ssize_t n,
+                                  Py_ssize_t rows) noexcept nogil:
+    """``rows`` of CSR input (n rows in all) as the number of dense rows with the same GEMM flops
+    (layer 0 costs its stored entries, not n_features, per row): what _serial_if_small weighs."""
+    cdef double dense = _row_flops(net), per_row
+    if not x.sparse or dense <= 0 or n <= 0:
+        return rows
+    per_row = <double>x.indptr[n] / n
+    return <Py_ssize_t>(rows * ((dense - 4.0 * (net.sizes[0] - per_row) * net.sizes[1]) / dense))
 
 
 cdef inline void _contiguous_rows(Input* x, const floating* dense, intp_t start,
@@ -466,6 +513,209 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
             start += cn
 
 
+
+# ---- serving: predictions for a caller that has checked X itself (cprop._engine.Network.serve) ---
+# A web service predicts one row, or a few, at a time: there the checks around a pass cost more
+# than the pass.  ``serve`` trusts a dense C-contiguous X of the plan's width and dtype (the
+# caller's cheap test), checks finiteness while it runs, and fuses what predict does with the
+# outputs (argmax, or the binary threshold) into the pass, so a large batch goes over its output
+# once, while it is in cache.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* 1 when every value is finite.  |x|'s bits are >= those of +inf exactly for inf and NaN, and
+       adding 2^52 (2^23) to them then carries into the sign bit; OR-ing the sums of all values is
+       integer arithmetic, which gcc vectorises without -ffast-math (a float test would not be
+       reordered).  memcpy is the portable bit cast. */
+    static int cprop_all_finite_d(const double* x, Py_ssize_t n) {
+        uint64_t acc = 0, u;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            memcpy(&u, x + i, sizeof u);
+            acc |= (u & 0x7FFFFFFFFFFFFFFFULL) + 0x0010000000000000ULL;
+        }
+        return (acc >> 63) == 0;
+    }
+    static int cprop_all_finite_f(const float* x, Py_ssize_t n) {
+        uint32_t acc = 0, u;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            memcpy(&u, x + i, sizeof u);
+            acc |= (u & 0x7FFFFFFFU) + 0x00800000U;
+        }
+        return (acc >> 31) == 0;
+    }
+    """
+    int cprop_all_finite_d(const double* x, Py_ssize_t n) noexcept nogil
+    int cprop_all_finite_f(const float* x, Py_ssize_t n) noexcept nogil
+
+
+cdef inline bint _all_finite(const floating* x, intp_t n) noexcept nogil:
+    """No inf or NaN among x[0..n)."""
+    if floating is float:
+        return cprop_all_finite_f(x, n)
+    else:
+        return cprop_all_finite_d(x, n)
+
+
+cdef void _row_labels(const floating* P, intp_t n, intp_t m, double threshold,
+                      intp_t* labels) noexcept nogil:
+    """labels[i] := argmax_j P[i, j] as numpy's argmax (first maximum; a NaN counts as the
+    maximum, the first one wins), or, with one column, 1 if P[i, 0] > threshold else 0 (a NaN
+    gives 0), as scikit-learn's LabelBinarizer.inverse_transform decides."""
+    cdef intp_t i, j, best
+    cdef const floating* p
+    if m == 1:
+        for i in range(n):
+            labels[i] = 1 if P[i] > threshold else 0
+        return
+    for i in range(n):
+        p = P + i * m
+        best = 0
+        for j in range(1, m):
+            if p[best] != p[best]:
+                break
+            if p[j] > p[best] or p[j] != p[j]:
+                best = j
+        labels[i] = best
+
+
+cdef bint _serve_pass(const NetSpec* net, const floating* params, const floating* X, intp_t start,
+                      intp_t cn, floating* out, intp_t* labels, double threshold,
+                      bint check_finite, floating* work) noexcept nogil:
+    """One pass over rows start..start+cn: out (or, out NULL, the pass's own output buffer) and
+    labels (``_row_labels``) of them.  False, with nothing computed, when check_finite finds an
+    inf or NaN among the rows."""
+    cdef intp_t nf = net.sizes[0], m = net.sizes[net.L]
+    cdef Input x
+    cdef floating* P
+    if check_finite and not _all_finite(X + start * nf, cn * nf):
+        return False
+    x.sparse = False
+    x.dense = <const void*>(X + start * nf)
+    x.data = NULL
+    x.indices = NULL
+    x.indptr = NULL
+    x.rows = NULL
+    x.start = 0
+    forward(net, params, &x, cn, work, (out + start * m) if out != NULL else NULL)
+    if labels != NULL:
+        P = (out + start * m) if out != NULL else work + net.a_off[net.L]
+        _row_labels(P, cn, m, threshold, labels + start)
+    return True
+
+
+cdef intp_t _serve_rows(const NetSpec* net, const floating* params, const floating* X, intp_t n,
+                        floating* out, intp_t* labels, double threshold, bint check_finite,
+                        floating* work, intp_t work_size, int n_threads) noexcept nogil:
+    """``_serve_pass`` over the passes of ``net.cap`` rows of X, each pass on one thread: with
+    n_threads > 1 the threads share the passes (dynamic schedule; thread t uses
+    work + t * work_size) in one parallel region for the whole call.  Rows are independent, so
+    neither the split nor the thread count changes a result.  Returns -1, or the first row of
+    the first pass that holds an inf or NaN (that pass is not computed), or -2 (no memory)."""
+    cdef intp_t cap = net.cap, n_pass = (n + cap - 1) // cap, c, bad = -1
+    cdef unsigned char* ok
+    if n_threads <= 1:      # one thread: no parallel region (_config.pxd, serial loops)
+        for c in range(n_pass):
+            if not _serve_pass(net, params, X, c * cap, cap if (c + 1) * cap <= n else n - c * cap,
+                               out, labels, threshold, check_finite, work):
+                return c * cap
+        return -1
+    ok = <unsigned char*>malloc(n_pass)
+    if ok == NULL:
+        return -2
+    with parallel(num_threads=n_threads):
+        for c in prange(n_pass, schedule='dynamic'):
+            ok[c] = _serve_pass(net, params, X, c * cap,
+                                cap if (c + 1) * cap <= n else n - c * cap, out, labels,
+                                threshold, check_finite, work + threadid() * work_size)
+    for c in range(n_pass):
+        if not ok[c]:
+            bad = c * cap
+            break
+    free(ok)
+    return bad
+
+
+cdef Py_ssize_t _serve(CheckedPlan cp, const floating[::1] params, const floating[:, ::1] X,
+                       floating[:, ::1] out, intp_t[::1] labels, double threshold,
+                       bint check_finite, int n_threads) except -2:
+    cdef NetSpec spec
+    _checked(cp, floating is float, params.shape[0], X.shape[1], &spec)
+    cdef Py_ssize_t n = X.shape[0], bad
+    if out is not None and (out.shape[0] != n or out.shape[1] != cp.n_outputs):
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}); expected ({n}, "
+                         f"{cp.n_outputs}).")
+    if labels is not None and labels.shape[0] != n:
+        raise ValueError(f"labels has {labels.shape[0]} entries; expected {n}.")
+    if n == 0:
+        return -1
+    spec.n_threads = 1                      # threads go over passes, never inside one
+    cdef int nt = 1
+    if n_threads > 1 and n > spec.cap and n * _row_flops(&spec) >= thresholds.pass_serial_flops:
+        nt = engine_threads(min(n_threads, (n + spec.cap - 1) // spec.cap))
+    cdef floating* work = <floating*>malloc(nt * cp.work_size * sizeof(floating))
+    if work == NULL:
+        raise MemoryError(f"cannot allocate the {nt * cp.work_size * sizeof(floating)} bytes of "
+                          f"a prediction's work buffers.")
+    with nogil:
+        bad = _serve_rows(&spec, &params[0], &X[0, 0], n,
+                          &out[0, 0] if out is not None else NULL,
+                          &labels[0] if labels is not None else NULL, threshold, check_finite,
+                          work, cp.work_size, nt)
+    free(work)
+    if bad == -2:
+        raise MemoryError("cannot allocate a prediction's pass flags.")
+    return bad
+
+def serial_rows(layer_sizes):
+    """The most rows a pass of this network may hold and still run on one thread whatever its
+    plan's thread count (``_serial_if_small``): a caller with no more rows needs no thread count.
+
+    Examples
+    --------
+    >>> from cprop._train import serial_rows, row_flops
+    >>> r = serial_rows([20, 64, 64, 3])
+    >>> r * row_flops([20, 64, 64, 3]) < 16e6 <= (r + 1) * row_flops([20, 64, 64, 3])
+    True
+    """
+    cdef double rf = row_flops(layer_sizes)
+    cdef Py_ssize_t r = <Py_ssize_t>(thresholds.pass_serial_flops / rf)
+    while r > 0 and r * rf >= thresholds.pass_serial_flops:
+        r -= 1
+    while (r + 1) * rf < thresholds.pass_serial_flops:
+        r += 1
+    return r
+
+def serve(CheckedPlan plan not None, params, X, out=None, labels=None, double threshold=0.5,
+          bint check_finite=True, int n_threads=1):
+    """out := network output for every row of dense X; labels := each row's argmax (or its one
+    output > threshold).  Returns -1, or the first row of a pass holding an inf/NaN (check_finite;
+    out and labels are then incomplete).
+
+    For callers that checked X themselves: params, X and out must be C-contiguous arrays of the
+    plan's dtype (labels: intp), X 2-D of the plan's width; either of out, labels may be None.
+    Passes of the plan's cap rows each run on one thread; up to ``n_threads`` threads share them
+    when X holds more than one pass and at least ``PASS_SERIAL_FLOPS`` of work.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._backprop import make_plan
+    >>> from cprop._train import CheckedPlan, serve
+    >>> plan = CheckedPlan(make_plan([2, 2], [0], 0, 8, np.float64, 1), np.float64)
+    >>> params = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.5]); labels = np.empty(2, np.intp)
+    >>> serve(plan, params, np.array([[1.0, 1.0], [0.0, 3.0]]), None, labels), labels
+    (-1, array([1, 1]))
+    >>> serve(plan, params, np.array([[1.0, np.nan]]), None, labels[:1])
+    0
+    """
+    if plan.is_float:
+        return _serve[float](plan, params, X, out, labels, threshold, check_finite, n_threads)
+    return _serve[double](plan, params, X, out, labels, threshold, check_finite, n_threads)
+
+
 def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
               const floating[:, ::1] Y, const floating[::1] sample_weight, object plan, double alpha,
@@ -506,6 +756,8 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     cdef Dropout dk
     _set_dropout(net, &dk, dropout_seed, dropout_epoch)
     _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, cap, n_features, work_arr.dtype)
+    _serial_if_small(net, _sparse_pass_rows(net, &x, n, cap if cap < n else n))
     exc = None
     row_flops = _row_flops(net)
     with nogil:
@@ -544,6 +796,224 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum
 
 
+# ---- mini-batch training: the batch loop shared by train_epoch and fit_epochs --------------------
+cdef struct _EpochCfg:
+    # what stays fixed over an epoch (and over fit_epochs' epochs); set by _epoch_cfg
+    NetSpec* net
+    const OptimTable* ot       # the kernel path's build of the elementwise update
+    Optim opt                  # weights' step (opt.lr: Adam's bias-corrected rate, per step)
+    Optim opt_b                # biases' step (never decayed)
+    double learning_rate       # the epoch's rate (before Adam's bias correction)
+    double beta_1
+    double beta_2
+    double alpha
+    bint clipping
+    double clip_grad_norm
+    double clip_grad_value
+    double* norms              # grad_norms or NULL
+    Py_ssize_t n
+    Py_ssize_t n_features
+    Py_ssize_t n_out
+    Py_ssize_t batch_size
+    double row_flops           # GEMM flops per batch row, as _serial_if_small counts them
+    double poll_flops
+
+
+cdef inline void _set_rate(_EpochCfg* c, double learning_rate, double weight_decay) noexcept nogil:
+    """The epoch's learning rate (and AdamW's decay, lr * weight_decay, that follows it)."""
+    c.learning_rate = learning_rate
+    c.opt.lr = learning_rate
+    c.opt.decay = learning_rate * weight_decay if c.opt.kind == SOLVER_ADAMW else 0.0
+    c.opt_b.lr = learning_rate
+
+
+cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* dk,
+                             floating* P, floating* G, floating* S1, floating* S2, floating* wk,
+                             double* rows, double* partial, const floating* dense,
+                             const floating* Y, const floating* sw, const intp_t* idx,
+                             Py_ssize_t start, double* t, double* accumulated,
+                             double* since_poll) noexcept nogil:
+    """Train the batches of one epoch from row ``start`` of the epoch order (``idx``, or NULL for
+    0..n-1) until the epoch ends or ``poll_flops`` GEMM flops have run since the last poll (design
+    note 5) with rows left; returns the row reached.  ``t`` (Adam's step count), ``accumulated``
+    (sum of batch loss * batch rows) and ``since_poll`` are advanced."""
+    cdef NetSpec* net = c.net
+    cdef const OptimTable* ot = c.ot
+    cdef Py_ssize_t n = c.n, n_features = c.n_features, n_out = c.n_out, i, cn
+    cdef Py_ssize_t batch_size = c.batch_size
+    cdef int l
+    cdef const floating* Yb
+    cdef const floating* swb
+    cdef double sw_sum, lsum, sumsq, gnorm
+    cdef floating l2, scale
+    while start < n:
+        cn = batch_size if start + batch_size <= n else n - start
+        # -- the batch: rows start..start+cn of the epoch order --
+        if idx != NULL:
+            if x.sparse:
+                x.rows = idx + start
+            else:
+                _gather_rows(dense, n_features, idx + start, cn, wk + net.a_off[0], net.n_threads)
+                x.dense = <const void*>(wk + net.a_off[0])
+            _gather_rows(Y, n_out, idx + start, cn, wk + net.y_off, net.n_threads)
+            Yb = wk + net.y_off
+            if sw != NULL:
+                for i in range(cn):
+                    wk[net.sw_off + i] = sw[idx[start + i]]
+                swb = wk + net.sw_off
+            else:
+                swb = NULL
+        else:
+            _contiguous_rows(x, dense, start, n_features)
+            Yb = Y + start * n_out
+            swb = (sw + start) if sw != NULL else NULL
+        sw_sum = 0
+        if swb == NULL:
+            sw_sum = cn
+        else:
+            for i in range(cn):
+                sw_sum += swb[i]
+        # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
+        dk.rows = (idx + start) if idx != NULL else NULL
+        dk.row0 = start
+        forward(net, P, x, cn, wk, NULL)
+        loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
+                        n_out, 1.0 / sw_sum, rows, net.loss_param, net.n_threads)
+        lsum = 0
+        for i in range(cn):
+            lsum += rows[i]
+        # -- backward, each layer updated as soon as its gradient is assembled --
+        if c.opt.kind != SOLVER_SGD:
+            t[0] += 1
+            c.opt.lr = c.learning_rate * sqrt(1 - pow(c.beta_2, t[0])) / (1 - pow(c.beta_1, t[0]))
+            c.opt_b.lr = c.opt.lr
+        sumsq = 0
+        # the next batch's rows of X are fetched during layer 0's weight-gradient product
+        pf.n_rows = 0
+        if idx != NULL and not x.sparse and start + cn < n:
+            pf.rows = idx + start + cn
+            pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
+        l2 = <floating>(c.alpha / sw_sum)
+        if not c.clipping:
+            for l in range(net.L - 1, -1, -1):
+                backward_layer(net, l, P, x, cn, wk, G, False, pf)
+                if c.norms != NULL:
+                    c.norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                   net.sizes[l] * net.sizes[l + 1], l2,
+                                                   partial, net.n_threads))
+                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                 l2, &c.opt, True, partial, net.n_threads)
+                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
+                        partial, net.n_threads)
+        else:
+            # clipping (design note 5): every layer's gradient first, then one global norm
+            for l in range(net.L - 1, -1, -1):
+                backward_layer(net, l, P, x, cn, wk, G, False, pf)
+                if c.norms != NULL:
+                    c.norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                                   net.sizes[l] * net.sizes[l + 1], l2,
+                                                   partial, net.n_threads))
+            scale = 1
+            if c.clip_grad_norm > 0:
+                gnorm = 0
+                for l in range(net.L):
+                    gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
+                                         net.sizes[l] * net.sizes[l + 1], l2, partial,
+                                         net.n_threads)
+                    gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
+                                         <floating>0, partial, net.n_threads)
+                gnorm = sqrt(gnorm)
+                if gnorm > c.clip_grad_norm:
+                    scale = <floating>(c.clip_grad_norm / (gnorm + 1e-6))
+            for l in range(net.L - 1, -1, -1):
+                _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
+                      scale, <floating>c.clip_grad_value, net.n_threads)
+                _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
+                      scale, <floating>c.clip_grad_value, net.n_threads)
+                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
+                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
+                                 <floating>0, &c.opt, True, partial, net.n_threads)
+                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
+                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
+                        partial, net.n_threads)
+        accumulated[0] += (lsum / sw_sum + 0.5 * c.alpha * sumsq / sw_sum) * cn
+        start += cn
+        since_poll[0] += c.row_flops * cn
+        if since_poll[0] >= c.poll_flops and start < n:
+            break
+    return start
+
+
+cdef CheckedPlan _epoch_setup(_EpochCfg* c, NetSpec* net, floating[::1] params, floating[::1] grad,
+                      floating[::1] state1, floating[::1] state2, const floating[:, ::1] X,
+                      const floating[::1] X_data, const intp_t[::1] X_indices,
+                      const intp_t[::1] X_indptr, Py_ssize_t n_features,
+                      const floating[:, ::1] Y, const floating[::1] sample_weight,
+                      Py_ssize_t batch_size, object plan, double alpha, str solver,
+                      double learning_rate, double momentum, bint nesterov, double beta_1,
+                      double beta_2, double epsilon, double poll_flops, double weight_decay,
+                      double clip_grad_norm, double clip_grad_value,
+                      double[::1] grad_norms):
+    """Check mini-batch training's arguments (train_epoch's checks, in their order) and fill
+    ``c`` and ``net`` (its plan, kernel path and thread count) for _run_batches."""
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, net)
+    if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
+            state2.shape[0] != params.shape[0]:
+        raise ValueError("grad, state1 and state2 must have the shape of params.")
+    if Y is None or Y.shape[1] != cp.n_outputs:
+        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
+    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_rows("sample_weight", sample_weight, Y.shape[0])
+    cdef Py_ssize_t n = Y.shape[0]
+    c.norms = NULL
+    if grad_norms is not None:
+        if grad_norms.shape[0] != net.L:
+            raise ValueError(f"grad_norms must hold one value per layer ({net.L}).")
+        c.norms = &grad_norms[0]
+    if n == 0:
+        raise ValueError("train_epoch needs at least one sample.")
+    if batch_size < 1 or batch_size > net.cap:
+        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={net.cap}].")
+    if solver not in SOLVER_CODES:
+        raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
+    _serial_if_small(net, batch_size if batch_size < n else n)
+    c.net = net
+    c.opt.kind = SOLVER_CODES[solver]
+    c.opt.momentum = momentum
+    c.opt.nesterov = nesterov
+    c.opt.beta1 = beta_1
+    c.opt.beta2 = beta_2
+    c.opt.eps = epsilon
+    c.opt_b = c.opt
+    _set_rate(c, learning_rate, weight_decay)
+    c.opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
+    c.beta_1 = beta_1
+    c.beta_2 = beta_2
+    c.alpha = alpha
+    c.clipping = clip_grad_norm > 0 or clip_grad_value > 0
+    c.clip_grad_norm = clip_grad_norm
+    c.clip_grad_value = clip_grad_value
+    c.n = n
+    c.n_features = n_features
+    c.n_out = Y.shape[1]
+    c.batch_size = batch_size
+    c.row_flops = _row_flops(net)
+    c.poll_flops = poll_flops
+    # the kernel path's build of the elementwise update (the snapshot the passes use too)
+    c.ot = &net.path.optim
+    return cp
+
+
+cdef inline void _prefetch_setup(RowPrefetch* pf, const void* dense, Py_ssize_t row_bytes) noexcept nogil:
+    pf.base = <const char*>dense
+    pf.ld = row_bytes
+    pf.row_bytes = row_bytes
+    pf.rows = NULL
+    pf.n_rows = 0
+
+
 def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
                 floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
                 const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
@@ -574,184 +1044,272 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     (seed, ``epoch``, sample id, unit); otherwise none.
     """
     cdef NetSpec spec
-    cdef NetSpec* net = &spec
-    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
-    if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
-            state2.shape[0] != params.shape[0]:
-        raise ValueError("grad, state1 and state2 must have the shape of params.")
-    if Y is None or Y.shape[1] != cp.n_outputs:
-        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
-    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
-    _check_rows("sample_weight", sample_weight, Y.shape[0])
-    if order is not None and (order.shape[0] != Y.shape[0] or
+    cdef _EpochCfg cfg
+    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data, X_indices, X_indptr,
+                 n_features, Y, sample_weight, batch_size, plan, alpha, solver, learning_rate,
+                 momentum, nesterov, beta_1, beta_2, epsilon, poll_flops, weight_decay,
+                 clip_grad_norm, clip_grad_value, grad_norms)
+    cdef Py_ssize_t n = Y.shape[0]
+    if order is not None and (order.shape[0] != n or
                               _out_of_range(&order[0] if order.shape[0] else NULL,
-                                            order.shape[0], Y.shape[0])):
-        raise ValueError(f"order must hold {Y.shape[0]} row indices in [0, {Y.shape[0]}).")
-    cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], cap = net.cap, i, start, cn, max_chunks
-    cdef int l
-    cdef Optim opt, opt_b
-    cdef bint clipping = clip_grad_norm > 0 or clip_grad_value > 0
-    cdef double* norms = NULL
-    cdef double gnorm
-    cdef floating l2, scale
-    if grad_norms is not None:
-        if grad_norms.shape[0] != spec.L:
-            raise ValueError(f"grad_norms must hold one value per layer ({spec.L}).")
-        norms = &grad_norms[0]
-    if n == 0:
-        raise ValueError("train_epoch needs at least one sample.")
-    if batch_size < 1 or batch_size > cap:
-        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={cap}].")
-    if solver not in SOLVER_CODES:
-        raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
-    _serial_if_small(net, batch_size if batch_size < n else n)
-    opt.kind = SOLVER_CODES[solver]
-    opt.momentum = momentum
-    opt.nesterov = nesterov
-    opt.beta1 = beta_1
-    opt.beta2 = beta_2
-    opt.eps = epsilon
-    opt.lr = learning_rate
-    opt.decay = learning_rate * weight_decay if opt.kind == SOLVER_ADAMW else 0.0
-    opt_b = opt
-    opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
-    max_chunks = max(params.shape[0] // UPDATE_CHUNK + 2, 2)
+                                            order.shape[0], n)):
+        raise ValueError(f"order must hold {n} row indices in [0, {n}).")
     work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
-    rows_arr = np.empty(cap, dtype=np.float64)
-    partial_arr = np.empty(max_chunks, dtype=np.float64)
+    rows_arr = np.empty(spec.cap, dtype=np.float64)
+    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
     cdef floating[::1] work = work_arr
     cdef double[::1] rows = rows_arr
     cdef double[::1] partial = partial_arr
-    cdef floating* wk = &work[0]
-    cdef floating* P = &params[0]
-    cdef floating* G = &grad[0]
-    cdef floating* S1 = &state1[0]
-    cdef floating* S2 = &state2[0]
     cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
     cdef const floating* dense = &X[0, 0] if X is not None else NULL
     cdef const intp_t* idx = &order[0] if order is not None else NULL
-    cdef const floating* Yb
-    cdef const floating* swb
-    cdef double sw_sum, lsum, sumsq, accumulated = 0
-    cdef double row_flops = 0, since_poll = 0     # GEMM flops per batch row, as _serial_if_small
-    cdef bint stop = False
+    cdef double accumulated = 0, since_poll = 0
+    cdef Py_ssize_t start = 0
     cdef Input x
     cdef RowPrefetch pf
     cdef Dropout dk
-    _set_dropout(net, &dk, dropout_seed, epoch)
-    # the kernel path's build of the elementwise update (the snapshot the passes use too)
-    cdef const OptimTable* ot = &net.path.optim
-    pf.base = <const char*>dense
-    pf.ld = n_features * sizeof(floating)
-    pf.row_bytes = pf.ld
-    pf.rows = NULL
-    pf.n_rows = 0
+    _set_dropout(&spec, &dk, dropout_seed, epoch)
+    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
     _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
+    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
     exc = None
-    row_flops = _row_flops(net)
+    while True:
+        with nogil:
+            start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
+                                 &state2[0], &work[0], &rows[0], &partial[0], dense, &Y[0, 0],
+                                 sw, idx, start, &t, &accumulated, &since_poll)
+        if start >= n:
+            break
+        # -- poll for Ctrl-C and report progress (design note 5) --
+        since_poll = 0
+        exc = _poll(hook, start)
+        if exc is not None:
+            break
+    return accumulated, t, start, exc
+
+
+# ---- the compiled fit loop: many epochs in one call (design note 8) -------------------------------
+cdef extern from *:
+    """
+    #include <stdint.h>
+    /* numpy's bitgen_t (numpy/random/bitgen.h, numpy's documented random C API since 1.17),
+       mirrored here so that the build needs no numpy headers. */
+    typedef struct cprop_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } cprop_bitgen_t;
+    #ifdef _WIN32
+    #include <windows.h>
+    static double cprop_now(void) {
+        LARGE_INTEGER f, c; QueryPerformanceFrequency(&f); QueryPerformanceCounter(&c);
+        return (double)c.QuadPart / (double)f.QuadPart; }
+    #else
+    #include <time.h>
+    static double cprop_now(void) {   /* what time.perf_counter reads on Linux */
+        struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec; }
+    #endif
+    """
+    ctypedef struct cprop_bitgen_t:
+        void* state
+        uint64_t (*next_uint64)(void* st) noexcept nogil
+        uint32_t (*next_uint32)(void* st) noexcept nogil
+    double cprop_now() noexcept nogil
+
+# learning-rate schedules of fit_epochs (the estimator's learning_rate, for its solver)
+SCHEDULE_CODES = {"constant": 0, "invscaling": 1, "adaptive": 2, "cosine": 3}
+cdef enum:
+    _INVSCALING = 1
+    _ADAPTIVE = 2
+    _COSINE = 3
+# math.pi (the double nearest pi), as cprop._training_loop.cosine_rate uses it
+cdef double _PI = 3.141592653589793
+
+
+cdef inline uint64_t _random_interval(cprop_bitgen_t* bg, uint64_t mx) noexcept nogil:
+    """A uniform integer in [0, mx] drawn as numpy's legacy ``random_interval`` draws it (masked
+    rejection sampling: 32-bit draws while mx fits in 32 bits), so the stream stays the same."""
+    cdef uint64_t mask = mx, value
+    if mx == 0:
+        return 0
+    mask |= mask >> 1
+    mask |= mask >> 2
+    mask |= mask >> 4
+    mask |= mask >> 8
+    mask |= mask >> 16
+    mask |= mask >> 32
+    if mx <= 0xffffffffUL:
+        value = bg.next_uint32(bg.state) & mask
+        while value > mx:
+            value = bg.next_uint32(bg.state) & mask
+    else:
+        value = bg.next_uint64(bg.state) & mask
+        while value > mx:
+            value = bg.next_uint64(bg.state) & mask
+    return value
+
+
+cdef void _shuffle(cprop_bitgen_t* bg, intp_t* a, Py_ssize_t n) noexcept nogil:
+    """``RandomState.shuffle(a)``: numpy's Fisher-Yates, swaps from the last position down.  The
+    swaps do not look at the values, so shuffling the epoch order in place gives scikit-learn's
+    ``sample_idx[shuffled arange]`` with the same draws."""
+    cdef Py_ssize_t i
+    cdef intp_t j, tmp
+    for i in range(n - 1, 0, -1):
+        j = <intp_t>_random_interval(bg, <uint64_t>i)
+        tmp = a[j]
+        a[j] = a[i]
+        a[i] = tmp
+
+
+def shuffle_like_numpy(object bit_generator, intp_t[::1] a):
+    """Shuffle ``a`` in place as ``RandomState(bit_generator).shuffle`` would (tests)."""
+    cdef cprop_bitgen_t* bg = _bitgen(bit_generator)
+    with bit_generator.lock:
+        with nogil:
+            _shuffle(bg, &a[0] if a.shape[0] else NULL, a.shape[0])
+
+
+cdef cprop_bitgen_t* _bitgen(object bit_generator) except NULL:
+    return <cprop_bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule, b"BitGenerator")
+
+
+cdef inline double _cosine_rate(double lr0, Py_ssize_t epoch, Py_ssize_t max_iter,
+                                Py_ssize_t warmup) noexcept nogil:
+    """cprop._training_loop.cosine_rate, operation for operation (same doubles)."""
+    cdef Py_ssize_t span, e
+    if epoch < warmup:
+        return lr0 * (epoch + 1) / warmup
+    span = max_iter - warmup
+    if span <= 0:
+        return lr0
+    e = (epoch if epoch < max_iter - 1 else max_iter - 1) - warmup
+    return 0.5 * lr0 * (1.0 + cos(_PI * e / span))
+
+
+def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
+               floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
+               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
+               const floating[:, ::1] Y, intp_t[::1] sample_idx, object bit_generator,
+               Py_ssize_t batch_size, object plan, double alpha, str solver, double momentum,
+               bint nesterov, double beta_1, double beta_2, double epsilon, double weight_decay,
+               double clip_grad_norm, double clip_grad_value, double t, int schedule,
+               double learning_rate, double learning_rate_init, double power_t,
+               Py_ssize_t warmup_iter, Py_ssize_t max_iter, Py_ssize_t epoch0,
+               long long n_seen, double tol, double n_iter_no_change,
+               Py_ssize_t no_improvement, double best_loss, double poll_flops,
+               double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
+               intp_t[::1] out_rows, object hook=None):
+    """Up to ``out_loss.shape[0]`` epochs of a stochastic fit without early stopping, with the
+    estimator's per-epoch bookkeeping (``BaseMLP._fit_stochastic``) done here.
+
+    Per epoch: the learning rate (``schedule``: 0 constant, 1 SGD's invscaling, 2 SGD's adaptive,
+    3 cosine of 0-based epoch ``epoch0 + e``), the row order (``sample_idx`` shuffled in place by
+    ``bit_generator``, a RandomState's, unless it is None), the mini-batches (train_epoch's
+    arithmetic), then the loss's tol/n_iter_no_change count, ``best_loss``, invscaling's rate
+    t_-based update and the stopping rule (adaptive: rate / 5 until <= 1e-6).  ``out_*[e]``
+    receive epoch e's loss, rate, seconds and rows.  Pending signals are handled and
+    ``hook(rows_done_in_the_epoch)`` is called every ``poll_flops`` GEMM flops (between batches
+    and at epoch ends, design note 5); an exception from either ends the call (between batches:
+    a partial epoch; at an epoch end: after that epoch's bookkeeping).
+
+    Returns (epochs, t, n_seen, learning_rate, no_improvement, best_loss, stopped, partial, exc):
+    ``partial`` when the last epoch recorded was cut short (its bookkeeping is not done);
+    ``stopped`` when the stopping rule ended training; ``exc`` the exception or None.
+    """
+    cdef NetSpec spec
+    cdef _EpochCfg cfg
+    cdef const floating[::1] no_weights = None
+    cdef double[::1] no_norms = None
+    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data,
+                                       X_indices, X_indptr, n_features, Y, no_weights, batch_size,
+                                       plan, alpha, solver, learning_rate, momentum, nesterov,
+                                       beta_1, beta_2, epsilon, poll_flops, weight_decay,
+                                       clip_grad_norm, clip_grad_value, no_norms)
+    cdef Py_ssize_t n = Y.shape[0], n_epochs = out_loss.shape[0], e = 0, start
+    if sample_idx.shape[0] != n or _out_of_range(&sample_idx[0], n, n):
+        raise ValueError(f"sample_idx must hold {n} row indices in [0, {n}).")
+    if out_lr.shape[0] < n_epochs or out_time.shape[0] < n_epochs or out_rows.shape[0] < n_epochs:
+        raise ValueError("out_lr, out_time and out_rows must be as long as out_loss.")
+    if schedule not in (0, _INVSCALING, _ADAPTIVE, _COSINE):
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULE_CODES.values())}.")
+    if schedule == _COSINE and (max_iter < 1 or warmup_iter < 0):
+        raise ValueError("the cosine schedule needs max_iter >= 1 and warmup_iter >= 0.")
+    cdef cprop_bitgen_t* bg = _bitgen(bit_generator) if bit_generator is not None else NULL
+    # work buffers: once for all the epochs of the call
+    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
+    rows_arr = np.empty(spec.cap, dtype=np.float64)
+    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
+    cdef floating[::1] work = work_arr
+    cdef double[::1] rows = rows_arr
+    cdef double[::1] partial = partial_arr
+    cdef const floating* dense = &X[0, 0] if X is not None else NULL
+    cdef intp_t* idx = &sample_idx[0]
+    cdef double accumulated, since_poll = 0, t0, loss, lr = learning_rate
+    cdef bint stopped = False, cut = False, raised = False
+    cdef Input x
+    cdef RowPrefetch pf
+    cdef Dropout dk
+    _set_dropout(&spec, &dk, -1, 0)
+    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
+    _set_input(&x, X_data, X_indices, X_indptr)
+    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
+    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
+    exc = None
     with nogil:
-        start = 0
-        while start < n:
-            cn = batch_size if start + batch_size <= n else n - start
-            # -- the batch: rows start..start+cn of the epoch order --
-            if idx != NULL:
-                if x.sparse:
-                    x.rows = idx + start
-                else:
-                    _gather_rows(dense, n_features, idx + start, cn, wk + net.a_off[0], net.n_threads)
-                    x.dense = <const void*>(wk + net.a_off[0])
-                _gather_rows(&Y[0, 0], n_out, idx + start, cn, wk + net.y_off, net.n_threads)
-                Yb = wk + net.y_off
-                if sw != NULL:
-                    for i in range(cn):
-                        wk[net.sw_off + i] = sw[idx[start + i]]
-                    swb = wk + net.sw_off
-                else:
-                    swb = NULL
-            else:
-                _contiguous_rows(&x, dense, start, n_features)
-                Yb = &Y[start, 0]
-                swb = (sw + start) if sw != NULL else NULL
-            sw_sum = 0
-            if swb == NULL:
-                sw_sum = cn
-            else:
-                for i in range(cn):
-                    sw_sum += swb[i]
-            # -- forward, loss and output delta (dropout masks keyed by the rows' sample ids) --
-            dk.rows = (idx + start) if idx != NULL else NULL
-            dk.row0 = start
-            forward(net, P, &x, cn, wk, NULL)
-            loss_delta_rows(net.loss, Yb, wk + net.a_off[net.L], wk + net.d_off[net.L], swb, cn,
-                            n_out, 1.0 / sw_sum, &rows[0], net.loss_param, net.n_threads)
-            lsum = 0
-            for i in range(cn):
-                lsum += rows[i]
-            # -- backward, each layer updated as soon as its gradient is assembled --
-            if opt.kind != SOLVER_SGD:
-                t += 1
-                opt.lr = learning_rate * sqrt(1 - pow(beta_2, t)) / (1 - pow(beta_1, t))
-                opt_b.lr = opt.lr
-            sumsq = 0
-            # the next batch's rows of X are fetched during layer 0's weight-gradient product
-            pf.n_rows = 0
-            if idx != NULL and not x.sparse and start + cn < n:
-                pf.rows = idx + start + cn
-                pf.n_rows = batch_size if start + cn + batch_size <= n else n - start - cn
-            l2 = <floating>(alpha / sw_sum)
-            if not clipping:
-                for l in range(net.L - 1, -1, -1):
-                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                    if norms != NULL:
-                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                                     net.sizes[l] * net.sizes[l + 1], l2,
-                                                     &partial[0], net.n_threads))
-                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                     l2, &opt, True, &partial[0], net.n_threads)
-                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
-                            &partial[0], net.n_threads)
-            else:
-                # clipping (design note 5): every layer's gradient first, then one global norm
-                for l in range(net.L - 1, -1, -1):
-                    backward_layer(net, l, P, &x, cn, wk, G, False, &pf)
-                    if norms != NULL:
-                        norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                                     net.sizes[l] * net.sizes[l + 1], l2,
-                                                     &partial[0], net.n_threads))
-                scale = 1
-                if clip_grad_norm > 0:
-                    gnorm = 0
-                    for l in range(net.L):
-                        gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                             net.sizes[l] * net.sizes[l + 1], l2, &partial[0],
-                                             net.n_threads)
-                        gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
-                                             <floating>0, &partial[0], net.n_threads)
-                    gnorm = sqrt(gnorm)
-                    if gnorm > clip_grad_norm:
-                        scale = <floating>(clip_grad_norm / (gnorm + 1e-6))
-                for l in range(net.L - 1, -1, -1):
-                    _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
-                          scale, <floating>clip_grad_value, net.n_threads)
-                    _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
-                          scale, <floating>clip_grad_value, net.n_threads)
-                    sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                     S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                     <floating>0, &opt, True, &partial[0], net.n_threads)
-                    _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                            S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &opt_b, False,
-                            &partial[0], net.n_threads)
-            accumulated += (lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum) * cn
-            start += cn
-            # -- poll for Ctrl-C and report progress (design note 5) --
-            since_poll += row_flops * cn
-            if since_poll >= poll_flops and start < n:
+        while e < n_epochs and not stopped and not raised:
+            t0 = cprop_now()
+            if schedule == _COSINE:
+                lr = _cosine_rate(learning_rate_init, epoch0 + e, max_iter, warmup_iter)
+            out_lr[e] = lr
+            _set_rate(&cfg, lr, weight_decay)
+            if bg != NULL:
+                _shuffle(bg, idx, n)
+            accumulated = 0
+            start = 0
+            while True:
+                start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
+                                     &state2[0], &work[0], &rows[0], &partial[0], dense,
+                                     &Y[0, 0], NULL, idx, start, &t, &accumulated, &since_poll)
+                if start >= n:
+                    break
                 since_poll = 0
                 with gil:
                     exc = _poll(hook, start)
-                    stop = exc is not None
-                if stop:
+                    cut = exc is not None
+                if cut:
+                    raised = True
                     break
-    return accumulated, t, start, exc
+            loss = accumulated / start
+            out_loss[e] = loss
+            out_rows[e] = start
+            n_seen += start
+            if not cut:
+                # BaseMLP._update_no_improvement_count (no early stopping), then the schedule
+                if loss > best_loss - tol:
+                    no_improvement += 1
+                else:
+                    no_improvement = 0
+                if loss < best_loss:
+                    best_loss = loss
+                if schedule == _INVSCALING:
+                    lr = learning_rate_init / pow(<double>(n_seen + 1), power_t)
+                # BaseMLP._trigger_stopping
+                if no_improvement > n_iter_no_change:
+                    if schedule != _ADAPTIVE or lr <= 1e-6:
+                        stopped = True
+                    else:
+                        lr /= 5.0
+                        no_improvement = 0
+            out_time[e] = cprop_now() - t0
+            e += 1
+            if not cut and since_poll >= poll_flops:
+                since_poll = 0
+                with gil:
+                    exc = _poll(hook, n)
+                    raised = exc is not None
+    return e, t, n_seen, lr, no_improvement, best_loss, stopped, cut, exc
