@@ -37,12 +37,18 @@ MODULES = ["_openmp", "_isa", "_gemm", "_activations", "_losses", "_backprop", "
 KERNEL_FLAGS = {"unix": ["-fno-math-errno"], "msvc": []}
 
 
-def _kernel_paths():
-    """cprop/_kernel_paths.py, read without importing cprop (whose compiled modules do not exist yet)."""
+def _read_list(name):
+    """cprop/<name>.py's namespace, read without importing cprop (whose compiled modules do not
+    exist yet)."""
     ns = {}
-    src = HERE / "cprop" / "_kernel_paths.py"
+    src = HERE / "cprop" / f"{name}.py"
     exec(compile(src.read_text(encoding="utf-8"), str(src), "exec"), ns)
     return ns
+
+
+def _kernel_paths():
+    """cprop/_kernel_paths.py: one entry per instruction set."""
+    return _read_list("_kernel_paths")
 
 
 def target_arch():
@@ -154,13 +160,31 @@ def render_kernel_paths():
     tp = HERE / "src" / "cprop" / "_kernels.pyx.tp"
     for name, entry in KERNEL_MODULES.items():
         out = tp.with_name(f"{name}.pyx")
-        text = Tempita.sub(tp.read_text(encoding="utf-8"), path=entry)
-        if not out.exists() or out.read_text(encoding="utf-8") != text:
-            out.write_text(text, encoding="utf-8")
+        _write_if_changed(out, Tempita.sub(tp.read_text(encoding="utf-8"), path=entry))
+
+
+def _write_if_changed(out, text):
+    """Rewrite a rendered file only when its text changes, so that an unchanged one does not force a
+    rebuild."""
+    if not out.exists() or out.read_text(encoding="utf-8") != text:
+        out.write_text(text, encoding="utf-8")
+
+
+def render_activations():
+    """src/cprop/_activations.pxi.tp -> _activations.pxi (the ACT_* enum, flags and tile dispatch)
+    from cprop/_activation_list.py, the one list of activations."""
+    from Cython import Tempita
+    ns = _read_list("_activation_list")
+    codes = ns["codes"]()
+    activations = [dict(a, code=codes[a["name"]]) for a in ns["ACTIVATIONS"]]
+    tp = HERE / "src" / "cprop" / "_activations.pxi.tp"
+    _write_if_changed(tp.with_suffix(""),
+                      Tempita.sub(tp.read_text(encoding="utf-8"), activations=activations))
 
 
 def extensions():
     render_kernel_paths()
+    render_activations()
     exts = [
         Extension(
             f"cprop.{name}",

@@ -28,14 +28,15 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from . import _backprop, _train
+from . import _activation_list, _backprop, _train
 from ._activations import ACTIVATION_CODES
 from ._losses import LOSS_CODES
 from ._openmp import effective_n_threads
 from ._optimizers import OptimizerState  # noqa: F401 (its home is cprop._optimizers)
 
-HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "selu",
-                      "softplus", "gelu", "gelu_tanh", "silu", "mish")
+# The activation names, from the one list of activations (cprop/_activation_list.py).
+HIDDEN_ACTIVATIONS = _activation_list.HIDDEN_ACTIVATIONS
+OUTPUT_ACTIVATIONS = _activation_list.OUTPUT_ACTIVATIONS
 OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
                "logistic": "binary_log_loss", "exp": "poisson"}
 # Losses other than the canonical one that an output activation may carry.

@@ -181,3 +181,100 @@ def test_new_extremes_finite_with_their_limits(name, dtype):
     backward(name, z if name in NEEDS_Z else out, d)
     assert np.all(np.isfinite(d)), d
     np.testing.assert_allclose(d[0, 3:], [_SELU_L if name == "selu" else 1.0] * 2, rtol=1e-6)
+
+
+# ---- the one list of activations (cprop/_activation_list.py, issue 17) --------------------------
+import cprop._activations as _act_module  # noqa: E402
+from cprop import _activation_list  # noqa: E402
+from cprop._activations import ACTIVATION_CODES  # noqa: E402
+from cprop._engine import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, OUTPUT_LOSS  # noqa: E402
+
+LIST = _activation_list.ACTIVATIONS
+NAMES = [a["name"] for a in LIST]
+
+
+def test_the_list_names_each_activation_once_with_its_own_code():
+    assert len(set(NAMES)) == len(NAMES)
+    assert list(ACTIVATION_CODES) == NAMES
+    assert len(set(ACTIVATION_CODES.values())) == len(NAMES)
+
+
+def test_python_names_come_from_the_list():
+    assert HIDDEN_ACTIVATIONS == tuple(a["name"] for a in LIST if a["hidden"])
+    assert OUTPUT_ACTIVATIONS == tuple(a["name"] for a in LIST if a["output"])
+    # every output activation pairs with a loss, and every loss's activation is in the list
+    assert set(OUTPUT_LOSS) == set(OUTPUT_ACTIVATIONS)
+    assert NEEDS_Z == {a["name"] for a in LIST if a["needs_z"]}
+
+
+def test_every_activation_of_the_list_has_a_numpy_reference_here():
+    """A new list entry fails here until the tests above check it against numpy and central
+    differences (softmax has its own test)."""
+    referenced = set(NUMPY_FORWARD) | set(NEW_FORWARD) | {"softmax"}
+    assert set(NAMES) == referenced
+
+
+def test_every_activation_of_the_list_has_an_onnx_formula():
+    pytest.importorskip("skl2onnx", reason="ONNX export is an optional extra (skl2onnx)")
+    import cprop.onnx
+    assert set(cprop.onnx.ACTIVATIONS) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_code_runs_its_own_activation(kernel, name):
+    """Through the epilogue of one GEMM (each kernel path's build of the rendered dispatch), each
+    code applies the activation of its name and its derivative: the codes and the switches agree
+    with the list.  (The paths with FMA may round a product-sum once where ``forward``/``backward``
+    round twice: a few units in the last place, hence rtol 1e-14 against them.)"""
+    from cprop._backprop import epilogue_product
+    entry = LIST[NAMES.index(name)]
+    # moderate z: near saturation 1 - a^2 (tanh') cancels, and one rounding less (FMA) is then a
+    # large relative change; the extremes are tested against numpy above
+    z = np.random.default_rng(4).standard_normal((7, 7)) / 2
+    ref = z.copy()
+    forward(name, ref)
+    if entry["row"]:
+        with pytest.raises(ValueError, match="element-wise"):
+            epilogue_product(False, False, z, np.eye(7), np.empty((7, 7)),
+                             act=ACTIVATION_CODES[name])
+        return
+    C = np.empty((7, 7))
+    epilogue_product(False, False, z, np.eye(7), C, act=ACTIVATION_CODES[name])
+    ref_np = {**NUMPY_FORWARD, **NEW_FORWARD}[name](z)
+    np.testing.assert_allclose(C, ref_np, rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(C, ref, rtol=1e-14, atol=0)
+    # the derivative epilogue: delta := (I delta) * f'(.) read from a (or z, as the list says)
+    d = np.random.default_rng(5).standard_normal((7, 7))
+    expect = d.copy()
+    backward(name, z if entry["needs_z"] else ref, expect)
+    got = np.empty((7, 7))
+    epilogue_product(False, False, d, np.eye(7), got, act=ACTIVATION_CODES[name],
+                     aux=z if entry["needs_z"] else ref)
+    np.testing.assert_allclose(got, expect, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("act", [-2, 10**6, ACTIVATION_CODES["softmax"]])
+def test_epilogue_product_refuses_codes_that_are_not_elementwise(act):
+    """No test on a code's order: an unknown code (below or above every known one) is refused
+    like softmax, which is row-wise."""
+    from cprop._backprop import epilogue_product
+    with pytest.raises(ValueError, match="element-wise"):
+        epilogue_product(False, False, np.ones((2, 2)), np.ones((2, 2)), np.empty((2, 2)),
+                         act=act)
+
+
+def test_a_build_from_another_list_is_refused(monkeypatch):
+    """The compiled enum and flags are checked against the list at import: a list changed without
+    a rebuild (here: two entries swapped) is an ImportError, not activations run under the wrong
+    codes."""
+    swapped = list(LIST)
+    i, j = NAMES.index("tanh"), NAMES.index("gelu")
+    swapped[i], swapped[j] = swapped[j], swapped[i]
+    monkeypatch.setattr(_act_module, "_LIST", tuple(swapped))
+    monkeypatch.setattr(_act_module, "ACTIVATION_CODES",
+                        {a["name"]: code for code, a in enumerate(swapped)})
+    with pytest.raises(ImportError, match=r"rebuild.*") as info:
+        _act_module._check_rendered()
+    assert "tanh" in str(info.value) and "gelu" in str(info.value)
+    monkeypatch.undo()
+    _act_module._check_rendered()

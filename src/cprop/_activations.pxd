@@ -13,25 +13,13 @@
 #    selu lambda = 1.0507009873554805, alpha = 1.6732632423543772 (Klambauer et al. 2017).
 #    'gelu' is the exact form z * Phi(z) (erf); 'gelu_tanh' the tanh approximation of
 #    Hendrycks & Gimpel (2016).
+# 4. The list of activations is cprop/_activation_list.py: the enum (ACT_*), the flags
+#    (act_needs_z, act_is_elementwise) and the tile dispatch (act_forward_tile, act_backward_tile)
+#    are rendered from it by setup.py into _activations.pxi (template _activations.pxi.tp),
+#    included below.  A new activation is a list entry plus its pair of element functions here.
 from libc.math cimport (exp, expf, tanh, tanhf, log, logf, fabs, erfc, erfcf, expm1, expm1f,
                         log1p, log1pf)
 from cprop._typedefs cimport floating, intp_t
-
-cdef enum:
-    ACT_IDENTITY = 0
-    ACT_LOGISTIC = 1
-    ACT_TANH = 2
-    ACT_RELU = 3
-    ACT_EXP = 4        # output layer of the Poisson loss
-    ACT_SOFTMAX = 5    # output layer of multiclass log-loss; row-wise, never fused element-wise
-    ACT_LEAKY_RELU = 6
-    ACT_ELU = 7
-    ACT_SELU = 8
-    ACT_SOFTPLUS = 9
-    ACT_GELU = 10      # exact: z Phi(z)                     derivative from z
-    ACT_GELU_TANH = 11 # tanh approximation                  derivative from z
-    ACT_SILU = 12      # z sigmoid(z)                        derivative from z
-    ACT_MISH = 13      # z tanh(softplus(z))                 derivative from z
 
 cdef extern from *:
     """
@@ -50,11 +38,6 @@ cdef extern from *:
     double INV_SQRT_2PI "CPROP_INV_SQRT_2PI"
     double SQRT_2_PI "CPROP_SQRT_2_PI"
     double GELU_C "CPROP_GELU_C"
-
-
-cdef inline bint act_needs_z(int act) noexcept nogil:
-    """True when the derivative reads the pre-activation z rather than the output a."""
-    return act >= ACT_GELU
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -132,6 +115,11 @@ cdef inline floating relu_forward(floating z) noexcept nogil:
 cdef inline floating relu_backward(floating a) noexcept nogil:
     # scikit-learn: delta[Z == 0] = 0, i.e. the subgradient at 0 is 0.
     return 1 if a > 0 else 0
+
+cdef inline floating relu_delta(floating d, floating a) noexcept nogil:
+    # d * relu'(a) as a select (list entry ``delta``): a dead unit passes exactly 0, even when d is
+    # inf or NaN, as scikit-learn's delta[Z == 0] = 0 does.
+    return d if a > 0 else 0
 
 
 # ---- exp (Poisson output) --------------------------------------------------------------------------
@@ -257,183 +245,14 @@ cdef inline void softmax_row(floating* z, intp_t n) noexcept nogil:
         z[j] = <floating>(z[j] / s)
 
 
-cdef inline void act_forward_tile(floating* z, intp_t ldz, const floating* bias, intp_t m, intp_t n,
-                                  int act, floating* zsave, intp_t ldzs) noexcept nogil:
-    """z := f(z + 1 bias^T) over an m x n tile (row stride ldz; bias may be NULL); zsave (or NULL,
-    row stride ldzs) := z + 1 bias^T.  One test of ``act`` per tile, not per row: the GEMM's
-    epilogue runs this on every MR x NR tile (a call per row cost ~5% of a small epoch)."""
-    cdef intp_t i, j
-    cdef floating* r
-    if act == ACT_RELU and bias != NULL and zsave == NULL:
-        # the hidden layers' common case in one pass (bias and max read each value once)
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = relu_forward(r[j] + bias[j])
-        return
-    for i in range(m):
-        r = z + i * ldz
-        if bias != NULL:
-            for j in range(n):
-                r[j] += bias[j]
-        if zsave != NULL:
-            for j in range(n):
-                zsave[i * ldzs + j] = r[j]
-    if act == ACT_IDENTITY:
-        pass
-    elif act == ACT_RELU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = relu_forward(r[j])
-    elif act == ACT_LOGISTIC:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = logistic_forward(r[j])
-    elif act == ACT_TANH:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = tanh_forward(r[j])
-    elif act == ACT_EXP:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = exp_forward(r[j])
-    elif act == ACT_SOFTMAX:
-        for i in range(m):
-            softmax_row(z + i * ldz, n)
-    elif act == ACT_LEAKY_RELU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = leaky_relu_forward(r[j])
-    elif act == ACT_ELU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = elu_forward(r[j])
-    elif act == ACT_SELU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = selu_forward(r[j])
-    elif act == ACT_SOFTPLUS:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = softplus_forward(r[j])
-    elif act == ACT_GELU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = gelu_forward(r[j])
-    elif act == ACT_GELU_TANH:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = gelu_tanh_forward(r[j])
-    elif act == ACT_SILU:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = silu_forward(r[j])
-    elif act == ACT_MISH:
-        for i in range(m):
-            r = z + i * ldz
-            for j in range(n):
-                r[j] = mish_forward(r[j])
+# ---- rendered from cprop/_activation_list.py: ACT_* codes, flags, tile dispatch ----------------
+include "_activations.pxi"
 
 
 cdef inline void act_forward_row(floating* z, const floating* bias, intp_t n, int act,
                                  floating* zsave) noexcept nogil:
     """z := f(z + bias) over one row of n values (bias may be NULL); zsave (or NULL) := z + bias."""
     act_forward_tile(z, n, bias, 1, n, act, zsave, n)
-
-
-cdef inline void act_backward_tile(floating* delta, intp_t ldd, const floating* a, intp_t lda,
-                                   intp_t m, intp_t n, int act) noexcept nogil:
-    """delta := delta * f'(z) over an m x n tile (row strides ldd, lda), with f'(z) written through
-    the output a = f(z), or, for an activation with ``act_needs_z(act)``, through the
-    pre-activation: then ``a`` points at z."""
-    cdef intp_t i, j
-    cdef floating* d
-    cdef const floating* r
-    if act == ACT_IDENTITY:
-        pass
-    elif act == ACT_RELU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] = d[j] if r[j] > 0 else 0
-    elif act == ACT_LOGISTIC:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= logistic_backward(r[j])
-    elif act == ACT_TANH:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= tanh_backward(r[j])
-    elif act == ACT_EXP:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= exp_backward(r[j])
-    elif act == ACT_LEAKY_RELU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= leaky_relu_backward(r[j])
-    elif act == ACT_ELU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= elu_backward(r[j])
-    elif act == ACT_SELU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= selu_backward(r[j])
-    elif act == ACT_SOFTPLUS:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= softplus_backward(r[j])
-    elif act == ACT_GELU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= gelu_backward(r[j])
-    elif act == ACT_GELU_TANH:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= gelu_tanh_backward(r[j])
-    elif act == ACT_SILU:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= silu_backward(r[j])
-    elif act == ACT_MISH:
-        for i in range(m):
-            d = delta + i * ldd
-            r = a + i * lda
-            for j in range(n):
-                d[j] *= mish_backward(r[j])
 
 
 cdef inline void act_backward_row(floating* delta, const floating* a, intp_t n, int act) noexcept nogil:

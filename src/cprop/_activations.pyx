@@ -9,24 +9,31 @@ from cython.parallel cimport prange
 from cprop._typedefs cimport floating, intp_t
 from cprop._config cimport ROWS_PARALLEL_MIN
 
-ACTIVATION_CODES = {
-    "identity": ACT_IDENTITY,
-    "logistic": ACT_LOGISTIC,
-    "tanh": ACT_TANH,
-    "relu": ACT_RELU,
-    "exp": ACT_EXP,
-    "softmax": ACT_SOFTMAX,
-    "leaky_relu": ACT_LEAKY_RELU,
-    "elu": ACT_ELU,
-    "selu": ACT_SELU,
-    "softplus": ACT_SOFTPLUS,
-    "gelu": ACT_GELU,
-    "gelu_tanh": ACT_GELU_TANH,
-    "silu": ACT_SILU,
-    "mish": ACT_MISH,
-}
-# Activations whose derivative reads the pre-activation z (see _activations.pxd, design note 2).
-NEEDS_Z = frozenset(name for name, code in ACTIVATION_CODES.items() if act_needs_z(code))
+from cprop._activation_list import ACTIVATIONS as _LIST, codes as _codes
+
+# Name -> ACT_* code, and the activations whose derivative reads the pre-activation z (see
+# _activations.pxd, design note 2): both from the list the enum and the dispatch were rendered from.
+ACTIVATION_CODES = _codes()
+NEEDS_Z = frozenset(a["name"] for a in _LIST if a["needs_z"])
+
+
+def _check_rendered():
+    """The compiled codes, names and flags agree with the list (else the build predates a change to
+    the list, and every code could mean another activation)."""
+    cdef const char* name
+    stale = []
+    for a in _LIST:
+        code = ACTIVATION_CODES[a["name"]]
+        name = act_name(code)
+        if (name == NULL or name.decode() != a["name"] or act_needs_z(code) != a["needs_z"]
+                or act_is_elementwise(code) == a["row"]):
+            stale.append(a["name"])
+    if stale:
+        raise ImportError(f"cprop._activations was built from another activation list (differs at "
+                          f"{stale}); rebuild: python setup.py build_ext --inplace")
+
+
+_check_rendered()
 
 
 cdef inline floating* _row(floating* M, intp_t i, intp_t ld) noexcept nogil:

@@ -36,13 +36,15 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 
 import numpy as np
 
+from cprop._activations import ACTIVATION_CODES, NEEDS_Z
+
 from cprop._typedefs cimport floating, intp_t
 from cprop._gemm cimport gemm
 from cprop._kernels cimport TileCallback
 from cprop._epilogue cimport Epilogue, EPI_NONE, EPI_BIAS_ACT, EPI_MUL_DERIV, EPI_BIAS_ACT_Z
 from cprop._dropout cimport Dropout, row_key, mask_row
-from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, ACT_MISH, act_forward_row,
-                                 forward_rows, act_needs_z)
+from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, act_forward_row, forward_rows,
+                                 act_is_elementwise)
 from cprop._isa cimport KernelPath, current_path
 from cprop._config cimport (COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN,
                             SPARSE_GRAD_ROWS_PER_TASK, ROWS_PARALLEL_MIN)
@@ -374,7 +376,7 @@ def _check_plan_args(sizes, acts, loss, cap, dtype, n_threads):
     return sizes, acts
 
 
-_NEEDS_Z = frozenset(code for code in range(ACT_MISH + 1) if act_needs_z(code))
+_NEEDS_Z = frozenset(ACTIVATION_CODES[name] for name in NEEDS_Z)
 
 
 def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, double loss_param=0.0,
@@ -472,16 +474,18 @@ def epilogue_product(bint trans_a, bint trans_b, const floating[:, ::1] A, const
     M, N, K = _dims(trans_a, trans_b, A, B, C)
     if bias is not None and bias.shape[0] != N:
         raise ValueError(f"bias has {bias.shape[0]} values; expected N={N}.")
-    if act == ACT_SOFTMAX or act < -1:
-        raise ValueError("act must be an element-wise ACT_* code (softmax is row-wise).")
-    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None or act < 0):
+    if act != -1 and not act_is_elementwise(act):
+        raise ValueError(f"act must be -1 (none) or an element-wise ACT_* code; got {act} (softmax "
+                         "is row-wise).")
+    if aux is not None and (aux.shape[0] != M or aux.shape[1] != N or bias is not None
+                            or act == -1):
         raise ValueError(f"aux must be {M}x{N}, with act given and no bias (derivative epilogue).")
     cdef const KernelPath* kp = <const KernelPath*>PyCapsule_GetPointer(
         path_capsule(path), b"cprop._isa.KernelPath")
     cdef Epilogue epi
     cdef TileCallback cb
-    epi.kind = EPI_BIAS_ACT if (bias is not None or act >= 0) else EPI_NONE
-    epi.act = act if act >= 0 else ACT_IDENTITY
+    epi.kind = EPI_BIAS_ACT if (bias is not None or act != -1) else EPI_NONE
+    epi.act = act if act != -1 else ACT_IDENTITY
     epi.bias = <const void*>&bias[0] if bias is not None else NULL
     epi.aux = NULL
     epi.ldaux = 0
