@@ -54,8 +54,7 @@ def _eligible(est, net, state, X, sw, val, callbacks, bar):
         return False        # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
     if est.verbose or sw is not None or net.dropout is not None:
         return False
-    if state.gradient_norms is not None or state.solver not in ("sgd", "adam",
-                                                                                  "adamw"):
+    if state.gradient_norms is not None or state.solver not in _train.SOLVER_CODES:
         return False
     if not isinstance(getattr(est, "best_loss_", None), numbers.Real):
         return False        # e.g. None after an early-stopping fit: the Python loop's error
