@@ -1,5 +1,4 @@
 """cprop.check_gradients: every hidden activation x output loss, fitted and unfitted estimators."""
-import doctest
 
 import numpy as np
 import pytest
@@ -104,11 +103,6 @@ def test_bad_arguments():
     reg = MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         check_gradients(reg, X[:, :3], y)
-
-
-def test_docstring_example():
-    result = doctest.testmod(cprop._gradcheck, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0
 
 
 README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"

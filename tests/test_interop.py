@@ -285,15 +285,6 @@ def test_html_repr_links_to_cprop_docs(Est):
         assert url.rsplit("#", 1)[1] in anchors
 
 
-def test_docstring_examples():
-    import doctest
-
-    from cprop import _interop
-
-    result = doctest.testmod(_interop, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # -- loading checks meaning as well as shape (issue 17) ------------------------------------------
 SAVED = Path(__file__).resolve().parent / "data" / "saved-3ce44f8"
 

@@ -5,7 +5,6 @@ The scenarios of scikit-learn 1.9.1's ``sklearn/neural_network/tests/test_mlp.py
 weights, numpy reference forward passes, float32 under L-BFGS, thread-count invariance,
 interrupts, pickling, metadata routing and bad input.
 """
-import doctest
 import pickle
 import re
 import warnings
@@ -1046,7 +1045,3 @@ def test_drop_in_pipeline_grid_search():
     assert grid.score(X_test, y_test) > 0.95
 
 
-def test_docstring_examples():
-    result = doctest.testmod(cprop._mlp, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -210,13 +210,6 @@ def test_missing_extra_says_what_to_install(tmp_path):
     assert "pip install 'cprop[onnx]'" in res.stderr
 
 
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(cprop.onnx, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_erfc_graph_against_mpmath(dtype):
     """The erfc the exact-gelu entry uses (Cody's approximations), over every interval and the

@@ -3,7 +3,6 @@ reference: scikit-learn's own estimators, metrics and utilities, numpy formulas,
 that reach the same state another way (an explicit split, separate seeded fits, a replayed
 partial epoch).
 """
-import doctest
 import functools
 import json
 import csv
@@ -320,11 +319,6 @@ def test_history_logger(tmp_path, fmt):
     with open(path) as f:
         n_lines = len(f.read().strip().splitlines())
     assert n_lines == (5 if fmt == "csv" else n_lines) and len(clf.loss_curve_) == 4
-
-
-def test_callbacks_module_doctests():
-    result = doctest.testmod(cprop.callbacks, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---- 5. progress --------------------------------------------------------------------------------
