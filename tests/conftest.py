@@ -13,7 +13,9 @@ import importlib
 import importlib.util
 import importlib.machinery
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,47 @@ def threaded_passes():
 
     yield _threaded_passes
     assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+
+
+class ChildProcess:
+    """``python -u -c CODE`` in ``tmp_path`` importing the cprop under test (installed, or an
+    in-place build on PYTHONPATH), never a source tree in its working directory; its stdout is
+    read line by line (the Ctrl-C tests signal it between printed milestones)."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.procs = []
+
+    def start(self, code):
+        import cprop
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (parent, os.environ.get("PYTHONPATH")) if p))
+        proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+                                cwd=self.tmp_path)
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def wait_for(proc, prefix, timeout):
+        """The first line starting with ``prefix`` and when it was read."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(prefix):
+                return line, time.perf_counter()
+        raise AssertionError(f"child never printed {prefix!r}: {proc.stderr.read()}")
+
+
+@pytest.fixture
+def child_process(tmp_path):
+    """A ChildProcess; children still running at teardown are killed."""
+    child = ChildProcess(tmp_path)
+    yield child
+    for proc in child.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -6,9 +6,7 @@ attribute, the optimizer state, the history, the warnings and the RandomState's 
 fit must be bitwise the same, and the compiled path must really have run (a spy counts its
 calls).  The shuffle is checked against numpy's ``RandomState.shuffle`` itself.
 """
-import os
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -448,37 +446,22 @@ except KeyboardInterrupt:
 """
 
 
-def _wait_for(proc, prefix, timeout):
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line, time.perf_counter()
-    raise AssertionError(f"child never printed {prefix!r}: {proc.stderr.read()}")
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_ctrl_c_stops_a_compiled_fit_promptly(tmp_path):
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (parent, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.Popen([sys.executable, "-u", "-c", _CHILD], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=tmp_path)
+def test_ctrl_c_stops_a_compiled_fit_promptly(child_process):
+    proc = child_process.start(_CHILD)
     try:
-        _wait_for(proc, "START", 120)
+        child_process.wait_for(proc, "START", 120)
         time.sleep(0.8)           # validation, then into the first (about 1.5 s) epoch
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line, t1 = _wait_for(proc, "FIT RETURNED", 60)
+        line, t1 = child_process.wait_for(proc, "FIT RETURNED", 60)
         fit_latency = t1 - t0
         assert line.split()[3] == "True", line   # n_iter_, t_, loss_curve_ and history agree
-        _, t_pf = _wait_for(proc, "PF 0", 60)
+        _, t_pf = child_process.wait_for(proc, "PF 0", 60)
         time.sleep(0.5)
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line, t1 = _wait_for(proc, "LOOP STOPPED", 60)
+        line, t1 = child_process.wait_for(proc, "LOOP STOPPED", 60)
         loop_latency = t1 - t0
         assert line.split()[3] == "True" and line.split()[5] == "True", line
     finally:

@@ -9,7 +9,6 @@ import csv
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -447,51 +446,34 @@ print("LBFGS RETURNED", lb.n_iter_, flush=True)
 """
 
 
-def _wait_for(proc, prefix, timeout):
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line, time.perf_counter()
-    raise AssertionError(f"child never printed {prefix!r}: {proc.stderr.read()}")
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_ctrl_c_latency_inside_a_long_compiled_epoch(tmp_path):
-    # the child imports the cprop under test (installed, or an in-place build on PYTHONPATH),
-    # never a source tree in its working directory
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (parent, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.Popen([sys.executable, "-u", "-c", _CHILD], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=tmp_path)
+def test_ctrl_c_latency_inside_a_long_compiled_epoch(child_process):
+    proc = child_process.start(_CHILD)
     try:
-        line, _ = _wait_for(proc, "EPOCH 1", 120)
+        line, _ = child_process.wait_for(proc, "EPOCH 1", 120)
         epoch_s = float(line.split()[2])
         assert epoch_s > 0.5                     # long epochs: the interrupt lands inside one
         time.sleep(min(0.3, epoch_s / 3))
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line, t1 = _wait_for(proc, "FIT RETURNED", 60)
+        line, t1 = child_process.wait_for(proc, "FIT RETURNED", 60)
         fit_latency = t1 - t0
         assert line.split()[3] == "True", line   # n_iter_, t_, loss_curve_ and history agree
-        _wait_for(proc, "PF 0", 60)
+        child_process.wait_for(proc, "PF 0", 60)
         time.sleep(min(0.3, epoch_s / 3))
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line, t1 = _wait_for(proc, "LOOP STOPPED", 60)
+        line, t1 = child_process.wait_for(proc, "LOOP STOPPED", 60)
         loop_latency = t1 - t0
         assert line.split()[3] == "True", line   # the partial_fit loop stopped mid-epoch
         # L-BFGS: the interrupt lands inside a full-batch loss/gradient evaluation
-        line, _ = _wait_for(proc, "PASS", 60)
+        line, _ = child_process.wait_for(proc, "PASS", 60)
         pass_s, pass_rows = float(line.split()[1]), int(line.split()[2])
-        _wait_for(proc, "Iteration 1,", 120)
+        child_process.wait_for(proc, "Iteration 1,", 120)
         time.sleep(0.2)
         t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line, t1 = _wait_for(proc, "LBFGS RETURNED", 60)
+        line, t1 = child_process.wait_for(proc, "LBFGS RETURNED", 60)
         lbfgs_latency = t1 - t0
     finally:
         proc.kill()
