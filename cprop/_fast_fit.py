@@ -37,6 +37,8 @@ CHUNK_EPOCHS = 1024
 
 def _schedule(est):
     """fit_epochs' schedule code for the estimator (None: the Python loop must run it)."""
+    if est.learning_rate not in _train.SCHEDULE_CODES:
+        return None         # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
     if est.learning_rate == "cosine":
         return _train.SCHEDULE_CODES["cosine"]
     if est.solver == "sgd" and est.learning_rate in ("invscaling", "adaptive"):
@@ -50,8 +52,6 @@ def _eligible(est, net, state, X, sw, val, callbacks, bar):
     """True when no epoch of this fit needs Python (design, first paragraph)."""
     if FORCE_PYTHON or val is not None or est.early_stopping or callbacks or bar is not None:
         return False
-    if est.learning_rate not in ("constant", "invscaling", "adaptive", "cosine"):
-        return False        # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
     if est.verbose or sw is not None or net.dropout is not None:
         return False
     if state.gradient_norms is not None or state.solver not in _train.SOLVER_CODES:
