@@ -70,8 +70,9 @@ export PYTHONMALLOC=malloc
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:log_path=$WORK/asan-report"
 status=0
 PYTHONPATH="$WORK" python -m pytest -q -p no:cacheprovider \
-    tests/test_gemm.py tests/test_backprop.py tests/test_train.py tests/test_activations.py \
-    tests/test_losses.py tests/test_openmp.py tests/test_reliability.py tests/test_odd_shapes.py \
+    tests/engine/test_gemm.py tests/engine/test_backprop.py tests/engine/test_train.py \
+    tests/engine/test_activations.py tests/engine/test_losses.py tests/engine/test_openmp.py \
+    tests/engine/test_odd_shapes.py tests/estimator/test_reliability.py \
     -k "not failed_refit_leaves_previous_model and not thread_creation_failure" || status=$?
 unset LD_PRELOAD
 if ls "$WORK"/asan-report* >/dev/null 2>&1; then

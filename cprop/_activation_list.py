@@ -5,7 +5,7 @@
 (``act_needs_z``, ``act_is_elementwise``) and the forward and backward tile dispatch, which
 ``src/cprop/_activations.pxd`` includes below its hand-written element functions.  At run time
 ``cprop._activations`` (the codes, ``NEEDS_Z``) and ``cprop._engine`` (``HIDDEN_ACTIVATIONS``,
-``OUTPUT_ACTIVATIONS``) read the same list, and ``tests/test_activations.py`` checks that
+``OUTPUT_ACTIVATIONS``) read the same list, and ``tests/engine/test_activations.py`` checks that
 ``cprop.onnx.ACTIVATIONS`` has a formula for every entry.
 
 Adding an activation: one entry here, its ``<name>_forward`` / ``<name>_backward`` pair in

@@ -16,7 +16,7 @@ Design
    ``time.perf_counter``, after a tiny warm-up fit of each library so that one-off import and
    thread-pool start-up costs are not charged to either.
 3. The report is a fixed-format table: one row per library with test accuracy, fit time,
-   epochs and final training loss, then the speed-up. ``tests/test_demo.py`` parses it.
+   epochs and final training loss, then the speed-up. ``tests/integration/test_demo.py`` parses it.
 4. ``--plot FILE.png`` needs matplotlib (the ``plot`` extra). It is imported lazily and checked
    *before* training: without it the demo prints how to install it and exits with status 2,
    having trained nothing. The figure is drawn on an Agg canvas (no display, no global pyplot

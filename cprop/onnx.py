@@ -175,8 +175,8 @@ def _expm1_neg_part(g, z):
 # Name -> formula(g, z) returning the name of f(z), for every activation of the engine: the hidden
 # ones (cprop._engine.HIDDEN_ACTIVATIONS) and the output ones (identity, logistic, softmax, exp).
 # Each is the engine's formula (src/cprop/_activations.pxd) in operators onnxruntime runs in
-# float and double.  A new activation is one entry here (tests/test_onnx.py checks that every
-# engine activation has one and that onnxruntime reproduces predict with it).
+# float and double.  A new activation is one entry here (tests/integration/test_onnx.py checks that
+# every engine activation has one and that onnxruntime reproduces predict with it).
 ACTIVATIONS = {
     "identity": lambda g, z: z,
     "logistic": lambda g, z: g.op("Sigmoid", z),

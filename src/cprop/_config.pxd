@@ -18,7 +18,7 @@ cdef enum:
     D_KC_MAX = 256
     # B~ holds all of K for a block of columns (packed once, shared by the threads); this caps its
     # size in elements (16 MiB of float32: L3-sized on Zen 3), narrowing the column block when K is
-    # large.  Loop 5 then runs more than once (tests/test_gemm.py: K*N past it).
+    # large.  Loop 5 then runs more than once (tests/engine/test_gemm.py: K*N past it).
     BPACK_MAX = 4194304
 
     # ---- when to use threads ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ Design
    MR-tall A~ panels, and the micro-kernel covers N rows of C^T instead of N <= 16 of NR columns
    of C.  Each element is the same chain of multiply-adds over k in the same order, and with
    alpha 1 and beta 0 or 1 every write-back form rounds alike, so C is bitwise what the general
-   loops give (tests/test_gemm.py compares the two on every path).
+   loops give (tests/engine/test_gemm.py compares the two on every path).
 8. ``gemm`` returns 0, or GEMM_NO_MEMORY when it had to allocate its workspace and could not
    (C untouched); callers in cprop pass a workspace sized by ``gemm_work_size``, valid for every
    kernel path.

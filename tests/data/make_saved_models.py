@@ -1,5 +1,5 @@
-"""Writes the saved models that tests/test_interop.py loads: models saved by an earlier cprop
-must still load.  Run from the root of the cprop version to save with (``python
+"""Writes the saved models that tests/integration/test_interop.py loads: models saved by an earlier
+cprop must still load.  Run from the root of the cprop version to save with (``python
 tests/data/make_saved_models.py OUT_DIR``); the files in tests/data/saved-3ce44f8/ were made by
 commit 3ce44f8 (before issue 17's load checks)."""
 import os

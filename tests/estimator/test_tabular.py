@@ -252,7 +252,7 @@ def test_readme_tables_example_runs(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme = Path(__file__).resolve().parents[2] / "README.md"
     if not readme.exists():
         pytest.skip("README.md is not beside tests/ (tests copied out of the source tree)")
     text = readme.read_text()

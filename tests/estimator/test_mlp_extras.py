@@ -219,7 +219,7 @@ def test_clipping_limits_each_step(digits):
         MLPClassifier(clip_grad_value=-1.0).fit(X, y)
 
 
-README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
+README = __import__("pathlib").Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.skipif(not README.exists(),

@@ -866,7 +866,7 @@ def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(owner, name, interrupted)
-    # the estimator's Python epoch loop (the compiled one: tests/test_fitloop.py)
+    # the estimator's Python epoch loop (the compiled one: tests/estimator/test_fitloop.py)
     monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     est = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=50)
     with pytest.warns(UserWarning, match="Training interrupted by user."):

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cprop import MLPClassifier, MLPRegressor
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SKOPS_MISSING = "needs the 'skops' extra: pip install 'cprop[skops]'"
 
 
@@ -286,7 +286,7 @@ def test_html_repr_links_to_cprop_docs(Est):
 
 
 # -- loading checks meaning as well as shape (issue 17) ------------------------------------------
-SAVED = Path(__file__).resolve().parent / "data" / "saved-3ce44f8"
+SAVED = Path(__file__).resolve().parents[1] / "data" / "saved-3ce44f8"
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SAVED.glob("*.pkl")))

@@ -1,7 +1,7 @@
 """From a clone, ``python -m pytest`` works (testing a built cprop) or stops at once saying what to do.
 
 A fake clone is made in a temporary directory: the package's Python sources without any compiled
-module, this conftest.py, pyproject.toml and one small test. ``python -m pytest`` there puts the
+module, tests/conftest.py, pyproject.toml and one small test. ``python -m pytest`` there puts the
 clone first on sys.path, the situation that used to end in a circular-import error.
 """
 import os
@@ -14,8 +14,8 @@ import pytest
 
 import cprop
 
-HERE = Path(__file__).resolve().parent
-SOURCE = HERE.parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, whose conftest.py the fake clone gets
+SOURCE = TESTS.parent
 BUILT_PARENT = Path(cprop.__file__).resolve().parents[1]  # where this session's cprop lives
 
 WHERE_TEST = """
@@ -41,7 +41,7 @@ def _clone(tmp_path):
     for f in (SOURCE / "cprop").glob("*.py"):
         shutil.copy(f, root / "cprop" / f.name)
     (root / "tests").mkdir()
-    shutil.copy(HERE / "conftest.py", root / "tests" / "conftest.py")
+    shutil.copy(TESTS / "conftest.py", root / "tests" / "conftest.py")
     (root / "tests" / "test_where.py").write_text(WHERE_TEST)
     shutil.copy(SOURCE / "pyproject.toml", root / "pyproject.toml")
     return root

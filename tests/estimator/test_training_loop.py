@@ -874,7 +874,8 @@ def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch):
 
     monkeypatch.setattr(_train, "train_epoch", then_ctrl_c)
     # the estimator's Python loop (the one that calls train_epoch); the compiled small-fit loop
-    # polls signals after each epoch's bookkeeping (tests/test_fitloop.py covers its interrupts)
+    # polls signals after each epoch's bookkeeping (tests/estimator/test_fitloop.py
+    # covers its interrupts)
     monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     kw = dict(hidden_layer_sizes=(6,), random_state=0, batch_size=len(y_dig))
     clf = MLPClassifier(max_iter=5, **kw)

@@ -19,7 +19,7 @@ import pytest
 import cprop
 from cprop._isa import available_kernels
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_PYX = ROOT / "src" / "cprop"
 OPTIONS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 # Modules whose examples need an optional extra: (module to import, pip extra)

@@ -105,7 +105,7 @@ def test_bad_arguments():
         check_gradients(reg, X[:, :3], y)
 
 
-README = __import__("pathlib").Path(__file__).resolve().parents[1] / "README.md"
+README = __import__("pathlib").Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.skipif(not README.exists(),

@@ -1,7 +1,7 @@
 """The compiled fit loop (cprop._train.fit_epochs driven by cprop._fast_fit, issue 19).
 
 The reference is the estimator's own Python epoch loop (forced with ``_fast_fit.FORCE_PYTHON``),
-which tests/test_compare_sklearn.py holds bitwise equal to scikit-learn's: every fitted
+which tests/estimator/test_compare_sklearn.py holds bitwise equal to scikit-learn's: every fitted
 attribute, the optimizer state, the history, the warnings and the RandomState's state after the
 fit must be bitwise the same, and the compiled path must really have run (a spy counts its
 calls).  The shuffle is checked against numpy's ``RandomState.shuffle`` itself.
@@ -410,7 +410,7 @@ def test_engine_rejects_bad_arguments():
                                 None, 64, Y, good, None, 49, plan, 0.0, "adam", **args)
 
 
-# ---- Ctrl-C in a compiled fit (as tests/test_training_loop.py's child, without callbacks) ----------
+# ---- Ctrl-C in a compiled fit (as tests/estimator/test_training_loop.py's child, without callbacks)
 _CHILD = r"""
 import sys, time, warnings
 import numpy as np
