@@ -10,13 +10,11 @@ import os
 import pickle
 import stat
 import sys
-import warnings
 
 import numpy as np
 import pytest
 
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._testing import assert_array_equal
 
@@ -28,11 +26,7 @@ X = MinMaxScaler().fit_transform(X[:150])
 y = y[:150]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 def _fit(callbacks, **params):

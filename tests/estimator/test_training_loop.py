@@ -48,11 +48,7 @@ X_reg, y_reg = make_regression(n_samples=200, n_features=8, noise=10.0, random_s
 y_reg = (y_reg - y_reg.mean()) / y_reg.std()
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 def _coefs_equal(a, b):
