@@ -160,23 +160,50 @@ def threaded_passes():
     assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
 
 
+def cprop_subprocess_env(**overrides):
+    """``os.environ`` with ``overrides`` for a Python subprocess that must import the cprop under
+    test (installed, or an in-place build on PYTHONPATH): the directory holding that cprop leads
+    its PYTHONPATH, ahead of whatever PYTHONPATH this process has."""
+    import cprop
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
+    env = dict(os.environ, **overrides)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture
+def cprop_env():
+    """``cprop_env(**overrides)``: the environment for a subprocess that imports the cprop under
+    test (see cprop_subprocess_env)."""
+    return cprop_subprocess_env
+
+
 class ChildProcess:
     """``python -u -c CODE`` in ``tmp_path`` importing the cprop under test (installed, or an
     in-place build on PYTHONPATH), never a source tree in its working directory; its stdout is
     read line by line (the Ctrl-C tests signal it between printed milestones)."""
+
+    # The start of a Ctrl-C test's child: epochs of a 784-1024-10 classifier on 48,000 rows, long
+    # enough (about 1.5 s at one thread on the AVX-512 path) that an interrupt lands inside one.
+    LONG_EPOCHS = r"""
+import sys, time, warnings
+import numpy as np
+from cprop import MLPClassifier
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.rand(48000, 784).astype(np.float32)
+y = rng.randint(0, 10, 48000)
+"""
 
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.procs = []
 
     def start(self, code):
-        import cprop
-        parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (parent, os.environ.get("PYTHONPATH")) if p))
         proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
-                                cwd=self.tmp_path)
+                                stderr=subprocess.PIPE, text=True, bufsize=1,
+                                env=cprop_subprocess_env(), cwd=self.tmp_path)
         self.procs.append(proc)
         return proc
 

@@ -79,29 +79,28 @@ def test_kernel_selection_api():
                 set_kernel(p["name"])
 
 
-def _kernel_in_subprocess(value):
-    env = dict(os.environ, CPROP_KERNEL=value)
+def _kernel_in_subprocess(cprop_env, value):
+    env = cprop_env(CPROP_KERNEL=value)
     root = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
         [sys.executable, "-c", "from cprop._isa import kernel_info; print(kernel_info()['name'])"],
         env=env, capture_output=True, text=True,
         cwd=root)  # not the source tree: `-c` puts the cwd first on sys.path
 
 
-def test_environment_variable_forces_path():
-    res = _kernel_in_subprocess("auto")
+def test_environment_variable_forces_path(cprop_env):
+    res = _kernel_in_subprocess(cprop_env, "auto")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == available_kernels()[-1]
     for p in PATHS:
-        res = _kernel_in_subprocess(p["name"])
+        res = _kernel_in_subprocess(cprop_env, p["name"])
         if p["name"] in available_kernels():
             assert res.returncode == 0, res.stderr
             assert res.stdout.strip() == p["name"]
         else:   # forced but unusable: a clear error at import, never a silent fallback
             assert res.returncode != 0
             assert "not available" in res.stderr and "CPROP_KERNEL" in res.stderr
-    res = _kernel_in_subprocess("bogus")
+    res = _kernel_in_subprocess(cprop_env, "bogus")
     assert res.returncode != 0 and "CPROP_KERNEL" in res.stderr
 
 
@@ -276,27 +275,26 @@ def test_model_blocks_outside_the_bounds_are_refused(fake_model_blocks, monkeypa
         before["blocks"], before["cpu_model"], before["float64"])
 
 
-def _info_in_subprocess(model):
-    env = dict(os.environ)
+def _info_in_subprocess(cprop_env, model):
+    env = cprop_env()
     env.pop("CPROP_KERNEL", None)
     if model is None:
         env.pop("CPROP_CPU_MODEL", None)
     else:
         env["CPROP_CPU_MODEL"] = model
     root = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     code = ("import json; from cprop._isa import kernel_info as k; i = k(); "
             "print(json.dumps([i['cpu_model'], i['blocks'], i['float32'], i['float64']]))")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           cwd=root)
 
 
-def test_cpu_model_environment_variable():
+def test_cpu_model_environment_variable(cprop_env):
     import json
-    auto = _info_in_subprocess(None)
+    auto = _info_in_subprocess(cprop_env, None)
     assert auto.returncode == 0, auto.stderr
     assert json.loads(auto.stdout)[0] == detected_cpu_model()
-    gen = _info_in_subprocess("generic")
+    gen = _info_in_subprocess(cprop_env, "generic")
     assert gen.returncode == 0, gen.stderr
     model, blocks, s, d = json.loads(gen.stdout)
     entry = next(p for p in PATHS if p["name"] == available_kernels()[-1])
@@ -304,12 +302,12 @@ def test_cpu_model_environment_variable():
     assert [s[k] for k in ("mc", "kc", "nc")] == [entry["s"][k] for k in ("mc", "kc", "nc")]
     assert [d[k] for k in ("mc", "kc", "nc")] == [entry["d"][k] for k in ("mc", "kc", "nc")]
     for m in CPU_MODELS:   # any model can be forced on any CPU (blocks never decide what runs)
-        res = _info_in_subprocess(m["name"])
+        res = _info_in_subprocess(cprop_env, m["name"])
         assert res.returncode == 0, res.stderr
         model, blocks, s, d = json.loads(res.stdout)
         assert model == m["name"]
         assert blocks == (m["name"] if m["name"] in (entry.get("cpus") or {}) else "generic")
-    bad = _info_in_subprocess("zen9")
+    bad = _info_in_subprocess(cprop_env, "zen9")
     assert bad.returncode != 0 and "CPROP_CPU_MODEL" in bad.stderr
 
 

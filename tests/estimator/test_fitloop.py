@@ -411,16 +411,9 @@ def test_engine_rejects_bad_arguments():
 
 
 # ---- Ctrl-C in a compiled fit (as tests/estimator/test_training_loop.py's child, without callbacks)
+# (after child_process.LONG_EPOCHS)
 _CHILD = r"""
-import sys, time, warnings
-import numpy as np
-from cprop import MLPClassifier
 import cprop._train
-warnings.simplefilter("ignore")
-rng = np.random.RandomState(0)
-# long epochs (about 1.5 s at one thread on the AVX-512 path) so the interrupt lands inside one
-X = rng.rand(48000, 784).astype(np.float32)
-y = rng.randint(0, 10, 48000)
 calls = []
 original = cprop._train.fit_epochs
 def counting(*a, **k):
@@ -448,7 +441,7 @@ except KeyboardInterrupt:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 def test_ctrl_c_stops_a_compiled_fit_promptly(child_process):
-    proc = child_process.start(_CHILD)
+    proc = child_process.start(child_process.LONG_EPOCHS + _CHILD)
     try:
         child_process.wait_for(proc, "START", 120)
         time.sleep(0.8)           # validation, then into the first (about 1.5 s) epoch

@@ -5,7 +5,6 @@ Whatever could hang or crash the interpreter runs in a child process with a time
 (``_isolated``), so a regression fails one test instead of killing or stalling the suite.
 """
 import multiprocessing
-import os
 import re
 import subprocess
 import sys
@@ -338,12 +337,10 @@ print("warned" if any("could start only" in str(x.message) for x in w) else "sil
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and RLIMIT_AS")
-def test_thread_creation_failure_does_not_exit_the_process(tmp_path):
+def test_thread_creation_failure_does_not_exit_the_process(tmp_path, cprop_env):
     """libgomp calls exit(1) when it cannot create a thread; the engine checks first and runs
     on the threads it could start."""
-    env = dict(os.environ, OMP_STACKSIZE="1G",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(cprop.__file__)),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = cprop_env(OMP_STACKSIZE="1G")
     out = subprocess.run([sys.executable, "-c", _THREADS_UNDER_LIMIT], env=env,
                          capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -247,7 +247,7 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 # -- the README's "Tables" example runs as written ------------------------------------------------
-def test_readme_tables_example_runs(tmp_path):
+def test_readme_tables_example_runs(tmp_path, cprop_env):
     import re
     import subprocess
     import sys
@@ -259,12 +259,8 @@ def test_readme_tables_example_runs(tmp_path):
     section = text[text.index("## Tables"):]
     section = section[:section.index("\n## ", 1)]
     code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
-    import os
-
-    import cprop
     # the subprocess imports the cprop these tests import (installed or built in place)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cprop.__file__)))
-    res = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=env,
+    res = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=cprop_env(),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     acc = float(re.search(r"test accuracy: ([0-9.]+)", res.stdout).group(1))

@@ -398,16 +398,8 @@ def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
     assert clf.loss_curve_[-1] == loss
 
 
+# (after child_process.LONG_EPOCHS)
 _CHILD = r"""
-import sys, time, warnings
-import numpy as np
-from cprop import MLPClassifier
-warnings.simplefilter("ignore")
-rng = np.random.RandomState(0)
-# long epochs (about 1.5 s at one thread on the AVX-512 path) so the interrupt lands inside one
-X = rng.rand(48000, 784).astype(np.float32)
-y = rng.randint(0, 10, 48000)
-
 def announce(est, rec):
     print("EPOCH", rec.epoch, round(rec.time, 3), flush=True)
 
@@ -444,7 +436,7 @@ print("LBFGS RETURNED", lb.n_iter_, flush=True)
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 def test_ctrl_c_latency_inside_a_long_compiled_epoch(child_process):
-    proc = child_process.start(_CHILD)
+    proc = child_process.start(child_process.LONG_EPOCHS + _CHILD)
     try:
         line, _ = child_process.wait_for(proc, "EPOCH 1", 120)
         epoch_s = float(line.split()[2])

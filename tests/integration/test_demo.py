@@ -22,21 +22,19 @@ ROW = re.compile(
 )
 
 
-def _env():
-    """The subprocess imports the same cprop as this test process (installed or in-tree)."""
-    env = dict(os.environ)
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    # One thread unless the caller says otherwise: the point here is the output, and on the
-    # shared 2-core CI machines threads cost more than they give on digits (see conftest.py).
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-def run_cli(args, cwd, code=None):
-    prefix = ["-m", "cprop"] if code is None else ["-c", code]
-    return subprocess.run([sys.executable, *prefix, *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=600, check=False)
+@pytest.fixture
+def run_cli(cprop_env):
+    """``run_cli(args, cwd, code=None)``: ``python -m cprop ARGS`` (or ``python -c CODE ARGS``) in
+    a subprocess that imports the same cprop as this test process (installed or in-tree)."""
+    def run(args, cwd, code=None):
+        env = cprop_env()
+        # One thread unless the caller says otherwise: the point here is the output, and on the
+        # shared 2-core CI machines threads cost more than they give on digits (see conftest.py).
+        env.setdefault("OMP_NUM_THREADS", "1")
+        prefix = ["-m", "cprop"] if code is None else ["-c", code]
+        return subprocess.run([sys.executable, *prefix, *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+    return run
 
 
 def parse_rows(stdout):
@@ -60,7 +58,7 @@ def sklearn_reference_accuracy(seed, max_iter):
     return est.score(X_test, y_test)
 
 
-def test_demo_prints_real_accuracy_and_time_side_by_side(tmp_path):
+def test_demo_prints_real_accuracy_and_time_side_by_side(tmp_path, run_cli):
     res = run_cli(["demo", "--max-iter", str(MAX_ITER), "--seed", "0", "--n-threads", "1"],
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -85,7 +83,7 @@ def test_demo_prints_real_accuracy_and_time_side_by_side(tmp_path):
     assert speedup and float(speedup[1]) > 0
 
 
-def test_demo_plot_saves_both_loss_curves(tmp_path):
+def test_demo_plot_saves_both_loss_curves(tmp_path, run_cli):
     pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the 'plot' extra)")
     png = tmp_path / "loss.png"
     res = run_cli(["demo", "--max-iter", "15", "--plot", str(png)], cwd=tmp_path)
@@ -113,7 +111,7 @@ sys.exit(main())
 """
 
 
-def test_demo_plot_without_matplotlib_fails_fast_with_a_clear_message(tmp_path):
+def test_demo_plot_without_matplotlib_fails_fast_with_a_clear_message(tmp_path, run_cli):
     png = tmp_path / "loss.png"
     res = run_cli(["demo", "--plot", str(png)], cwd=tmp_path, code=NO_MATPLOTLIB)
     assert res.returncode == 2
@@ -123,14 +121,14 @@ def test_demo_plot_without_matplotlib_fails_fast_with_a_clear_message(tmp_path):
     assert "test accuracy" not in res.stdout  # nothing was trained
 
 
-def test_cli_usage_errors(tmp_path):
+def test_cli_usage_errors(tmp_path, run_cli):
     res = run_cli([], cwd=tmp_path)
     assert res.returncode == 2 and "demo" in res.stdout
     res = run_cli(["demo", "--hidden-layer-sizes", "0"], cwd=tmp_path)
     assert res.returncode == 2 and "positive layer sizes" in res.stderr
 
 
-def test_demo_default_gives_both_libraries_the_same_thread_budget(tmp_path):
+def test_demo_default_gives_both_libraries_the_same_thread_budget(tmp_path, run_cli):
     # No --n-threads: cprop's default thread count (here OMP_NUM_THREADS=1, from _env) is the
     # budget of both libraries, and the output says so.
     res = run_cli(["demo", "--max-iter", "5"], cwd=tmp_path)

@@ -196,16 +196,10 @@ import cprop.onnx
 """
 
 
-def test_missing_extra_says_what_to_install(tmp_path):
-    import os
-
-    import cprop as pkg
-    env = dict(os.environ)
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
+def test_missing_extra_says_what_to_install(tmp_path, cprop_env):
     # cwd outside the source tree: `-c` puts the cwd first on sys.path
     res = subprocess.run([sys.executable, "-c", BLOCK_SKL2ONNX], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=tmp_path)
+                         env=cprop_env(), timeout=120, cwd=tmp_path)
     assert res.returncode != 0
     assert "pip install 'cprop[onnx]'" in res.stderr
 

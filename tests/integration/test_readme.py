@@ -93,17 +93,18 @@ def _python_blocks(title):
     return re.findall(r"```python\n(.*?)```", _section(title), re.S)
 
 
-def _run_block(code, cwd, timeout=300):
-    import cprop
-
-    env = dict(os.environ)
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(cprop.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
-    env.setdefault("OMP_NUM_THREADS", "1")  # shared CI machines: see conftest.py
-    res = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=timeout)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+@pytest.fixture
+def run_block(cprop_env):
+    """``run_block(code, cwd, timeout=300)``: the code run by a subprocess that imports the cprop
+    under test; its stdout."""
+    def run(code, cwd, timeout=300):
+        env = cprop_env()
+        env.setdefault("OMP_NUM_THREADS", "1")  # shared CI machines: see conftest.py
+        res = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                             text=True, timeout=timeout)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+    return run
 
 
 needs_readme = pytest.mark.skipif(
@@ -111,37 +112,37 @@ needs_readme = pytest.mark.skipif(
 
 
 @needs_readme
-def test_onnx_export_example(tmp_path):
+def test_onnx_export_example(tmp_path, run_block):
     pytest.importorskip("skl2onnx", reason="needs the 'onnx' extra: pip install 'cprop[onnx]'")
     pytest.importorskip("onnxruntime", reason="needs the 'onnx' extra: pip install 'cprop[onnx]'")
     (code,) = _python_blocks("ONNX export")
-    out = _run_block(code, tmp_path)
+    out = run_block(code, tmp_path)
     assert "labels equal: True" in out
     assert float(re.search(r"max probability difference: (\S+)", out)[1]) < 1e-5
     assert (tmp_path / "digits.onnx").stat().st_size > 10_000
 
 
 @needs_readme
-def test_skops_example(tmp_path):
+def test_skops_example(tmp_path, run_block):
     pytest.importorskip("skops", reason="needs the 'skops' extra: pip install 'cprop[skops]'")
     (code,) = _python_blocks("Safe persistence with skops")
-    out = _run_block(code, tmp_path)
+    out = run_block(code, tmp_path)
     assert "['cprop._mlp.MLPClassifier']" in out
     assert "same predictions: True" in out
 
 
 @needs_readme
-def test_to_sklearn_example(tmp_path):
+def test_to_sklearn_example(tmp_path, run_block):
     (code,) = _python_blocks("scikit-learn's own estimator")
-    assert "same predictions: True" in _run_block(code, tmp_path)
+    assert "same predictions: True" in run_block(code, tmp_path)
 
 
 @needs_readme
-def test_dask_example(tmp_path):
+def test_dask_example(tmp_path, run_block):
     pytest.importorskip("distributed", reason="needs the 'dask' extra: pip install 'cprop[dask]'")
     pytest.importorskip("dask_ml", reason="needs the 'dask' extra: pip install 'cprop[dask]'")
     code = next(b for b in _python_blocks("Beyond one machine") if "LocalCluster" in b)
-    out = _run_block(code, tmp_path)
+    out = run_block(code, tmp_path)
     best = re.search(r"grid search: .* (0\.\d+)$", out, re.M)
     assert best and float(best[1]) > 0.9, out
     assert float(re.search(r"incremental accuracy: (\S+)", out)[1]) > 0.8
@@ -171,17 +172,17 @@ needs_ray_spark_opt_in = pytest.mark.skipif(
 
 @needs_readme
 @needs_ray_spark_opt_in
-def test_ray_snippet(tmp_path):
+def test_ray_snippet(tmp_path, run_block):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'ray[default]')")
     code = next(b for b in _python_blocks("Beyond one machine") if "register_ray" in b)
-    out = _run_block(SMALL_SEARCH + "import ray\nray.init(num_cpus=2, include_dashboard=False)\n"
-                     + code + "print('best', grid.best_params_)\nray.shutdown()\n", tmp_path)
+    out = run_block(SMALL_SEARCH + "import ray\nray.init(num_cpus=2, include_dashboard=False)\n"
+                    + code + "print('best', grid.best_params_)\nray.shutdown()\n", tmp_path)
     assert "best {'hidden_layer_sizes'" in out
 
 
 @needs_readme
 @needs_ray_spark_opt_in
-def test_spark_snippet(tmp_path):
+def test_spark_snippet(tmp_path, run_block):
     pytest.importorskip("joblibspark", reason="joblibspark/pyspark are not installed "
                                               "(pip install pyspark joblibspark; needs Java)")
     import shutil
@@ -192,6 +193,6 @@ def test_spark_snippet(tmp_path):
     start = ("from pyspark.sql import SparkSession\n"
              "spark = SparkSession.builder.master('local[2]')"
              ".config('spark.ui.enabled', 'false').getOrCreate()\n")
-    out = _run_block(SMALL_SEARCH + start + code + "print('best', grid.best_params_)\n"
-                     "spark.stop()\n", tmp_path)
+    out = run_block(SMALL_SEARCH + start + code + "print('best', grid.best_params_)\n"
+                    "spark.stop()\n", tmp_path)
     assert "best {'hidden_layer_sizes'" in out
