@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -158,6 +159,21 @@ def threaded_passes():
 
     yield _threaded_passes
     assert _openmp._thread_thresholds() == _openmp.DEFAULT_THREAD_THRESHOLDS
+
+
+def _assert_same_weights(a, b, tol=0.0):
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        if tol == 0.0:
+            np.testing.assert_array_equal(wa, wb)
+        else:
+            np.testing.assert_allclose(wa, wb, rtol=tol, atol=tol)
+
+
+@pytest.fixture
+def assert_same_weights():
+    """``assert_same_weights(a, b, tol=0.0)``: two fitted models' ``coefs_`` and ``intercepts_``
+    are bitwise equal (``tol=0``) or within ``rtol = atol = tol``."""
+    return _assert_same_weights
 
 
 def cprop_subprocess_env(**overrides):

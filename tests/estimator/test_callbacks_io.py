@@ -16,7 +16,6 @@ import pytest
 
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import MinMaxScaler
-from sklearn.utils._testing import assert_array_equal
 
 from cprop import MLPClassifier
 from cprop.callbacks import EpochRecord, HistoryLogger, ModelCheckpoint
@@ -35,11 +34,6 @@ def _fit(callbacks, **params):
     return MLPClassifier(**kw).fit(X, y)
 
 
-def _coefs_equal(a, b):
-    for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        assert_array_equal(Wa, Wb)
-
-
 def _strict_json(text):
     def reject(name):
         raise ValueError(f"not JSON: {name}")
@@ -47,7 +41,7 @@ def _strict_json(text):
 
 
 # ---- 1. ModelCheckpoint writes only its own regular file -----------------------------------------
-def test_checkpoint_writes_only_the_path_given(tmp_path):
+def test_checkpoint_writes_only_the_path_given(tmp_path, assert_same_weights):
     path = tmp_path / "best.pkl"
     ckpt = ModelCheckpoint(monitor="loss", path=path)
     clf = _fit([ckpt])
@@ -55,7 +49,7 @@ def test_checkpoint_writes_only_the_path_given(tmp_path):
     with open(path, "rb") as f:
         saved = pickle.load(f)
     assert saved.n_iter_ == ckpt.best_epoch_
-    _coefs_equal(ckpt.restore(clf), saved)
+    assert_same_weights(ckpt.restore(clf), saved)
     # a later fit replaces the checkpoint's own regular file
     _fit([ModelCheckpoint(monitor="loss", path=path)], max_iter=2)
     with open(path, "rb") as f:
@@ -217,26 +211,28 @@ class BrokenStream:
 
 
 @pytest.mark.parametrize("stderr", [None, BrokenStream()], ids=["no stderr", "broken stderr"])
-def test_progress_bar_without_a_working_stderr_trains_anyway(monkeypatch, capsys, stderr):
+def test_progress_bar_without_a_working_stderr_trains_anyway(monkeypatch, capsys, stderr,
+                                                             assert_same_weights):
     monkeypatch.setitem(sys.modules, "tqdm", None)          # the plain bar (tqdm is optional)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     ref = _fit(None, max_iter=3)
     monkeypatch.setattr(sys, "stderr", stderr)
     clf = _fit(None, max_iter=3, verbose=2)
     monkeypatch.undo()
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
     assert clf.n_iter_ == 3 and clf.loss_curve_ == ref.loss_curve_
     assert "Iteration 3" in capsys.readouterr().out          # verbose's lines still printed
 
 
 @pytest.mark.parametrize("stderr", [None, BrokenStream()], ids=["no stderr", "broken stderr"])
-def test_progress_bar_with_tqdm_without_a_working_stderr_trains_anyway(monkeypatch, stderr):
+def test_progress_bar_with_tqdm_without_a_working_stderr_trains_anyway(monkeypatch, stderr,
+                                                                       assert_same_weights):
     pytest.importorskip("tqdm", reason="tqdm (optional) is not installed")
     ref = _fit(None, max_iter=3)
     monkeypatch.setattr(sys, "stderr", stderr)
     clf = _fit(None, max_iter=3, verbose=2)
     monkeypatch.undo()
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])

@@ -51,13 +51,8 @@ y_reg = (y_reg - y_reg.mean()) / y_reg.std()
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-def _coefs_equal(a, b):
-    for Wa, Wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        assert_array_equal(Wa, Wb)
-
-
 # ---- 1. own validation data ------------------------------------------------------------------
-def test_X_val_equals_the_validation_fraction_split_given_explicitly():
+def test_X_val_equals_the_validation_fraction_split_given_explicitly(assert_same_weights):
     # early stopping's split, replayed with the RandomState draws it follows (the initial
     # weights, then train_test_split); shuffle=False so no later draw differs
     kw = dict(hidden_layer_sizes=(7,), random_state=5, early_stopping=True, shuffle=False,
@@ -70,7 +65,7 @@ def test_X_val_equals_the_validation_fraction_split_given_explicitly():
         rs.uniform(-bound, bound, fan_out)
     X_tr, X_va, y_tr, y_va = train_test_split(X_reg, y_reg, random_state=rs, test_size=0.2)
     own = MLPRegressor(**kw).fit(X_tr, y_tr, X_val=X_va, y_val=y_va)
-    _coefs_equal(split_run, own)
+    assert_same_weights(split_run, own)
     assert own.validation_scores_ == split_run.validation_scores_
     assert own.n_iter_ == split_run.n_iter_
     assert own.best_validation_score_ == split_run.best_validation_score_
@@ -78,7 +73,7 @@ def test_X_val_equals_the_validation_fraction_split_given_explicitly():
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
-def test_validation_loss_curve_matches_sklearn_metrics(solver):
+def test_validation_loss_curve_matches_sklearn_metrics(solver, assert_same_weights):
     clf = MLPClassifier(hidden_layer_sizes=(10,), solver=solver, max_iter=8, random_state=0)
     clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
     assert len(clf.validation_loss_curve_) == len(clf.validation_scores_) == clf.n_iter_ == 8
@@ -93,7 +88,7 @@ def test_validation_loss_curve_matches_sklearn_metrics(solver):
     assert_allclose(clf2.validation_loss_curve_[-1],
                     log_loss(y_val_dig, clf2.predict_proba(X_val_dig), sample_weight=sw),
                     rtol=1e-12)
-    _coefs_equal(clf, clf2)           # validation weights never touch training
+    assert_same_weights(clf, clf2)           # validation weights never touch training
 
 
 def test_validation_loss_regression_binary_multilabel_poisson():
@@ -121,11 +116,11 @@ def test_validation_loss_regression_binary_multilabel_poisson():
     assert_allclose(ml.validation_loss_curve_[-1], ref, rtol=1e-10)
 
 
-def test_X_val_without_early_stopping_only_records():
+def test_X_val_without_early_stopping_only_records(assert_same_weights):
     a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=6, random_state=1).fit(X_tr_dig, y_tr_dig)
     b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=6, random_state=1)
     b.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
-    _coefs_equal(a, b)
+    assert_same_weights(a, b)
     assert a.loss_curve_ == b.loss_curve_
     assert a.validation_scores_ is None and a.validation_loss_curve_ is None
     assert b.best_validation_score_ == max(b.validation_scores_)
@@ -243,7 +238,7 @@ class _Recorder:
         return self.stop_at is not None and record.epoch >= self.stop_at
 
 
-def test_callbacks_see_each_epoch_and_can_stop():
+def test_callbacks_see_each_epoch_and_can_stop(assert_same_weights):
     rec = _Recorder(stop_at=4)
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0, callbacks=[rec])
     clf.fit(X_tr_dig, y_tr_dig, X_val=X_val_dig, y_val=y_val_dig)
@@ -252,12 +247,12 @@ def test_callbacks_see_each_epoch_and_can_stop():
     assert [r.validation_loss for r in rec.records] == clf.validation_loss_curve_
     ref = MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
     ref.fit(X_tr_dig, y_tr_dig)
-    _coefs_equal(clf, ref)                      # stopping cleanly after epoch 4
+    assert_same_weights(clf, ref)                      # stopping cleanly after epoch 4
     with pytest.raises(AttributeError):
         rec.records[0].loss = 0.0               # records are read-only
 
 
-def test_callbacks_survive_clone_and_pickle(tmp_path):
+def test_callbacks_survive_clone_and_pickle(tmp_path, assert_same_weights):
     ckpt = ModelCheckpoint(monitor="loss")
     log = HistoryLogger(str(tmp_path / "h.csv"))
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0,
@@ -271,10 +266,10 @@ def test_callbacks_survive_clone_and_pickle(tmp_path):
     assert_array_equal(back.callbacks[0].best_coefs_[0], ckpt.best_coefs_[0])
     assert back.history_ == clf.history_
     c2.fit(X_tr_dig, y_tr_dig)
-    _coefs_equal(c2, clf)
+    assert_same_weights(c2, clf)
 
 
-def test_checkpoint_restores_exactly_the_best_epoch(tmp_path):
+def test_checkpoint_restores_exactly_the_best_epoch(tmp_path, assert_same_weights):
     path = tmp_path / "best.pkl"
     ckpt = ModelCheckpoint(monitor="validation_loss", path=path)
     clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=25,
@@ -285,12 +280,12 @@ def test_checkpoint_restores_exactly_the_best_epoch(tmp_path):
     ref = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=best,
                         random_state=0, n_iter_no_change=1000).fit(X_tr_dig, y_tr_dig)
     ckpt.restore(clf)
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
     assert_allclose(log_loss(y_val_dig, clf.predict_proba(X_val_dig)), ckpt.best_value_,
                     rtol=1e-12)
     with open(path, "rb") as f:
         saved = pickle.load(f)
-    _coefs_equal(saved, ref)
+    assert_same_weights(saved, ref)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -346,17 +341,17 @@ def test_progress_uses_tqdm_when_installed(capsys):
     assert "samples" in captured.err and "Iteration 2" in captured.out
 
 
-def test_polling_does_not_change_results(monkeypatch):
+def test_polling_does_not_change_results(monkeypatch, assert_same_weights):
     a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X_dig, y_dig)
     monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
     b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0, verbose=2)
     b.fit(X_dig, y_dig)
-    _coefs_equal(a, b)
+    assert_same_weights(a, b)
     assert a.loss_curve_ == b.loss_curve_
 
 
 # ---- 6. Ctrl-C ----------------------------------------------------------------------------------
-def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
+def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch, assert_same_weights):
     """Ctrl-C after 3 batches of epoch 3: the partial epoch is kept and counted; everything
     equals two full epochs followed by an engine epoch over those 3 batches' rows."""
     monkeypatch.setattr(cprop._engine, "POLL_FLOPS", 1)
@@ -392,7 +387,7 @@ def test_interrupt_inside_an_epoch_keeps_a_consistent_model(monkeypatch):
     Y = ref._label_binarizer.transform(y_tr_dig).astype(np.float64)
     loss = net.train_epoch(ref._params, ref._optimizer, X_tr_dig[rows], Y[rows], None, None,
                            48, ref.alpha)
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
     assert_array_equal(clf._optimizer.s1, ref._optimizer.s1)
     assert_array_equal(clf._optimizer.s2, ref._optimizer.s2)
     assert clf.loss_curve_[-1] == loss
@@ -489,14 +484,14 @@ def test_class_weight_balanced_equals_sample_weight(solver):
                     np.concatenate([W.ravel() for W in b.coefs_]), rtol=1e-13, atol=1e-15)
 
 
-def test_class_weight_dict_times_sample_weight():
+def test_class_weight_dict_times_sample_weight(assert_same_weights):
     sw = np.linspace(0.2, 3.0, len(y_tr_dig))
     cw = {0: 1.0, 1: 3.0, 2: 0.5, 3: 2.0}
     a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, class_weight=cw)
     a.fit(X_tr_dig, y_tr_dig, sample_weight=sw)
     b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
     b.fit(X_tr_dig, y_tr_dig, sample_weight=sw * np.array([cw[c] for c in y_tr_dig]))
-    _coefs_equal(a, b)
+    assert_same_weights(a, b)
 
 
 def test_class_weight_equals_repeated_rows_under_lbfgs():
@@ -509,7 +504,7 @@ def test_class_weight_equals_repeated_rows_under_lbfgs():
     assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-7, atol=1e-9)
 
 
-def test_class_weight_multilabel_and_errors():
+def test_class_weight_multilabel_and_errors(assert_same_weights):
     Xm, Ym = make_multilabel_classification(n_samples=100, n_features=10, n_classes=3,
                                             random_state=0)
     cw = [{0: 1, 1: 2}, {0: 1, 1: 3}, {0: 2, 1: 1}]
@@ -518,7 +513,7 @@ def test_class_weight_multilabel_and_errors():
     sw = np.prod([np.where(Ym[:, j] == 1, cw[j][1], cw[j][0]) for j in range(3)], axis=0)
     b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
     b.fit(Xm, Ym, sample_weight=sw)
-    _coefs_equal(a, b)
+    assert_same_weights(a, b)
     with pytest.raises(ValueError, match="ambiguous for multilabel"):
         MLPClassifier(max_iter=2, class_weight={0: 1, 1: 2}).fit(Xm, Ym)
     with pytest.raises(ValueError, match="not supported by partial_fit"):
@@ -561,7 +556,7 @@ def test_cosine_schedule_matches_sklearn_epoch_by_epoch(solver):
 
 
 # ---- 9. restarts ---------------------------------------------------------------------------------
-def test_n_init_keeps_the_best_of_separately_seeded_fits():
+def test_n_init_keeps_the_best_of_separately_seeded_fits(assert_same_weights):
     kw = dict(hidden_layer_sizes=(4,), max_iter=15, learning_rate_init=0.01)
     est = MLPClassifier(n_init=3, random_state=7, **kw).fit(X_tr_dig, y_tr_dig)
     seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=3)
@@ -572,7 +567,7 @@ def test_n_init_keeps_the_best_of_separately_seeded_fits():
         assert_array_equal(r["coefs"][0], f.coefs_[0])
     best = int(np.argmin([f.loss_ for f in fits]))
     assert est.best_restart_ == best
-    _coefs_equal(est, fits[best])
+    assert_same_weights(est, fits[best])
     assert est.random_state == 7 and est.n_init == 3        # parameters untouched
 
 
@@ -652,7 +647,7 @@ def _last_weights_recorder():
 
 
 @pytest.mark.parametrize("case", ["one_row_r2", "float32_overflow"])
-def test_i17_nan_validation_score_never_restores_unscored_weights(case):
+def test_i17_nan_validation_score_never_restores_unscored_weights(case, assert_same_weights):
     """A NaN validation score is no improvement and never the best: early stopping stops after
     n_iter_no_change + 1 such epochs with a warning and keeps the last weights (never the
     initial, unscored ones)."""
@@ -676,7 +671,7 @@ def test_i17_nan_validation_score_never_restores_unscored_weights(case):
         assert_array_equal(a, b)
     # the same epochs without validation data: the same weights
     plain = MLPRegressor(**dict(kw, max_iter=4)).fit(X, y)
-    _coefs_equal(reg, plain)
+    assert_same_weights(reg, plain)
 
 
 def test_i17_nan_scorer_is_never_best():
@@ -736,7 +731,7 @@ def test_i17_numpy_true_from_a_callback_stops():
     assert clf.n_iter_ == 1
 
 
-def test_i17_weights_assigned_in_a_callback_are_trained_on():
+def test_i17_weights_assigned_in_a_callback_are_trained_on(assert_same_weights):
     """A callback's coefs_/intercepts_ are the weights the next epochs train (as partial_fit
     after assigning them would)."""
     def halve(est, rec):
@@ -750,12 +745,13 @@ def test_i17_weights_assigned_in_a_callback_are_trained_on():
     ref.coefs_ = [W * 0.5 for W in ref.coefs_]
     ref.intercepts_ = [b * 0.5 for b in ref.intercepts_]
     ref.partial_fit(X_reg, y_reg).partial_fit(X_reg, y_reg)
-    _coefs_equal(reg, ref)
+    assert_same_weights(reg, ref)
     assert reg.loss_curve_ == ref.loss_curve_
 
 
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
-def test_i17_reentrant_fit_from_a_callback_raises_and_the_outer_fit_is_intact(method):
+def test_i17_reentrant_fit_from_a_callback_raises_and_the_outer_fit_is_intact(method,
+                                                                              assert_same_weights):
     errors, inside = [], []
 
     def reenter(est, rec):
@@ -775,7 +771,7 @@ def test_i17_reentrant_fit_from_a_callback_raises_and_the_outer_fit_is_intact(me
     clf = MLPClassifier(callbacks=[reenter], **kw).fit(X_dig, y_dig)
     assert len(errors) == 4 and "while this estimator is being fitted" in errors[0]
     ref = MLPClassifier(**kw).fit(X_dig, y_dig)
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
     assert clf.loss_curve_ == ref.loss_curve_ and clf.t_ == ref.t_
 
 
@@ -795,7 +791,7 @@ def test_i17_failed_partial_fit_keeps_no_gradient_norms():
     assert_array_equal(clf.gradient_norms_, ref.gradient_norms_)
 
 
-def test_i17_class_weight_dict_with_a_batch_lacking_the_weighted_class():
+def test_i17_class_weight_dict_with_a_batch_lacking_the_weighted_class(assert_same_weights):
     """Weights come from classes_, not from the batch: partial_fit on a batch without class 2
     and validation labels without it equal the explicit sample weights."""
     cw = {2: 5.0, 0: 0.5}
@@ -805,7 +801,7 @@ def test_i17_class_weight_dict_with_a_batch_lacking_the_weighted_class():
     clf = MLPClassifier(class_weight=cw, **kw).partial_fit(X_b, y_b, classes=np.unique(y_dig))
     sw = np.array([cw.get(c, 1.0) for c in y_b])
     ref = MLPClassifier(**kw).partial_fit(X_b, y_b, classes=np.unique(y_dig), sample_weight=sw)
-    _coefs_equal(clf, ref)
+    assert_same_weights(clf, ref)
     Xv, yv = X_dig[part][120:160], y_dig[part][120:160]
     clf = MLPClassifier(class_weight=cw, max_iter=2, **kw).fit(X_dig, y_dig, X_val=Xv, y_val=yv)
     swv = np.array([cw.get(c, 1.0) for c in yv])
@@ -849,7 +845,7 @@ def test_i17_interrupted_epoch_keeps_the_validation_curves_aligned(monkeypatch):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch):
+def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch, assert_same_weights):
     """SIGINT arriving just as the compiled epoch returns (after its only batch's update): the
     epoch is counted (n_iter_, t_, Adam's t) and equals a one-epoch fit."""
     import cprop._train as _train
@@ -872,7 +868,7 @@ def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch):
     assert clf.n_iter_ == 1 and clf.t_ == len(y_dig) and clf._optimizer.t == 1
     assert len(clf.loss_curve_) == 1
     monkeypatch.setattr(_train, "train_epoch", original)
-    _coefs_equal(clf, MLPClassifier(max_iter=1, **kw).fit(X_dig, y_dig))
+    assert_same_weights(clf, MLPClassifier(max_iter=1, **kw).fit(X_dig, y_dig))
 
 
 def test_i17_n_init_draws_seeds_as_restarts_start():
@@ -914,13 +910,13 @@ def test_i17_options_that_do_not_apply_raise_before_anything_changes(params, fit
         assert_array_equal(a, b)
 
 
-def test_i17_huber_delta_without_huber_raises_and_sklearn_params_are_ignored():
+def test_i17_huber_delta_without_huber_raises_and_sklearn_params_are_ignored(assert_same_weights):
     with pytest.raises(InvalidParameterError, match="'huber_delta' .* loss='huber'"):
         MLPRegressor(huber_delta=2.0, max_iter=2).fit(X_reg, y_reg)
     # scikit-learn's own parameters keep its behaviour: momentum with adam is ignored
     a = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=2, momentum=0.1)
     b = MLPRegressor(hidden_layer_sizes=(4,), random_state=0, max_iter=2)
-    _coefs_equal(a.fit(X_reg, y_reg), b.fit(X_reg, y_reg))
+    assert_same_weights(a.fit(X_reg, y_reg), b.fit(X_reg, y_reg))
 
 
 def test_i17_untransformed_validation_data_in_a_pipeline_warns():
@@ -1013,7 +1009,7 @@ def test_i17_early_stopping_callback_restarts_per_n_init():
             assert _replay_patience(losses, 2, 0.5)[0] == 3
 
 
-def test_i17_plateau_schedule():
+def test_i17_plateau_schedule(assert_same_weights):
     """'plateau' is scikit-learn's 'adaptive' rule for every stochastic solver: bitwise the
     same as 'adaptive' with sgd; with adam the rate drops 5-fold whenever the no-improvement
     counter runs out, and training stops once the rate is <= 1e-6."""
@@ -1021,7 +1017,7 @@ def test_i17_plateau_schedule():
               n_iter_no_change=2)
     a = MLPClassifier(solver="sgd", learning_rate="adaptive", **kw).fit(X_dig, y_dig)
     p = MLPClassifier(solver="sgd", learning_rate="plateau", **kw).fit(X_dig, y_dig)
-    _coefs_equal(a, p)
+    assert_same_weights(a, p)
     assert a.learning_rate_curve_ == p.learning_rate_curve_
     adam = MLPClassifier(learning_rate="plateau", **kw).fit(X_dig, y_dig)
     expected, lr = [1e-3], 1e-3       # the first epoch improves on best_loss_=inf

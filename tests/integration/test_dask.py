@@ -38,12 +38,6 @@ def digits():
     return X / 16.0, y
 
 
-def _quiet(fn, *args, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning from short fits
-        return fn(*args, **kw)
-
-
 def test_workers_run_cprop_on_one_thread_unless_told(client):
     # Dask's nanny starts workers with OMP_NUM_THREADS=1, which cprop's thread policy honours:
     # two workers on two cores do not oversubscribe them. An explicit n_threads still wins.
@@ -53,15 +47,15 @@ def test_workers_run_cprop_on_one_thread_unless_told(client):
     assert set(client.run(lambda: effective_n_threads(2)).values()) == {2}
 
 
-def test_grid_search_under_dask_backend_equals_local(client, digits):
+def test_grid_search_under_dask_backend_equals_local(client, digits, quietly):
     X, y = digits
     X, y = X[:600], y[:600]
     params = {"hidden_layer_sizes": [(16,), (32,)], "alpha": [1e-4, 1e-2]}
     est = MLPClassifier(max_iter=15, random_state=0)
-    local = _quiet(GridSearchCV(est, params, cv=2).fit, X, y)
+    local = quietly(GridSearchCV(est, params, cv=2).fit, X, y)
     grid = GridSearchCV(est, params, cv=2)
     with get_task_stream(client) as ts, joblib.parallel_backend("dask"):
-        _quiet(grid.fit, X, y)
+        quietly(grid.fit, X, y)
     # the fits ran as tasks (joblib batches them) on the cluster's workers
     assert ts.data and {t["worker"] for t in ts.data} <= set(client.scheduler_info()["workers"])
     np.testing.assert_array_equal(grid.cv_results_["mean_test_score"],
@@ -91,12 +85,12 @@ def test_incremental_over_chunked_dask_array_equals_partial_fit_loop(client, dig
     assert inc.estimator_.t_ == ref.t_ == len(X)
 
 
-def test_parallel_post_fit_prediction(client, digits):
+def test_parallel_post_fit_prediction(client, digits, quietly):
     from dask_ml.wrappers import ParallelPostFit
 
     X, y = digits
-    clf = _quiet(ParallelPostFit(MLPClassifier(hidden_layer_sizes=(16,), max_iter=20,
-                                               random_state=0)).fit, X, y)
+    clf = quietly(ParallelPostFit(MLPClassifier(hidden_layer_sizes=(16,), max_iter=20,
+                                                 random_state=0)).fit, X, y)
     Xd = da.from_array(X, chunks=(400, X.shape[1]))
     pred = clf.predict(Xd)
     proba = clf.predict_proba(Xd)

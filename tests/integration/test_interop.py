@@ -7,7 +7,6 @@ same way).
 """
 import pickle
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +22,6 @@ from cprop import MLPClassifier, MLPRegressor
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SKOPS_MISSING = "needs the 'skops' extra: pip install 'cprop[skops]'"
-
-
-def _quiet(fn, *args, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning from short fits
-        return fn(*args, **kw)
 
 
 def _clf_data(kind="multiclass", dtype=np.float64):
@@ -48,21 +41,13 @@ def _reg_data(n_targets=1, poisson=False, dtype=np.float64):
     return X.astype(dtype), y
 
 
-def _assert_same_weights(a, b, tol=0.0):
-    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        if tol == 0.0:
-            np.testing.assert_array_equal(wa, wb)
-        else:
-            np.testing.assert_allclose(wa, wb, rtol=tol, atol=tol)
-
-
 # -- to_sklearn --------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
-def test_to_sklearn_classifier_predicts_the_same(kind, solver):
+def test_to_sklearn_classifier_predicts_the_same(kind, solver, quietly):
     X, y = _clf_data(kind)
-    clf = _quiet(MLPClassifier(hidden_layer_sizes=(7, 5), solver=solver, max_iter=30,
-                               n_threads=1, random_state=0).fit, X, y)
+    clf = quietly(MLPClassifier(hidden_layer_sizes=(7, 5), solver=solver, max_iter=30,
+                                 n_threads=1, random_state=0).fit, X, y)
     sk = clf.to_sklearn()
     assert type(sk) is SkMLPClassifier
     assert "n_threads" not in sk.get_params()
@@ -75,10 +60,10 @@ def test_to_sklearn_classifier_predicts_the_same(kind, solver):
 
 @pytest.mark.parametrize("loss, n_targets", [("squared_error", 1), ("squared_error", 2),
                                              ("poisson", 1)])
-def test_to_sklearn_regressor_predicts_the_same(loss, n_targets):
+def test_to_sklearn_regressor_predicts_the_same(loss, n_targets, quietly):
     X, y = _reg_data(n_targets, poisson=loss == "poisson")
-    reg = _quiet(MLPRegressor(loss=loss, hidden_layer_sizes=(6,), max_iter=30,
-                              random_state=0).fit, X, y)
+    reg = quietly(MLPRegressor(loss=loss, hidden_layer_sizes=(6,), max_iter=30,
+                                random_state=0).fit, X, y)
     sk = reg.to_sklearn()
     assert type(sk) is SkMLPRegressor and sk.loss == loss
     assert sk.out_activation_ == reg.out_activation_
@@ -86,9 +71,9 @@ def test_to_sklearn_regressor_predicts_the_same(loss, n_targets):
     np.testing.assert_allclose(sk.predict(X), pred, rtol=1e-12, atol=1e-12 * np.abs(pred).max())
 
 
-def test_to_sklearn_float32_model():
+def test_to_sklearn_float32_model(quietly):
     X, y = _clf_data(dtype=np.float32)
-    clf = _quiet(MLPClassifier(hidden_layer_sizes=(7,), max_iter=30, random_state=0).fit, X, y)
+    clf = quietly(MLPClassifier(hidden_layer_sizes=(7,), max_iter=30, random_state=0).fit, X, y)
     sk = clf.to_sklearn()
     assert sk.coefs_[0].dtype == np.float32
     np.testing.assert_allclose(sk.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-6)
@@ -96,7 +81,7 @@ def test_to_sklearn_float32_model():
 
 @pytest.mark.parametrize("solver, schedule", [("adam", "constant"), ("sgd", "invscaling"),
                                               ("sgd", "constant")])
-def test_to_sklearn_continues_training_as_cprop_does(solver, schedule):
+def test_to_sklearn_continues_training_as_cprop_does(solver, schedule, assert_same_weights):
     # float64: cprop follows scikit-learn's training path to rounding, so after the conversion
     # the same partial_fit calls must keep both models together (optimizer state carried over).
     X, y = _clf_data()
@@ -109,7 +94,7 @@ def test_to_sklearn_continues_training_as_cprop_does(solver, schedule):
     for _ in range(3):
         clf.partial_fit(X, y)
         sk.partial_fit(X, y)
-    _assert_same_weights(clf, sk, tol=1e-10)
+    assert_same_weights(clf, sk, tol=1e-10)
     # without the optimizer state the paths would differ (the comparison can fail)
     fresh = clf.to_sklearn()
     del fresh._optimizer
@@ -128,11 +113,11 @@ class _WithCpropOnlyOption(MLPClassifier):
         self.future_option = future_option
 
 
-def test_to_sklearn_refuses_what_sklearn_cannot_express():
+def test_to_sklearn_refuses_what_sklearn_cannot_express(quietly):
     X, y = _clf_data()
     with pytest.raises(NotFittedError):
         MLPClassifier().to_sklearn()
-    est = _quiet(_WithCpropOnlyOption((5,), max_iter=5, random_state=0).fit, X, y)
+    est = quietly(_WithCpropOnlyOption((5,), max_iter=5, random_state=0).fit, X, y)
     est.to_sklearn()  # at its default the option changes nothing: convertible
     est.future_option = 0.2
     with pytest.raises(ValueError, match=r"has no parameter 'future_option'.*future_option=0.2"):
@@ -143,10 +128,10 @@ def test_to_sklearn_refuses_what_sklearn_cannot_express():
     ("gelu", r"has no 'gelu' activation .*cprop.onnx"),
     (["relu", "tanh"], r"one activation per hidden layer"),
 ])
-def test_to_sklearn_says_why_it_cannot(activation, why):
+def test_to_sklearn_says_why_it_cannot(activation, why, quietly):
     X, y = _clf_data()
-    clf = _quiet(MLPClassifier((5, 4), activation=activation, max_iter=5,
-                               random_state=0).fit, X, y)
+    clf = quietly(MLPClassifier((5, 4), activation=activation, max_iter=5,
+                                 random_state=0).fit, X, y)
     with pytest.raises(ValueError, match=why):
         clf.to_sklearn()
 
@@ -173,14 +158,14 @@ CONVERTIBLE = {
 
 
 @pytest.mark.parametrize("case", list(CONVERTIBLE))
-def test_to_sklearn_drops_training_only_options(case):
+def test_to_sklearn_drops_training_only_options(case, quietly):
     from cprop.callbacks import ModelCheckpoint
 
     Est, params = CONVERTIBLE[case]
     if params.get("callbacks"):
         params = dict(params, callbacks=[ModelCheckpoint(monitor="loss")])
     X, y = _clf_data() if Est is MLPClassifier else _reg_data()
-    est = _quiet(Est(hidden_layer_sizes=(6, 5), max_iter=15, random_state=0, **params).fit, X, y)
+    est = quietly(Est(hidden_layer_sizes=(6, 5), max_iter=15, random_state=0, **params).fit, X, y)
     sk = est.to_sklearn()
     assert type(sk) is (SkMLPClassifier if Est is MLPClassifier else SkMLPRegressor)
     assert set(sk.get_params()) <= set(est.get_params())
@@ -194,14 +179,15 @@ def test_to_sklearn_drops_training_only_options(case):
                                    atol=1e-12 * max(1.0, np.abs(pred).max()))
     if not est.early_stopping:             # scikit-learn's partial_fit refuses early stopping
         before = [w.copy() for w in sk.coefs_]
-        _quiet(sk.partial_fit, X, y)                      # scikit-learn trains it further
+        quietly(sk.partial_fit, X, y)                      # scikit-learn trains it further
         assert any((a != b).any() for a, b in zip(before, sk.coefs_))
 
 
 # -- persistence -------------------------------------------------------------------------------
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solver, dtype):
+def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solver, dtype,
+                                                                            assert_same_weights):
     sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _clf_data(dtype=dtype)
     classes = np.unique(y)
@@ -212,27 +198,27 @@ def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solv
     data = sio.dumps(clf)
     assert sio.get_untrusted_types(data=data) == ["cprop._mlp.MLPClassifier"]
     loaded = sio.loads(data, trusted=["cprop._mlp.MLPClassifier"])
-    _assert_same_weights(clf, loaded)
+    assert_same_weights(clf, loaded)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     for _ in range(3):
         clf.partial_fit(X, y)
         loaded.partial_fit(X, y)
-    _assert_same_weights(clf, loaded)
+    assert_same_weights(clf, loaded)
     assert loaded.loss_curve_ == clf.loss_curve_
 
 
-def test_skops_pipeline_regressor_lbfgs_and_warm_start():
+def test_skops_pipeline_regressor_lbfgs_and_warm_start(assert_same_weights, quietly):
     sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _reg_data(2)
-    pipe = _quiet(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,),
-                                                               max_iter=20, random_state=0)).fit,
-                  X, y)
+    pipe = quietly(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,),
+                                                                 max_iter=20, random_state=0)).fit,
+                    X, y)
     data = sio.dumps(pipe)
     assert sio.get_untrusted_types(data=data) == ["cprop._mlp.MLPRegressor"]
     loaded = sio.loads(data, trusted=["cprop._mlp.MLPRegressor"])
     np.testing.assert_array_equal(loaded.predict(X), pipe.predict(X))
-    lb = _quiet(MLPRegressor(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=20,
-                             random_state=0).fit, X, y)
+    lb = quietly(MLPRegressor(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=20,
+                               random_state=0).fit, X, y)
     loaded_lb = sio.loads(sio.dumps(lb), trusted=["cprop._mlp.MLPRegressor"])
     np.testing.assert_array_equal(loaded_lb.predict(X), lb.predict(X))
     # a loaded adam model continues with fit(warm_start=True) as the original does
@@ -240,11 +226,11 @@ def test_skops_pipeline_regressor_lbfgs_and_warm_start():
     Xs = pipe[0].transform(X)
     for m in (reg, loaded_reg):
         m.set_params(warm_start=True, max_iter=3)
-        _quiet(m.fit, Xs, y)
-    _assert_same_weights(reg, loaded_reg)
+        quietly(m.fit, Xs, y)
+    assert_same_weights(reg, loaded_reg)
 
 
-def test_pickle_round_trip_keeps_optimizer_state():
+def test_pickle_round_trip_keeps_optimizer_state(assert_same_weights):
     X, y = _clf_data()
     clf = MLPClassifier(hidden_layer_sizes=(7,), random_state=0)
     clf.partial_fit(X, y, classes=np.unique(y))
@@ -259,7 +245,7 @@ def test_pickle_round_trip_keeps_optimizer_state():
     assert type(clf._optimizer).__name__ == "OptimizerState"  # the original is untouched
     clf.partial_fit(X, y)
     loaded.partial_fit(X, y)
-    _assert_same_weights(clf, loaded)
+    assert_same_weights(clf, loaded)
 
 
 # -- HTML repr links to cprop's documentation --------------------------------------------------
@@ -290,7 +276,8 @@ SAVED = Path(__file__).resolve().parents[1] / "data" / "saved-3ce44f8"
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SAVED.glob("*.pkl")))
-def test_models_saved_before_the_load_checks_still_load(name, tmp_path):
+def test_models_saved_before_the_load_checks_still_load(name, tmp_path, assert_same_weights,
+                                                        quietly):
     """Files written by commit 3ce44f8 (tests/data/make_saved_models.py): they load, predict
     what they predicted when saved, and keep training."""
     with open(SAVED / f"{name}.pkl", "rb") as f:
@@ -305,7 +292,7 @@ def test_models_saved_before_the_load_checks_still_load(name, tmp_path):
         untrusted = sio.get_untrusted_types(file=skops_file)
         assert untrusted == [f"cprop._mlp.{type(model).__name__}"]
         loaded = sio.load(skops_file, trusted=untrusted)
-        _assert_same_weights(loaded, model)
+        assert_same_weights(loaded, model)
     if model.solver != "lbfgs":
         from cprop.callbacks import HistoryLogger
         for cb in model.callbacks or ():
@@ -313,17 +300,17 @@ def test_models_saved_before_the_load_checks_still_load(name, tmp_path):
                 cb.path = tmp_path / "history.json"
         y = model.predict(X)
         before = [w.copy() for w in model.coefs_]
-        _quiet(model.partial_fit, X, y)
+        quietly(model.partial_fit, X, y)
         assert any((a != b).any() for a, b in zip(before, model.coefs_))
 
 
-def _fitted(kind):
+def _fitted(quietly, kind):
     if kind == "regressor":
         X, y = _reg_data(poisson=True)
-        return _quiet(MLPRegressor(loss="poisson", hidden_layer_sizes=(5,), max_iter=5,
-                                   random_state=0).fit, X, y)
+        return quietly(MLPRegressor(loss="poisson", hidden_layer_sizes=(5,), max_iter=5,
+                                     random_state=0).fit, X, y)
     X, y = _clf_data()
-    return _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit, X, y)
+    return quietly(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit, X, y)
 
 
 def _set(attr, value):
@@ -386,9 +373,9 @@ TAMPERED = {
 
 @pytest.mark.parametrize("case", list(TAMPERED))
 @pytest.mark.parametrize("fmt", ["pickle", "skops"])
-def test_a_tampered_model_does_not_load(case, fmt):
+def test_a_tampered_model_does_not_load(case, fmt, quietly):
     kind, tamper, attr = TAMPERED[case]
-    est = _fitted(kind)
+    est = _fitted(quietly, kind)
     tamper(est)
     if fmt == "pickle":
         data = pickle.dumps(est)
@@ -422,15 +409,15 @@ class _MyCallback:
         return False
 
 
-def test_skops_with_the_shipped_callbacks_trusts_only_the_estimator(tmp_path):
+def test_skops_with_the_shipped_callbacks_trusts_only_the_estimator(tmp_path, quietly):
     sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     from cprop.callbacks import HistoryLogger, ModelCheckpoint
 
     X, y = _clf_data()
     ckpt = ModelCheckpoint(monitor="loss", path=tmp_path / "best.pkl")
     log = HistoryLogger(tmp_path / "h.json")
-    clf = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, random_state=0,
-                               callbacks=[ckpt, log]).fit, X, y)
+    clf = quietly(MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, random_state=0,
+                                 callbacks=[ckpt, log]).fit, X, y)
     data = sio.dumps(clf)
     assert sio.get_untrusted_types(data=data) == ["cprop._mlp.MLPClassifier"]
     loaded = sio.loads(data, trusted=["cprop._mlp.MLPClassifier"])
@@ -444,7 +431,7 @@ def test_skops_with_the_shipped_callbacks_trusts_only_the_estimator(tmp_path):
     # the loaded callbacks work: a new fit writes the log and the checkpoint again
     (tmp_path / "h.json").unlink()
     (tmp_path / "best.pkl").unlink()
-    _quiet(loaded.fit, X, y)
+    quietly(loaded.fit, X, y)
     assert (tmp_path / "h.json").exists() and (tmp_path / "best.pkl").exists()
     # pickle keeps them as well
     again = pickle.loads(pickle.dumps(clf))
@@ -452,11 +439,11 @@ def test_skops_with_the_shipped_callbacks_trusts_only_the_estimator(tmp_path):
     assert clf.callbacks[0] is ckpt                       # saving leaves the original alone
 
 
-def test_skops_lists_a_users_own_callback_class():
+def test_skops_lists_a_users_own_callback_class(quietly):
     """A user's class is code that loading would create: skops must ask about it."""
     sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _clf_data()
-    clf = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
-                               callbacks=[_MyCallback()]).fit, X, y)
+    clf = quietly(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                                 callbacks=[_MyCallback()]).fit, X, y)
     untrusted = sio.get_untrusted_types(data=sio.dumps(clf))
     assert sorted(untrusted) == ["cprop._mlp.MLPClassifier", f"{__name__}._MyCallback"]
