@@ -1,11 +1,12 @@
-"""Test-session settings.
+"""Test-session settings and the fixtures every layer shares (tests/README.md: which layer goes
+where, and what each shared fixture gives).
 
 The engine's thread policy (``n_threads=None``) uses every CPU. On the shared 2-core machines
 these tests run on, OpenMP regions on small problems cost far more than they give (a default
 MLPRegressor fit measured 1.6 s with one thread and 26 s with two under a load average of 4), so
 the session limits the default to one thread through threadpoolctl, which the engine's policy
 honours. Tests that are about threads pass ``n_threads`` explicitly (explicit counts are not
-affected by the limit): see test_mlp.py::test_threads_bitwise_identical. Set
+affected by the limit): see estimator/test_mlp.py::test_threads_bitwise_identical. Set
 CPROP_TEST_DEFAULT_THREADS=1 to run the whole suite under the engine's own policy instead.
 """
 import contextlib
@@ -74,8 +75,8 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     """A test taking the ``kernel`` fixture runs once per kernel path of cprop's list (read after
     pytest_configure has found a built cprop); the fixture skips, with the reason, the paths this
-    CPU or architecture cannot run (test_isa.py checks that no path the CPU could run is missing
-    from the build)."""
+    CPU or architecture cannot run (engine/test_isa.py checks that no path the CPU could run is
+    missing from the build)."""
     if "kernel" in metafunc.fixturenames:
         from cprop._kernel_paths import PATHS
 
