@@ -22,6 +22,7 @@ Design
    cache rebuilt on demand and never pickled.
 """
 import functools
+import inspect
 import itertools
 import operator
 import warnings
@@ -260,6 +261,10 @@ class BaseMLP(BaseEstimator, ABC):
                                  else _callbacks.EpochRecord(**r) for r in state["history_"]]
         if state.get("callbacks") is not None:
             state["callbacks"] = _callbacks.callbacks_from_builtins(state["callbacks"])
+        # parameters added since the file was written (e.g. the schedules) take their defaults
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in state and p.default is not inspect.Parameter.empty:
+                state[name] = p.default
         super().__setstate__(state)
         # a fitted model's meaning, not only its shape (see _interop, design 3)
         _interop.check_loaded_state(self)
