@@ -44,7 +44,7 @@ Examples
 >>> clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
 >>> clf = clf.partial_fit(X, y, classes=[0, 1, 2])
 >>> sorted(clf.__getstate__()["_optimizer"])[:4]
-['__cprop_optimizer_state__', 'beta_1', 'beta_2', 'clip_grad_norm']
+['__cprop_optimizer_state__', 'batch_schedule', 'beta_1', 'beta_2']
 >>> type(pickle.loads(pickle.dumps(clf))._optimizer).__name__
 'OptimizerState'
 >>> clf._get_doc_link()
