@@ -325,3 +325,18 @@ def test_skops_round_trip_continues_the_schedules():
     for a, b in zip(clf.coefs_, loaded.coefs_):
         np.testing.assert_array_equal(a, b)
     assert loaded.learning_rate_curve_ == clf.learning_rate_curve_
+
+
+def test_scheduled_fits_are_bitwise_the_same_for_any_thread_count(threaded_passes):
+    fits = []
+    for n_threads in (1, 2):
+        clf = MLPClassifier(hidden_layer_sizes=(40,), solver="adamw", learning_rate="coslog4",
+                            weight_decay_schedule="flat_cos", dropout=0.3,
+                            dropout_schedule="flat_cos", max_iter=4, batch_size=50,
+                            random_state=0, n_threads=n_threads)
+        with threaded_passes() as teams:
+            fits.append(_quiet(clf.fit, X_dig, y_dig))
+        assert teams["gemm"] == (0 if n_threads == 1 else 2)      # the threads ran
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
