@@ -279,9 +279,10 @@ class BaseMLP(BaseEstimator, ABC):
 
         cprop's training-only options are dropped (``n_threads``, ``class_weight``, ``init``,
         ``n_init``, ``callbacks``, ``scoring``, ``dropout``, gradient clipping and monitoring,
-        ``warmup_iter``, ``weight_decay``, ``huber_delta``), and training-only values scikit-learn
-        lacks are replaced: ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight
-        decay), ``learning_rate='cosine'`` by ``'constant'`` (at the rate reached),
+        ``warmup_iter``, ``weight_decay``, ``huber_delta``, ``weight_decay_schedule``,
+        ``dropout_schedule``), and training-only values scikit-learn lacks are replaced:
+        ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight decay),
+        ``learning_rate='cosine'`` or ``'coslog4'`` by ``'constant'`` (at the rate reached),
         ``loss='absolute_error'``/``'huber'`` by ``'squared_error'``. The network, and so every
         prediction, is unchanged; training the result further is scikit-learn's training,
         without those options. Per-layer activations that are all the same become that one
