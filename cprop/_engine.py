@@ -417,7 +417,8 @@ class Network:
         hundred microseconds, so re-checking X, Y and the weights each time would show).
 
         The optimizer's fixed settings (momentum, betas, epsilon, weight decay, clipping) are
-        read now; its learning rate, step count and dropout epoch at every call.
+        read now; its learning rate, step count, dropout epoch and per-batch schedules
+        (``batch_schedule``) at every call.
         """
         return _Epochs(self, params, state, X, Y, sample_weight, batch_size, alpha, grad)
 
@@ -488,7 +489,7 @@ class _Epochs:
             self.params, self.grad, state.s1, state.s2, *self.input, self.Y, sw, order,
             self.batch_size, self.plan, self.alpha, state.solver, float(state.learning_rate),
             t=float(state.t), hook=hook, poll_flops=float(POLL_FLOPS), grad_norms=norms,
-            **self.fixed, **net._dropout_key(state))
+            **self.fixed, **net._dropout_key(state), **(state.batch_schedule or {}))
         state.t = int(t)
         if track is not None and rows > 0:
             track.append(norms / -(-rows // self.batch_size))   # mean over the mini-batches done

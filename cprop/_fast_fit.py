@@ -12,7 +12,8 @@ Design
    the same random draws (numpy's legacy shuffle, driven from C through the RandomState's own bit
    generator, whose lock is held meanwhile, so the RandomState ends in the same state), the same
    per-epoch bookkeeping in doubles (``loss_curve_``, ``best_loss_``, ``_no_improvement_count``,
-   ``t_``, the invscaling/adaptive/cosine rates) and the same warnings.  The estimator's own loop
+   ``t_``, the invscaling/adaptive/cosine rates; the per-batch coslog4 rates and flat_cos
+   weight decay come from the one batch loop both use) and the same warnings.  The estimator's own loop
    stays the reference: ``FORCE_PYTHON = True`` sends every fit there (tests compare the two).
 2. A call runs at most CHUNK_EPOCHS epochs (the per-epoch records it returns are that long);
    Ctrl-C is handled inside it every ``_engine.POLL_FLOPS`` GEMM flops, between batches as
@@ -39,8 +40,8 @@ def _schedule(est):
     """fit_epochs' schedule code for the estimator (None: the Python loop must run it)."""
     if est.learning_rate not in _train.SCHEDULE_CODES:
         return None         # e.g. 'plateau': cprop._optimizers' schedule, run per epoch
-    if est.learning_rate == "cosine":
-        return _train.SCHEDULE_CODES["cosine"]
+    if est.learning_rate in ("cosine", "coslog4"):
+        return _train.SCHEDULE_CODES[est.learning_rate]
     if est.solver == "sgd" and est.learning_rate in ("invscaling", "adaptive"):
         if est.learning_rate == "invscaling" and isinstance(est.power_t, numbers.Integral):
             return None     # int ** int is exact in Python; keep its arithmetic there
@@ -60,7 +61,7 @@ def _eligible(est, net, state, X, sw, val, callbacks, bar):
         return False        # e.g. None after an early-stopping fit: the Python loop's error
     if est.shuffle and not hasattr(getattr(est._random_state, "_bit_generator", None), "capsule"):
         return False
-    if est.learning_rate == "cosine" and est.max_iter < 1:
+    if est.learning_rate in ("cosine", "coslog4") and est.max_iter < 1:
         return False
     return _schedule(est) is not None
 
@@ -78,6 +79,7 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
     sample_idx = np.arange(n, dtype=np.intp)
     bitgen = est._random_state._bit_generator if est.shuffle else None
     schedule = _schedule(est)
+    wd_schedule = int(est.weight_decay_schedule == "flat_cos")     # per batch, as coslog4
     todo = 1 if incremental else int(est.max_iter)
     k_max = min(CHUNK_EPOCHS, todo)
     out_loss, out_lr, out_time = np.empty(k_max), np.empty(k_max), np.empty(k_max)
@@ -108,7 +110,7 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
                     no_improvement=int(est._no_improvement_count),
                     best_loss=float(est.best_loss_), poll_flops=float(_engine.POLL_FLOPS),
                     out_loss=out_loss[:k], out_lr=out_lr[:k], out_time=out_time[:k],
-                    out_rows=out_rows[:k], **fixed)
+                    out_rows=out_rows[:k], wd_schedule=wd_schedule, **fixed)
                 _record(est, state, done, t, n_seen, lr, count, best, partial, restart,
                         out_loss, out_lr, out_time, out_rows)
                 if exc is not None:

@@ -7,9 +7,10 @@ Design
    cprop's flat vectors into scikit-learn's per-layer order (all W, then all b), so that the
    scikit-learn model predicts the same and continues training (``partial_fit``) as cprop's would.
    cprop's training-only options (``_DROPPED_PARAMS``: n_threads, class_weight, init, n_init,
-   callbacks, scoring, dropout, clipping, monitoring, warm-up, weight decay, huber_delta) are
-   dropped and training-only values scikit-learn lacks are mapped (``_SKLEARN_VALUES``: adamw ->
-   adam, cosine -> constant, absolute_error/huber -> squared_error): the network, and so every
+   callbacks, scoring, dropout, clipping, monitoring, warm-up, weight decay, huber_delta, the
+   weight-decay and dropout schedules) are dropped and training-only values scikit-learn lacks
+   are mapped (``_SKLEARN_VALUES``: adamw -> adam, cosine and coslog4 -> constant,
+   absolute_error/huber -> squared_error): the network, and so every
    prediction, is the same; scikit-learn's ``partial_fit`` then continues without them.  What
    scikit-learn cannot run is a ValueError saying why: a hidden activation it lacks, different
    activations per layer, a cprop-only parameter not known to be training-only (at a
@@ -43,7 +44,7 @@ Examples
 >>> clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
 >>> clf = clf.partial_fit(X, y, classes=[0, 1, 2])
 >>> sorted(clf.__getstate__()["_optimizer"])[:4]
-['__cprop_optimizer_state__', 'beta_1', 'beta_2', 'clip_grad_norm']
+['__cprop_optimizer_state__', 'batch_schedule', 'beta_1', 'beta_2']
 >>> type(pickle.loads(pickle.dumps(clf))._optimizer).__name__
 'OptimizerState'
 >>> clf._get_doc_link()
@@ -247,13 +248,15 @@ def check_loaded_state(est):
 # drops them; scikit-learn's partial_fit then continues without them.
 _DROPPED_PARAMS = ("n_threads", "class_weight", "init", "n_init", "callbacks", "scoring",
                    "dropout", "clip_grad_norm", "clip_grad_value", "monitor_gradients",
-                   "warmup_iter", "weight_decay", "huber_delta")
+                   "warmup_iter", "weight_decay", "huber_delta", "weight_decay_schedule",
+                   "dropout_schedule")
 # Values of shared parameters that scikit-learn lacks, all training-time too, and the value the
 # converted estimator gets: adamw continues as Adam (its moments carried, no weight decay), the
-# cosine schedule as 'constant' at the learning rate it had reached (sgd; Adam uses
+# cosine and coslog4 schedules as 'constant' at the learning rate reached (sgd; Adam uses
 # learning_rate_init), absolute-error and Huber regressors as squared error (the same identity
 # output).
 _SKLEARN_VALUES = {("solver", "adamw"): "adam", ("learning_rate", "cosine"): "constant",
+                   ("learning_rate", "coslog4"): "constant",
                    ("loss", "absolute_error"): "squared_error", ("loss", "huber"): "squared_error"}
 # Fitted attributes of scikit-learn's MLPs (cprop's other ones, e.g. history_, stay behind).
 _SKLEARN_FITTED = ("n_features_in_", "feature_names_in_", "classes_", "n_outputs_", "n_layers_",

@@ -22,6 +22,7 @@ Design
    cache rebuilt on demand and never pickled.
 """
 import functools
+import inspect
 import itertools
 import operator
 import warnings
@@ -52,7 +53,8 @@ from ._init import INITS, draw_layers
 from ._engine import (
     HIDDEN_ACTIVATIONS, Network, as_engine_input, check_sparse_structure, to_engine_csr)
 from ._openmp import effective_n_threads
-from ._optimizers import SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, OptimizerState, Schedule
+from ._optimizers import (
+    FACTOR_SCHEDULES, SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, OptimizerState, Schedule)
 
 _STOCHASTIC_SOLVERS = STOCHASTIC_SOLVERS
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -175,6 +177,8 @@ class BaseMLP(BaseEstimator, ABC):
         "clip_grad_value": [Interval(Real, 0, None, closed="neither"), None],
         "monitor_gradients": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
+        "weight_decay_schedule": [StrOptions(set(FACTOR_SCHEDULES))],
+        "dropout_schedule": [StrOptions(set(FACTOR_SCHEDULES))],
     }
 
     @abstractmethod
@@ -183,7 +187,8 @@ class BaseMLP(BaseEstimator, ABC):
                  warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                  beta_1, beta_2, epsilon, n_iter_no_change, max_fun, n_threads, scoring=None,
                  callbacks=None, n_init=1, warmup_iter=0, init="auto", weight_decay=0.01,
-                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False, dropout=0.0):
+                 clip_grad_norm=None, clip_grad_value=None, monitor_gradients=False, dropout=0.0,
+                 weight_decay_schedule="constant", dropout_schedule="constant"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -220,6 +225,8 @@ class BaseMLP(BaseEstimator, ABC):
         self.clip_grad_value = clip_grad_value
         self.monitor_gradients = monitor_gradients
         self.dropout = dropout
+        self.weight_decay_schedule = weight_decay_schedule
+        self.dropout_schedule = dropout_schedule
 
     # The HTML repr's "?" links to cprop's documentation (scikit-learn's hooks; see _interop).
     _doc_link_module = "cprop"
@@ -254,6 +261,10 @@ class BaseMLP(BaseEstimator, ABC):
                                  else _callbacks.EpochRecord(**r) for r in state["history_"]]
         if state.get("callbacks") is not None:
             state["callbacks"] = _callbacks.callbacks_from_builtins(state["callbacks"])
+        # parameters added since the file was written (e.g. the schedules) take their defaults
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in state and p.default is not inspect.Parameter.empty:
+                state[name] = p.default
         super().__setstate__(state)
         # a fitted model's meaning, not only its shape (see _interop, design 3)
         _interop.check_loaded_state(self)
@@ -268,9 +279,10 @@ class BaseMLP(BaseEstimator, ABC):
 
         cprop's training-only options are dropped (``n_threads``, ``class_weight``, ``init``,
         ``n_init``, ``callbacks``, ``scoring``, ``dropout``, gradient clipping and monitoring,
-        ``warmup_iter``, ``weight_decay``, ``huber_delta``), and training-only values scikit-learn
-        lacks are replaced: ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight
-        decay), ``learning_rate='cosine'`` by ``'constant'`` (at the rate reached),
+        ``warmup_iter``, ``weight_decay``, ``huber_delta``, ``weight_decay_schedule``,
+        ``dropout_schedule``), and training-only values scikit-learn lacks are replaced:
+        ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight decay),
+        ``learning_rate='cosine'`` or ``'coslog4'`` by ``'constant'`` (at the rate reached),
         ``loss='absolute_error'``/``'huber'`` by ``'squared_error'``. The network, and so every
         prediction, is unchanged; training the result further is scikit-learn's training,
         without those options. Per-layer activations that are all the same become that one
@@ -639,7 +651,8 @@ class BaseMLP(BaseEstimator, ABC):
         loop = _loop.TrainingLoop(
             self, net, params, state,
             Schedule(self.learning_rate, self.solver, self.learning_rate_init, self.power_t,
-                     self.max_iter, self.warmup_iter),
+                     self.max_iter, self.warmup_iter, self.weight_decay_schedule,
+                     self.dropout_schedule),
             stopping, val=val, n_samples=n_samples, incremental=incremental,
             scorers=None if val is None else _loop.make_scorers(self, self._is_multiclass()),
             max_iter=self.max_iter, verbose=self.verbose, callbacks=self.callbacks,
@@ -834,7 +847,8 @@ _PARAMS_DOC = """
         Size of minibatches for stochastic optimizers ('auto': ``min(200, n_samples)``).
         Not used by 'lbfgs'.
 
-    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine', 'plateau'}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine', 'plateau', 'coslog4'}, \
+            default='constant'
         Learning rate schedule for 'sgd': 'constant' keeps ``learning_rate_init``;
         'invscaling' uses ``learning_rate_init / pow(t, power_t)`` after each epoch, t being the
         number of samples seen; 'adaptive' divides the rate by 5 each time
@@ -844,8 +858,13 @@ _PARAMS_DOC = """
         ``warmup_iter`` epochs of linear warm-up (see ``warmup_iter``); the curve spans
         ``max_iter`` whatever ends training, so for early-stopped fits prefer 'plateau'.
         'plateau' (cprop; stochastic solvers) is the 'adaptive' rule for 'adam'/'adamw' too.
-        'adam' ignores 'invscaling' and 'adaptive', as in scikit-learn; 'cosine' and 'plateau'
-        with 'lbfgs' raise InvalidParameterError.
+        'coslog4' (cprop; stochastic solvers; RealMLP's) sets each mini-batch's rate to
+        ``learning_rate_init * (1 - cos(2 pi log2(1 + 15 t))) / 2``, t being the batch's index
+        over all the batches of ``max_iter`` epochs (0 for the first batch; epochs after
+        ``max_iter``, e.g. of ``partial_fit``, repeat the last epoch's rates);
+        ``learning_rate_curve_`` records each epoch's first batch's rate.
+        'adam' ignores 'invscaling' and 'adaptive', as in scikit-learn; 'cosine', 'plateau'
+        and 'coslog4' with 'lbfgs' raise InvalidParameterError.
 
     learning_rate_init : float, default=0.001
         The initial learning rate ('sgd' and 'adam').
@@ -943,6 +962,15 @@ _PARAMS_DOC = """
         the network as it is (deterministic). Masks come from a counter-based generator keyed
         by (seed drawn from ``random_state``, epoch, sample, unit): the same for any thread
         count. Stochastic solvers only; 0 (the default) costs nothing.
+
+    weight_decay_schedule : {'constant', 'flat_cos'}, default='constant'
+        With ``solver='adamw'`` (cprop extension; RealMLP's): 'flat_cos' multiplies each
+        mini-batch's decay by ``flat_cos(t) = (1 + cos(pi (max(1, 2 t) - 1))) / 2`` (1 for the
+        first half of ``max_iter`` epochs, then a cosine to 0), t as for ``'coslog4'``.
+
+    dropout_schedule : {'constant', 'flat_cos'}, default='constant'
+        With ``dropout`` > 0 (cprop extension; RealMLP's): 'flat_cos' multiplies the dropout
+        rates of each mini-batch by ``flat_cos(t)``, as ``weight_decay_schedule`` does.
 
     init : {'auto', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', \
             'lecun_normal', 'orthogonal'}, default='auto'
@@ -1204,7 +1232,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  n_threads=None, class_weight=None, scoring=None, callbacks=None, n_init=1,
                  warmup_iter=0, init="auto", weight_decay=0.01, clip_grad_norm=None,
-                 clip_grad_value=None, monitor_gradients=False, dropout=0.0):
+                 clip_grad_value=None, monitor_gradients=False, dropout=0.0,
+                 weight_decay_schedule="constant", dropout_schedule="constant"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1217,7 +1246,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             n_threads=n_threads, scoring=scoring, callbacks=callbacks, n_init=n_init,
             warmup_iter=warmup_iter, init=init, weight_decay=weight_decay,
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-            monitor_gradients=monitor_gradients, dropout=dropout)
+            monitor_gradients=monitor_gradients, dropout=dropout,
+            weight_decay_schedule=weight_decay_schedule, dropout_schedule=dropout_schedule)
         self.class_weight = class_weight
 
     _parameter_constraints: dict = {
@@ -1465,7 +1495,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  n_threads=None, scoring=None, callbacks=None, n_init=1, warmup_iter=0,
                  huber_delta=1.0, init="auto", weight_decay=0.01, clip_grad_norm=None,
-                 clip_grad_value=None, monitor_gradients=False, dropout=0.0):
+                 clip_grad_value=None, monitor_gradients=False, dropout=0.0,
+                 weight_decay_schedule="constant", dropout_schedule="constant"):
         self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -1478,7 +1509,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             max_fun=max_fun, n_threads=n_threads, scoring=scoring, callbacks=callbacks,
             n_init=n_init, warmup_iter=warmup_iter, init=init, weight_decay=weight_decay,
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
-            monitor_gradients=monitor_gradients, dropout=dropout)
+            monitor_gradients=monitor_gradients, dropout=dropout,
+            weight_decay_schedule=weight_decay_schedule, dropout_schedule=dropout_schedule)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

@@ -14,6 +14,13 @@ Design
    counter runs out, stop once the rate is <= 1e-6; scikit-learn's 'adaptive' rule, which 'plateau'
    offers to every stochastic solver) and 'cosine' (before each epoch, with linear warm-up).
    scikit-learn's schedules keep its behaviour: 'adam' ignores 'invscaling' and 'adaptive'.
+4. Per-batch schedules (RealMLP's, Holzmueller et al. 2024): 'coslog4' learning rates, and the
+   'flat_cos' factor on AdamW's weight decay (``weight_decay_schedule``) and on the dropout rates
+   (``dropout_schedule``).  t is the batch's index over all the batches of ``max_iter`` epochs,
+   so they run inside the compiled epoch (``_train._batch_rates``, the same code for the
+   estimator's loop and the compiled fit loop); ``Schedule.before_epoch`` hands the compiled
+   epoch its settings (``OptimizerState.batch_schedule``) and records the epoch's first batch's
+   rate.  ``coslog4`` and ``flat_cos`` below are the compiled formulas operation for operation.
 """
 import math
 from dataclasses import dataclass
@@ -32,18 +39,20 @@ class Solver:
     decoupled_weight_decay: bool = False
 
 
-SCHEDULES = ("constant", "invscaling", "adaptive", "cosine", "plateau")
+SCHEDULES = ("constant", "invscaling", "adaptive", "cosine", "plateau", "coslog4")
 # cprop's own schedules: with a solver that does not follow them they are an error (the option
 # rule of cprop._training_loop.check_options), while scikit-learn's are ignored as there.
-CPROP_SCHEDULES = frozenset({"cosine", "plateau"})
+CPROP_SCHEDULES = frozenset({"cosine", "plateau", "coslog4"})
+# the factor schedules of weight decay and dropout (design note 4)
+FACTOR_SCHEDULES = ("constant", "flat_cos")
 
 SOLVERS = {
     "lbfgs": Solver("lbfgs", stochastic=False),
     "sgd": Solver("sgd", stochastic=True, schedules=frozenset(SCHEDULES)),
     "adam": Solver("adam", stochastic=True,
-                   schedules=frozenset({"constant", "cosine", "plateau"})),
+                   schedules=frozenset({"constant", "cosine", "plateau", "coslog4"})),
     "adamw": Solver("adamw", stochastic=True,
-                    schedules=frozenset({"constant", "cosine", "plateau"}),
+                    schedules=frozenset({"constant", "cosine", "plateau", "coslog4"}),
                     decoupled_weight_decay=True),
 }
 STOCHASTIC_SOLVERS = frozenset(name for name, s in SOLVERS.items() if s.stochastic)
@@ -58,7 +67,8 @@ class OptimizerState:
     layer's weight-gradient norm averaged over the mini-batches, and ``epochs_checked`` counts
     the epochs already checked for vanishing/exploding gradients.  ``dropout_seed`` (None: no
     dropout) keys the dropout masks of a network with dropout rates; each epoch uses the next
-    epoch number (``dropout_epoch``).
+    epoch number (``dropout_epoch``).  ``batch_schedule`` (None: none) holds the per-batch
+    schedules' arguments of the coming epoch for ``_train.train_epoch`` (design note 4).
 
     Examples
     --------
@@ -72,7 +82,7 @@ class OptimizerState:
     DEFAULTS = dict(learning_rate=0.001, momentum=0.9, nesterov=True, beta_1=0.9, beta_2=0.999,
                     epsilon=1e-8, weight_decay=0.0, clip_grad_norm=None, clip_grad_value=None,
                     gradient_norms=None, epochs_checked=0, dropout_seed=None, dropout_epoch=-1,
-                    t=0)
+                    t=0, batch_schedule=None)
 
     def __init__(self, solver, n_params, dtype, learning_rate=0.001, momentum=0.9,
                  nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
@@ -96,6 +106,7 @@ class OptimizerState:
         self.dropout_seed = dropout_seed     # masks of epoch e: (dropout_seed, e, sample, unit)
         self.dropout_epoch = -1
         self.t = 0
+        self.batch_schedule = None
         # SGD uses s1 (velocity) only; the kernel takes both vectors for either solver.
         self.s1 = np.zeros(n_params, dtype=dtype)
         self.s2 = np.zeros(n_params, dtype=dtype)
@@ -154,6 +165,32 @@ def cosine_rate(lr0, epoch, max_iter, warmup_iter=0):
     return 0.5 * lr0 * (1.0 + math.cos(math.pi * e / span))
 
 
+def coslog4(t):
+    """RealMLP's learning-rate factor at training fraction t: (1 - cos(2 pi log2(1 + 15 t))) / 2
+    (0 at t = 0, then four cycles whose peaks fall at t = (2^(k + 1/2) - 1) / 15).
+
+    Examples
+    --------
+    >>> coslog4(0.0), round(coslog4((2 ** 0.5 - 1) / 15), 12), round(coslog4(1.0), 12)
+    (0.0, 1.0, 0.0)
+    """
+    return 0.5 * (1.0 - math.cos(2.0 * math.pi * math.log2(1.0 + 15.0 * t)))
+
+
+def flat_cos(t):
+    """RealMLP's weight-decay and dropout factor: 1 for t <= 1/2, then (1 + cos(pi (2t - 1))) / 2.
+
+    Examples
+    --------
+    >>> flat_cos(0.25), flat_cos(0.75), flat_cos(1.0)
+    (1.0, 0.5, 0.0)
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * ((2.0 * t if 2.0 * t > 1.0 else 1.0) - 1.0)))
+
+
+_FACTOR_CODES = {"constant": 0, "flat_cos": 1}
+
+
 class Schedule:
     """The learning-rate schedule of one fit: ``before_epoch`` (cosine), ``after_epoch``
     (invscaling) and ``on_plateau`` (adaptive/plateau: True means stop).
@@ -168,18 +205,39 @@ class Schedule:
     """
 
     def __init__(self, name, solver, learning_rate_init, power_t=0.5, max_iter=200,
-                 warmup_iter=0):
+                 warmup_iter=0, weight_decay_schedule="constant", dropout_schedule="constant"):
         followed = SOLVERS[solver].schedules
         self.name = name if name in followed else "constant"
         self.lr0 = float(learning_rate_init)
         self.power_t = power_t
         self.max_iter = max_iter
         self.warmup_iter = warmup_iter
+        self.weight_decay_schedule = weight_decay_schedule
+        self.dropout_schedule = dropout_schedule
+
+    @property
+    def per_batch(self):
+        """True when some factor changes from batch to batch (design note 4)."""
+        return (self.name == "coslog4" or self.weight_decay_schedule != "constant"
+                or self.dropout_schedule != "constant")
 
     def before_epoch(self, state, epoch):
-        """Set the rate of 0-based ``epoch`` (cosine)."""
+        """Set the rate of 0-based ``epoch`` (cosine; coslog4: its first batch's rate, the
+        epoch capped at max_iter - 1 as in the compiled epoch) and the compiled epoch's
+        per-batch schedule arguments."""
         if self.name == "cosine":
             state.learning_rate = cosine_rate(self.lr0, epoch, self.max_iter, self.warmup_iter)
+        if not self.per_batch:
+            state.batch_schedule = None
+            return
+        if self.name == "coslog4":
+            e = min(epoch, self.max_iter - 1)
+            state.learning_rate = self.lr0 * coslog4(e / self.max_iter)
+        state.batch_schedule = dict(
+            lr_schedule=int(self.name == "coslog4"),
+            wd_schedule=_FACTOR_CODES[self.weight_decay_schedule],
+            dropout_schedule=_FACTOR_CODES[self.dropout_schedule],
+            learning_rate_init=self.lr0, schedule_epoch=int(epoch), max_iter=int(self.max_iter))
 
     def after_epoch(self, state, samples_seen):
         """scikit-learn's 'invscaling': lr0 / (t + 1) ** power_t after each epoch."""

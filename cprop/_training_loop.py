@@ -79,6 +79,11 @@ _OPTIONS = (
     ("warmup_iter", lambda v: v == 0, lambda e: e.learning_rate == "cosine",
      "learning_rate='cosine'"),
     ("huber_delta", lambda v: v == 1.0, lambda e: e.loss == "huber", "loss='huber'"),
+    ("weight_decay_schedule", lambda v: v == "constant",
+     lambda e: SOLVERS[e.solver].decoupled_weight_decay, "solver='adamw'"),
+    ("dropout_schedule", lambda v: v == "constant",
+     lambda e: _stochastic(e) and not _no_dropout(e.dropout),
+     "dropout > 0 and a stochastic solver"),
 )
 
 

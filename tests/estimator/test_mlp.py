@@ -957,7 +957,8 @@ def test_parameters_match_sklearn():
         assert {k: p1.pop(k) for k in new} == new
         # the issue-11 extensions, each at the default that keeps scikit-learn's behaviour
         extensions = {"init": "auto", "weight_decay": 0.01, "clip_grad_norm": None,
-                      "clip_grad_value": None, "monitor_gradients": False, "dropout": 0.0}
+                      "clip_grad_value": None, "monitor_gradients": False, "dropout": 0.0,
+                      "weight_decay_schedule": "constant", "dropout_schedule": "constant"}
         if isinstance(ours, MLPRegressor):
             extensions["huber_delta"] = 1.0
         assert {k: p1.pop(k) for k in extensions} == extensions

@@ -150,6 +150,9 @@ CONVERTIBLE = {
     "warmup": (MLPClassifier, dict(solver="sgd", learning_rate="cosine", warmup_iter=3)),
     "adamw": (MLPClassifier, dict(solver="adamw", weight_decay=0.05)),
     "sgd cosine": (MLPClassifier, dict(solver="sgd", learning_rate="cosine")),
+    "coslog4 and flat_cos schedules": (MLPClassifier, dict(
+        solver="adamw", learning_rate="coslog4", weight_decay_schedule="flat_cos", dropout=0.2,
+        dropout_schedule="flat_cos")),
     "same activation per layer": (MLPClassifier, dict(activation=["tanh", "tanh"])),
     "n_threads": (MLPClassifier, dict(n_threads=2)),
     "huber": (MLPRegressor, dict(loss="huber", huber_delta=0.5)),
