@@ -73,7 +73,8 @@ def _loss_params_doc(kind):
     for name in _loss_list.ESTIMATOR_PARAMS[kind]:
         p = _loss_list.PARAMS[name]
         out += f"\n    {name} : float, default={p['default']!r}\n" + textwrap.fill(
-            p["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8) + "\n"
+            p["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8,
+            break_on_hyphens=False) + "\n"
     return out
 
 
@@ -82,13 +83,15 @@ def _regressor_loss_doc():
     names = _loss_list.REGRESSOR_LOSSES
     sk = [n for n in names if _loss_list.SKLEARN_LOSS[n] == n]
     intro = ("The loss. With several outputs it is summed over outputs, the function whose "
-             f"gradient is applied. scikit-learn has {', '.join(map(repr, sk))}; cprop adds "
+             f"gradient is applied. scikit-learn has {' and '.join(map(repr, sk))}; cprop adds "
              "the others (robust losses limit the pull of outliers):")
     lines = [f"    loss : {{{', '.join(map(repr, names))}}}, default='squared_error'",
-             textwrap.fill(intro, width=96, initial_indent=" " * 8, subsequent_indent=" " * 8)]
+             textwrap.fill(intro, width=96, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                           break_on_hyphens=False), ""]
     for n in names:
         lines.append(textwrap.fill(_loss_list.BY_NAME[n]["doc"], width=96,
-                                   initial_indent=" " * 8 + "- ", subsequent_indent=" " * 10))
+                                   initial_indent=" " * 8 + "- ", subsequent_indent=" " * 10,
+                                   break_on_hyphens=False))
     return "\n".join(lines) + "\n"
 
 

@@ -960,6 +960,8 @@ def test_parameters_match_sklearn():
                       "clip_grad_value": None, "monitor_gradients": False, "dropout": 0.0}
         if isinstance(ours, MLPRegressor):
             extensions["huber_delta"] = 1.0
+        else:
+            extensions["label_smoothing"] = 0.0     # issue 17
         assert {k: p1.pop(k) for k in extensions} == extensions
         assert p1 == p2
 
