@@ -182,9 +182,22 @@ def render_activations():
                       Tempita.sub(tp.read_text(encoding="utf-8"), activations=activations))
 
 
+def render_losses():
+    """src/cprop/_losses.pxi.tp -> _losses.pxi (the LOSS_* enum, names and per-row dispatch) from
+    cprop/_loss_list.py, the one list of losses."""
+    from Cython import Tempita
+    ns = _read_list("_loss_list")
+    codes = ns["codes"]()
+    losses = [dict(e, code=codes[e["name"]]) for e in ns["LOSSES"]]
+    tp = HERE / "src" / "cprop" / "_losses.pxi.tp"
+    _write_if_changed(tp.with_suffix(""),
+                      Tempita.sub(tp.read_text(encoding="utf-8"), losses=losses))
+
+
 def extensions():
     render_kernel_paths()
     render_activations()
+    render_losses()
     exts = [
         Extension(
             f"cprop.{name}",

@@ -16,7 +16,7 @@ Fields
 ------
 name      the Python name (``activation=`` / ``out_activation_``).
 hidden    allowed in hidden layers.
-output    an output layer's activation (each pairs with a loss in ``cprop._engine.OUTPUT_LOSS``).
+output    an output layer's activation (each has its canonical loss in ``cprop/_loss_list.py``).
 needs_z   its derivative reads the pre-activation z (the forward epilogue then saves z), else the
           output a = f(z).  True exactly for the activations whose derivative is not a function of
           their output (not monotonic): see ``_activations.pxd``, design note 2.

@@ -28,7 +28,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from . import _activation_list, _backprop, _train
+from . import _activation_list, _backprop, _loss_list, _train
 from ._activations import ACTIVATION_CODES
 from ._losses import LOSS_CODES
 from ._openmp import effective_n_threads
@@ -37,10 +37,10 @@ from ._optimizers import OptimizerState  # noqa: F401 (its home is cprop._optimi
 # The activation names, from the one list of activations (cprop/_activation_list.py).
 HIDDEN_ACTIVATIONS = _activation_list.HIDDEN_ACTIVATIONS
 OUTPUT_ACTIVATIONS = _activation_list.OUTPUT_ACTIVATIONS
-OUTPUT_LOSS = {"identity": "squared_error", "softmax": "log_loss",
-               "logistic": "binary_log_loss", "exp": "poisson"}
-# Losses other than the canonical one that an output activation may carry.
-OTHER_LOSSES = {"identity": ("absolute_error", "huber")}
+# Each output activation's own loss, and the others it may carry: from the one list of losses
+# (cprop/_loss_list.py).
+OUTPUT_LOSS = _loss_list.OUTPUT_LOSS
+OTHER_LOSSES = _loss_list.OTHER_LOSSES
 # Rows per pass for full-batch loss/gradient and prediction: bounds memory, fixed (not derived
 # from the thread count) so results do not depend on it.
 FULL_BATCH_CHUNK = 4096
@@ -203,10 +203,12 @@ class Network:
     n_threads : int or None
         OpenMP threads (None: the engine's policy, see ``cprop._openmp.effective_n_threads``).
     loss : str or None
-        None: the output activation's canonical loss. With an identity output also
-        'absolute_error' or 'huber'.
-    huber_delta : float
-        The Huber loss's threshold (quadratic below it, linear above).
+        None: the output activation's canonical loss (``OUTPUT_LOSS``), else one of the others
+        it may carry (``OTHER_LOSSES``: with an identity output 'absolute_error' or 'huber').
+    loss_param : float or None
+        The loss's parameter (``cprop/_loss_list.py``: Huber's delta, the cross-entropies' label
+        smoothing), checked against its range; None: its default (and the only value for a loss
+        without one).
     dropout : float, sequence of float or None
         Dropout rate of the hidden layers' outputs during training (one for all or one per
         hidden layer, each in [0, 1)); used by ``train_epoch`` when the optimizer state carries
@@ -214,7 +216,7 @@ class Network:
     """
 
     def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None, loss=None,
-                 huber_delta=1.0, dropout=None):
+                 loss_param=None, dropout=None):
         self.layer_sizes = [int(s) for s in layer_sizes]
         if len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1:
             raise ValueError(f"layer_sizes must hold >= 2 positive ints; got {layer_sizes}.")
@@ -233,12 +235,10 @@ class Network:
         self.activations = activation
         self.out_activation = out_activation
         self.loss = OUTPUT_LOSS[out_activation] if loss is None else loss
-        if self.loss not in (OUTPUT_LOSS[out_activation],) + OTHER_LOSSES.get(out_activation, ()):
+        if self.loss not in _loss_list.losses_of(out_activation):
             raise ValueError(f"loss {loss!r} does not go with the output activation "
                              f"{out_activation!r}.")
-        self.huber_delta = float(huber_delta)
-        if not self.huber_delta > 0:
-            raise ValueError(f"huber_delta must be > 0; got {huber_delta}.")
+        self.loss_param = _loss_list.check_param(self.loss, loss_param)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype}.")
@@ -274,7 +274,8 @@ class Network:
             if plan is None:
                 plan = _train.CheckedPlan(
                     _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss], key,
-                                        self.dtype, self.n_threads, loss_param=self.huber_delta,
+                                        self.dtype, self.n_threads,
+                                        loss_param=self.loss_param or 0.0,
                                         dropout=self.dropout), self.dtype)
                 while len(self._plans) >= PLAN_CACHE_SIZE:
                     del self._plans[next(iter(self._plans))]

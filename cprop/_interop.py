@@ -7,9 +7,11 @@ Design
    cprop's flat vectors into scikit-learn's per-layer order (all W, then all b), so that the
    scikit-learn model predicts the same and continues training (``partial_fit``) as cprop's would.
    cprop's training-only options (``_DROPPED_PARAMS``: n_threads, class_weight, init, n_init,
-   callbacks, scoring, dropout, clipping, monitoring, warm-up, weight decay, huber_delta, the
-   weight-decay and dropout schedules) are dropped and training-only values scikit-learn lacks
-   are mapped (``_SKLEARN_VALUES``: adamw -> adam, cosine and coslog4 -> constant,
+   callbacks, scoring, dropout, clipping, monitoring, warm-up, weight decay, the weight-decay and
+   dropout schedules, and the loss parameters of cprop/_loss_list.py: huber_delta,
+   label_smoothing) are dropped and training-only values scikit-learn lacks are mapped
+   (``_SKLEARN_VALUES``: adamw -> adam, cosine and coslog4 -> constant, and each loss to the
+   list's ``sklearn`` loss of the same output activation:
    absolute_error/huber -> squared_error): the network, and so every
    prediction, is the same; scikit-learn's ``partial_fit`` then continues without them.  What
    scikit-learn cannot run is a ValueError saying why: a hidden activation it lacks, different
@@ -55,6 +57,8 @@ import inspect
 from numbers import Integral, Real
 
 import numpy as np
+
+from . import _loss_list
 
 # Where the estimators are documented.  One place: the HTML repr's "?" link and the docstrings
 # derive from it.  (The repository's public URL; update it here if the project moves.)
@@ -134,7 +138,7 @@ def _expected_out_activation(est):
     from sklearn.base import is_classifier
 
     if not is_classifier(est):
-        return "exp" if getattr(est, "loss", None) == "poisson" else "identity"
+        return _loss_list.BY_NAME[est.loss]["output"]
     y_type = getattr(getattr(est, "_label_binarizer", None), "y_type_", None)
     return "softmax" if y_type == "multiclass" else "logistic"
 
@@ -248,16 +252,17 @@ def check_loaded_state(est):
 # drops them; scikit-learn's partial_fit then continues without them.
 _DROPPED_PARAMS = ("n_threads", "class_weight", "init", "n_init", "callbacks", "scoring",
                    "dropout", "clip_grad_norm", "clip_grad_value", "monitor_gradients",
-                   "warmup_iter", "weight_decay", "huber_delta", "weight_decay_schedule",
-                   "dropout_schedule")
+                   "warmup_iter", "weight_decay", "weight_decay_schedule",
+                   "dropout_schedule") + tuple(_loss_list.PARAMS)
 # Values of shared parameters that scikit-learn lacks, all training-time too, and the value the
 # converted estimator gets: adamw continues as Adam (its moments carried, no weight decay), the
 # cosine and coslog4 schedules as 'constant' at the learning rate reached (sgd; Adam uses
-# learning_rate_init), absolute-error and Huber regressors as squared error (the same identity
-# output).
+# learning_rate_init), a loss scikit-learn lacks as the list's ``sklearn`` loss of the same output
+# activation (absolute-error and Huber regressors as squared error).
 _SKLEARN_VALUES = {("solver", "adamw"): "adam", ("learning_rate", "cosine"): "constant",
                    ("learning_rate", "coslog4"): "constant",
-                   ("loss", "absolute_error"): "squared_error", ("loss", "huber"): "squared_error"}
+                   **{("loss", name): sk for name, sk in _loss_list.SKLEARN_LOSS.items()
+                      if sk != name}}
 # Fitted attributes of scikit-learn's MLPs (cprop's other ones, e.g. history_, stay behind).
 _SKLEARN_FITTED = ("n_features_in_", "feature_names_in_", "classes_", "n_outputs_", "n_layers_",
                    "out_activation_", "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",

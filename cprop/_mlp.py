@@ -25,6 +25,7 @@ import functools
 import inspect
 import itertools
 import operator
+import textwrap
 import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -46,7 +47,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _fast_fit, _interop
+from . import _fast_fit, _interop, _loss_list
 from . import _training_loop as _loop
 from ._diagnostics import check_gradient_norms
 from ._init import INITS, draw_layers
@@ -58,6 +59,42 @@ from ._optimizers import (
 
 _STOCHASTIC_SOLVERS = STOCHASTIC_SOLVERS
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _loss_param_constraint(name):
+    """The ``_parameter_constraints`` entry of a loss parameter, from its range in the list of
+    losses (cprop/_loss_list.py)."""
+    p = _loss_list.PARAMS[name]
+    return [Interval(Real, p["low"], p["high"], closed=p["closed"])]
+
+
+def _loss_params_doc(kind):
+    """The numpydoc entries of the loss parameters of an estimator kind ('regressor',
+    'classifier'), from the list of losses."""
+    out = ""
+    for name in _loss_list.ESTIMATOR_PARAMS[kind]:
+        p = _loss_list.PARAMS[name]
+        out += f"\n    {name} : float, default={p['default']!r}\n" + textwrap.fill(
+            p["doc"], width=96, initial_indent=" " * 8, subsequent_indent=" " * 8,
+            break_on_hyphens=False) + "\n"
+    return out
+
+
+def _regressor_loss_doc():
+    """The numpydoc entry of MLPRegressor's ``loss``, from the list of losses."""
+    names = _loss_list.REGRESSOR_LOSSES
+    sk = [n for n in names if _loss_list.SKLEARN_LOSS[n] == n]
+    intro = ("The loss. With several outputs it is summed over outputs, the function whose "
+             f"gradient is applied. scikit-learn has {' and '.join(map(repr, sk))}; cprop adds "
+             "the others (robust losses limit the pull of outliers):")
+    lines = [f"    loss : {{{', '.join(map(repr, names))}}}, default='squared_error'",
+             textwrap.fill(intro, width=96, initial_indent=" " * 8, subsequent_indent=" " * 8,
+                           break_on_hyphens=False), ""]
+    for n in names:
+        lines.append(textwrap.fill(_loss_list.BY_NAME[n]["doc"], width=96,
+                                   initial_indent=" " * 8 + "- ", subsequent_indent=" " * 10,
+                                   break_on_hyphens=False))
+    return "\n".join(lines) + "\n"
 
 
 _IN_TRANSACTION = set()   # ids of estimators inside a _transactional call (the outermost saves)
@@ -279,11 +316,12 @@ class BaseMLP(BaseEstimator, ABC):
 
         cprop's training-only options are dropped (``n_threads``, ``class_weight``, ``init``,
         ``n_init``, ``callbacks``, ``scoring``, ``dropout``, gradient clipping and monitoring,
-        ``warmup_iter``, ``weight_decay``, ``huber_delta``, ``weight_decay_schedule``,
-        ``dropout_schedule``), and training-only values scikit-learn lacks are replaced:
-        ``solver='adamw'`` by ``'adam'`` (its moments carried, no weight decay),
-        ``learning_rate='cosine'`` or ``'coslog4'`` by ``'constant'`` (at the rate reached),
-        ``loss='absolute_error'``/``'huber'`` by ``'squared_error'``. The network, and so every
+        ``warmup_iter``, ``weight_decay``, the loss parameters ``huber_delta`` and
+        ``label_smoothing``, ``weight_decay_schedule``, ``dropout_schedule``), and training-only
+        values scikit-learn lacks are replaced: ``solver='adamw'`` by ``'adam'`` (its moments
+        carried, no weight decay), ``learning_rate='cosine'`` or ``'coslog4'`` by ``'constant'``
+        (at the rate reached), a loss scikit-learn lacks by its loss of the same output activation
+        (``loss='absolute_error'``/``'huber'`` by ``'squared_error'``). The network, and so every
         prediction, is unchanged; training the result further is scikit-learn's training,
         without those options. Per-layer activations that are all the same become that one
         activation. cprop-only fitted attributes (``history_``, ...) are not copied.
@@ -344,10 +382,13 @@ class BaseMLP(BaseEstimator, ABC):
         return act
 
     def _engine_loss(self):
-        """(loss, huber_delta) for the engine: None for the output activation's canonical loss."""
-        if self.loss in ("absolute_error", "huber"):
-            return self.loss, float(getattr(self, "huber_delta", 1.0))
-        return None, 1.0
+        """(loss, loss_param) for the engine: loss None for the output activation's canonical
+        loss; loss_param this estimator's value of the loss's parameter (cprop/_loss_list.py),
+        None for a loss without one."""
+        entry = _loss_list.BY_NAME[self.loss]
+        param = entry["param"]
+        return (None if entry["canonical"] else self.loss,
+                None if param is None else float(getattr(self, param["name"])))
 
     def _dropout_rates(self, n_hidden):
         """``dropout`` as a tuple of one rate per hidden layer, or None when every rate is 0."""
@@ -388,8 +429,8 @@ class BaseMLP(BaseEstimator, ABC):
             {"n_threads": self.n_threads}, caller_name=type(self).__name__)
         acts = self._hidden_activations(len(layer_units) - 2)
         dropout = self._dropout_rates(len(layer_units) - 2)
-        loss, huber_delta = self._engine_loss()
-        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, huber_delta,
+        loss, loss_param = self._engine_loss()
+        key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, loss_param,
                dropout, np.dtype(dtype).str, effective_n_threads(self.n_threads))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
@@ -397,7 +438,7 @@ class BaseMLP(BaseEstimator, ABC):
             if len(nets) >= 4:
                 nets.clear()
             net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads,
-                          loss=loss, huber_delta=huber_delta, dropout=dropout)
+                          loss=loss, loss_param=loss_param, dropout=dropout)
             nets[key] = net
         return net
 
@@ -503,7 +544,7 @@ class BaseMLP(BaseEstimator, ABC):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+            self.out_activation_ = _loss_list.BY_NAME[self.loss]["output"]
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
@@ -1116,7 +1157,7 @@ class _Serving:
     @staticmethod
     def _settings(d):
         return (d.get("activation"), d.get("n_threads"), d.get("out_activation_"),
-                d.get("dropout"), d.get("loss"), d.get("huber_delta"))
+                d.get("dropout"), d.get("loss"), *(d.get(name) for name in _loss_list.PARAMS))
 
     @classmethod
     def build(cls, est):
@@ -1153,7 +1194,7 @@ class _Serving:
         # one-thread plans: serve runs each pass on one thread and shares passes among threads
         self.net = net if net.n_threads == 1 else Network(
             net.layer_sizes, net.activations, net.out_activation, dtype, 1, loss=net.loss,
-            huber_delta=net.huber_delta, dropout=net.dropout)
+            loss_param=net.loss_param, dropout=net.dropout)
         self.serial_rows = net.serial_rows()
         return self
 
@@ -1197,7 +1238,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         data passed to ``fit`` (not available to ``partial_fit``). Multilabel targets take
         'balanced' or a list of one dict ``{0: w0, 1: w1}`` per label column; a sample's
         weight is the product over its columns.
-
+""" + _loss_params_doc("classifier") + """
     Attributes
     ----------
     classes_ : ndarray or list of ndarray of shape (n_classes,)
@@ -1233,7 +1274,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  n_threads=None, class_weight=None, scoring=None, callbacks=None, n_init=1,
                  warmup_iter=0, init="auto", weight_decay=0.01, clip_grad_norm=None,
                  clip_grad_value=None, monitor_gradients=False, dropout=0.0,
-                 weight_decay_schedule="constant", dropout_schedule="constant"):
+                 weight_decay_schedule="constant", dropout_schedule="constant",
+                 label_smoothing=0.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1249,10 +1291,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             monitor_gradients=monitor_gradients, dropout=dropout,
             weight_decay_schedule=weight_decay_schedule, dropout_schedule=dropout_schedule)
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
         "class_weight": [None, dict, list, StrOptions({"balanced"})],
+        **{name: _loss_param_constraint(name)
+           for name in _loss_list.ESTIMATOR_PARAMS["classifier"]},
     }
 
     def _with_class_weight(self, Y, sample_weight, incremental):
@@ -1445,19 +1490,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, default='squared_error'
-        The loss: half the squared error (identity output) or half the Poisson deviance
-        (exponential output, requires ``y >= 0``). With several outputs the loss is summed over
-        outputs, the function whose gradient is applied. cprop adds 'absolute_error'
-        ``|y - p|`` and 'huber' (``(y - p)^2 / 2`` where ``|y - p| <= huber_delta``,
-        ``huber_delta * (|y - p| - huber_delta / 2)`` beyond), both on an identity output: they
-        limit the pull of outliers. Their gradients are ``sign(p - y)`` and ``p - y`` clipped to
-        ``[-huber_delta, huber_delta]``.
-
-    huber_delta : float, default=1.0
-        Threshold of the Huber loss, in the units of y (scale y or set it to the residual size
-        beyond which points count as outliers). Used only with ``loss='huber'``.
-""" + _PARAMS_DOC + """
+""" + _regressor_loss_doc() + _loss_params_doc("regressor") + _PARAMS_DOC + """
     Attributes
     ----------""" + _ATTRS_DOC.format(score="R2") + _NOTES_DOC + """
     See Also
@@ -1483,8 +1516,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
-        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+        "loss": [StrOptions(set(_loss_list.REGRESSOR_LOSSES))],
+        **{name: _loss_param_constraint(name) for name in _loss_list.ESTIMATOR_PARAMS["regressor"]},
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
@@ -1517,11 +1550,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError(
-                "Some value(s) of y are negative, which is not allowed with loss='poisson' "
-                "(the Poisson deviance needs y >= 0). Use loss='squared_error' or shift y."
-            )
+        bad = _loss_list.bad_targets(self.loss, y)
+        if bad:
+            raise ValueError(f"{bad} Use loss='squared_error' or shift y.")
         return X, y
 
     def _stratify(self, Y):

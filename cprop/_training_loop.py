@@ -47,6 +47,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_consistent_length, validate_data
 
+from . import _loss_list
 from ._engine import as_engine_input
 from ._losses import loss_and_delta
 from ._optimizers import CPROP_SCHEDULES, SOLVERS, STOCHASTIC_SOLVERS, cosine_rate  # noqa: F401
@@ -78,12 +79,16 @@ _OPTIONS = (
      lambda e: e.learning_rate in SOLVERS[e.solver].schedules, _STOCHASTIC_NEEDS),
     ("warmup_iter", lambda v: v == 0, lambda e: e.learning_rate == "cosine",
      "learning_rate='cosine'"),
-    ("huber_delta", lambda v: v == 1.0, lambda e: e.loss == "huber", "loss='huber'"),
     ("weight_decay_schedule", lambda v: v == "constant",
      lambda e: SOLVERS[e.solver].decoupled_weight_decay, "solver='adamw'"),
     ("dropout_schedule", lambda v: v == "constant",
      lambda e: _stochastic(e) and not _no_dropout(e.dropout),
      "dropout > 0 and a stochastic solver"),
+    # each loss parameter (cprop/_loss_list.py) applies with the losses that have it
+    *((name, lambda v, p=p: v == p["default"],
+       lambda e, p=p: _loss_list.BY_NAME[e.loss]["param"] is p,
+       "loss=" + " or ".join(repr(e["name"]) for e in _loss_list.LOSSES if e["param"] is p))
+      for name, p in _loss_list.PARAMS.items()),
 )
 
 
@@ -96,7 +101,7 @@ def check_options(est, X_val_given=False):
             raise InvalidParameterError(
                 f"The {name!r} parameter of {type(est).__name__} applies only with {needs}; got "
                 f"{name}={params[name]!r} with solver={est.solver!r}"
-                + (f", loss={est.loss!r}" if name == "huber_delta" else "")
+                + (f", loss={est.loss!r}" if name in _loss_list.PARAMS else "")
                 + f". Leave {name} at its default or choose a setting it applies to.")
     if X_val_given and not _stochastic(est) and est.n_init == 1:
         raise InvalidParameterError(
@@ -282,8 +287,9 @@ def prepare_validation(est, net, X_val, y_val, sample_weight_val, class_weights=
         Y = lb.transform(y_v).astype(bool)
     else:
         y_v = _named("y_val", check_array, y_v, ensure_2d=False, dtype="numeric")
-        if est.loss == "poisson" and np.any(y_v < 0):
-            raise ValueError("y_val has negative values, which loss='poisson' does not allow.")
+        bad = _loss_list.bad_targets(est.loss, y_v, "y_val")
+        if bad:
+            raise ValueError(bad)
         Y = y_v
     Y = np.ascontiguousarray(Y.reshape(Y.shape[0], -1), dtype=net.dtype)
     if Y.shape[1] != net.layer_sizes[-1]:
@@ -345,7 +351,7 @@ def validation_loss(net, P, Y, sw):
     """Weighted mean data loss of outputs P against targets Y by the network's compiled training
     loss (design note 2), in float64; NaN when it is not finite."""
     D = np.empty_like(P)
-    total = loss_and_delta(net.loss, Y, P, D, sw, 1.0, 1, net.huber_delta)
+    total = loss_and_delta(net.loss, Y, P, D, sw, 1.0, 1, net.loss_param)
     weight = Y.shape[0] if sw is None else float(np.sum(sw, dtype=np.float64))
     value = total / weight
     return value if np.isfinite(value) else np.nan

@@ -8,8 +8,8 @@ cdef struct NetSpec:
     int L                    # weight layers
     const intp_t* sizes      # L+1 layer widths, sizes[0] = n_features
     const int* acts          # L activation codes; acts[l] produces A_{l+1}; acts[L-1] is the output
-    int loss                 # LOSS_* code paired with acts[L-1]
-    double loss_param        # Huber's delta (unused by the other losses)
+    int loss                 # LOSS_* code paired with acts[L-1] (cprop._losses.LOSS_CODES)
+    double loss_param        # the loss's parameter (cprop/_loss_list.py), 0 for a loss without
     const intp_t* w_off      # W_l (sizes[l] x sizes[l+1], row-major) at params + w_off[l]
     const intp_t* b_off      # b_l (sizes[l+1]) at params + b_off[l]
     const intp_t* a_off      # A_l (cap x sizes[l]) at work + a_off[l]   (l = 0..L)

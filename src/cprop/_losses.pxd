@@ -1,12 +1,7 @@
 from cprop._typedefs cimport floating, intp_t
 
-cdef enum:
-    LOSS_SQUARED = 0       # identity output: half squared error, summed over outputs
-    LOSS_LOG = 1           # softmax output: multiclass cross-entropy
-    LOSS_BINARY_LOG = 2    # logistic output: binary / multilabel cross-entropy
-    LOSS_POISSON = 3       # exp output: half Poisson deviance
-    LOSS_ABSOLUTE = 4      # identity output: absolute error, summed over outputs
-    LOSS_HUBER = 5         # identity output: Huber loss with threshold loss_param, summed over outputs
+# The LOSS_* codes and their dispatch are rendered from cprop/_loss_list.py into _losses.pxi (see
+# _losses.pyx): callers hold a code from cprop._losses.LOSS_CODES, never a constant of their own.
 
 cdef void loss_delta_rows(int loss, const floating* Y, const floating* P, floating* D,
                           const floating* sw, intp_t n_rows, intp_t n_out, double scale,

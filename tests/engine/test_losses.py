@@ -118,7 +118,8 @@ def test_robust_losses_match_numpy(name, dtype):
     P[0, 0] = Y[0, 0]                       # a zero residual: subgradient 0
     sw = (rng.random(n) + 0.5).astype(dtype)
     D = np.empty_like(P)
-    total = loss_and_delta(name, Y, P, D, sw, scale=0.25, huber_delta=delta)
+    total = loss_and_delta(name, Y, P, D, sw, scale=0.25,
+                           loss_param=delta if name == "huber" else None)
     R = P.astype(np.float64) - Y.astype(np.float64)
     per = np.abs(R).sum(1) if name == "absolute_error" else _huber_ref(R, delta).sum(1)
     grad = np.sign(R) if name == "absolute_error" else np.clip(R, -delta, delta)
@@ -134,19 +135,20 @@ def test_robust_loss_gradients_central_differences(name):
     Y = rng.standard_normal((9, 2))
     P = Y + rng.choice([-1, 1], Y.shape) * (0.05 + rng.random(Y.shape) * 2)  # away from kinks
     D = np.empty_like(P)
-    loss_and_delta(name, Y, P, D, huber_delta=0.8)
+    param = 0.8 if name == "huber" else None
+    loss_and_delta(name, Y, P, D, loss_param=param)
     h = 1e-6
     fd = np.empty_like(P)
     for idx in np.ndindex(P.shape):
         Pp, Pm = P.copy(), P.copy()
         Pp[idx] += h
         Pm[idx] -= h
-        fd[idx] = (loss_and_delta(name, Y, Pp, np.empty_like(P), huber_delta=0.8)
-                   - loss_and_delta(name, Y, Pm, np.empty_like(P), huber_delta=0.8)) / (2 * h)
+        fd[idx] = (loss_and_delta(name, Y, Pp, np.empty_like(P), loss_param=param)
+                   - loss_and_delta(name, Y, Pm, np.empty_like(P), loss_param=param)) / (2 * h)
     np.testing.assert_allclose(D, fd, rtol=1e-7, atol=1e-8)
 
 
 def test_huber_delta_must_be_positive():
     Y = np.zeros((2, 1))
     with pytest.raises(ValueError, match="huber_delta must be > 0"):
-        loss_and_delta("huber", Y, Y, np.empty_like(Y), huber_delta=0.0)
+        loss_and_delta("huber", Y, Y, np.empty_like(Y), loss_param=0.0)

@@ -961,6 +961,8 @@ def test_parameters_match_sklearn():
                       "weight_decay_schedule": "constant", "dropout_schedule": "constant"}
         if isinstance(ours, MLPRegressor):
             extensions["huber_delta"] = 1.0
+        else:
+            extensions["label_smoothing"] = 0.0     # issue 17
         assert {k: p1.pop(k) for k in extensions} == extensions
         assert p1 == p2
 

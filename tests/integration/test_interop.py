@@ -157,6 +157,7 @@ CONVERTIBLE = {
     "n_threads": (MLPClassifier, dict(n_threads=2)),
     "huber": (MLPRegressor, dict(loss="huber", huber_delta=0.5)),
     "absolute_error": (MLPRegressor, dict(loss="absolute_error")),
+    "label_smoothing": (MLPClassifier, dict(label_smoothing=0.2)),
 }
 
 
