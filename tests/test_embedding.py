@@ -406,3 +406,32 @@ def test_bad_block_descriptions(block, match):
 def test_bad_factors(kw, match):
     with pytest.raises(ValueError, match=match):
         _net(np.float64, ["scale"], **kw)
+
+
+# ---- gradient check of a Network --------------------------------------------------------------------
+def test_check_network_gradients_covers_every_segment(monkeypatch):
+    """check_network_gradients reports one error per segment (block layers included), small
+    for the engine's gradient, and near 1 on exactly the segment whose gradient is made wrong."""
+    from cprop._gradcheck import check_network_gradients
+
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((25, 5))
+    Y = rng.standard_normal((25, 2))
+    net = _net(np.float64, [PERIODIC, "scale"])
+    params = _perturbed_params(net)
+    errors = check_network_gradients(net, params, X, Y, alpha=0.1)
+    assert [k for k, _ in errors] == list(net.seg_kind)
+    assert max(e for _, e in errors) < 1e-6
+    # a wrong scale gradient (the gradient to x times s where x alone belongs) is caught there only
+    sl = [s for k, s, _, _ in net.segments() if k == "scale"][0]
+    true_loss_grad = net.loss_grad
+
+    def wrong(p, *a, **kw):
+        loss, g = true_loss_grad(p, *a, **kw)
+        g[sl] *= 1.5
+        return loss, g
+
+    monkeypatch.setattr(net, "loss_grad", wrong)
+    bad = dict(enumerate(e for _, e in check_network_gradients(net, params, X, Y, alpha=0.1)))
+    i = net.seg_kind.index("scale")
+    assert bad[i] > 0.2 and all(e < 1e-6 for j, e in bad.items() if j != i)
