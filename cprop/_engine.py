@@ -12,6 +12,16 @@ Design
    the row order at the epoch boundary.  A fit's loop uses ``Network.epochs``, which checks the
    arguments once and trains one epoch per call, and the engine takes the plan in its checked
    form (``_train.CheckedPlan``): a small fit's epoch is a few hundred microseconds.
+4. An optional input block (``input_block``) puts typed per-feature layers before the first dense
+   layer: ``scale`` (a learnable scale per column) and ``periodic`` (RealMLP's PBLD numeric
+   embedding).  Their parameters follow the dense ones in the flat vector (``block_params``
+   gives views), so ``coefs``/``intercepts`` keep their offsets; the first dense layer's fan-in
+   is then the block's output width (``dense_sizes[0]``).
+5. Parameter groups: every segment of the flat vector (each layer's weights, biases, the scale,
+   the periodic layer's first (w1, b1) and second (W2, b2) parts) has a learning-rate factor and
+   a weight-decay factor (``lr_factors``/``wd_factors`` by group kind), applied by the compiled
+   optimizer updates.  ``parametrization="ntk"`` is the neural-tangent parametrisation expressed
+   with them (see ``_train._update_segment``).
 
 Examples
 --------
@@ -213,10 +223,45 @@ class Network:
         Dropout rate of the hidden layers' outputs during training (one for all or one per
         hidden layer, each in [0, 1)); used by ``train_epoch`` when the optimizer state carries
         a ``dropout_seed``.
+    input_block : sequence or None
+        Typed per-feature layers applied, in order, to dense X before the first dense layer
+        (sparse X is refused then): ``"scale"`` / ``{"kind": "scale"}`` (y_j = s_j x_j, s
+        initialised to 1) and ``{"kind": "periodic", "n_frequencies": 16, "n_outputs": 3,
+        "features": None, "sigma": 0.1}`` (per embedded column j: [W2_j cos(2 pi w1_j x_j +
+        b1_j) + b2_j, x_j]; ``features`` lists the embedded columns of the layer's input, None:
+        all; the others pass through; init w1 ~ N(0, sigma^2), b1 ~ U[-pi, pi], W2, b2 ~
+        U[-1/sqrt(k), 1/sqrt(k)]).  ``layer_sizes[0]`` stays the width of X; ``dense_sizes[0]``
+        is the block's output width.
+    lr_factors, wd_factors : dict or None
+        Learning-rate and weight-decay factors by parameter group: ``"weights"`` (a number, or
+        one per dense layer), ``"biases"``, ``"scale"``, ``"periodic_first"`` (w1, b1),
+        ``"periodic_second"`` (W2, b2).  Defaults: lr factors 1; wd factors 1 but 0 for biases.
+        A group's wd factor scales both penalties on it: the L2 term ``alpha`` (in the loss and
+        its gradient) and AdamW's decoupled decay (lr * weight_decay * lr factor * wd factor).
+    parametrization : {'standard', 'ntk'}
+        'ntk': the neural-tangent parametrisation in standard form: each dense layer's weights
+        get lr factor 1/sqrt(fan_in) and wd factor sqrt(fan_in) (times any given factors), and
+        ``init_params`` draws them from N(0, 1/fan_in) with zero biases (see
+        ``cprop._train._update_segment`` for the equivalence).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net = Network([5, 16, 1], "relu", "identity", np.float64,
+    ...               input_block=[{"kind": "periodic", "n_frequencies": 8, "n_outputs": 3,
+    ...                             "features": [0, 1, 2]}, "scale"],
+    ...               lr_factors={"scale": 6.0, "periodic_first": 0.1, "periodic_second": 0.1},
+    ...               parametrization="ntk")
+    >>> net.dense_sizes
+    [14, 16, 1]
+    >>> params = net.init_params(np.random.RandomState(0))
+    >>> [sorted(p) for p in net.block_params(params)]
+    [['W2', 'b1', 'b2', 'w1'], ['scale']]
     """
 
     def __init__(self, layer_sizes, activation, out_activation, dtype, n_threads=None, loss=None,
-                 loss_param=None, dropout=None):
+                 loss_param=None, dropout=None, input_block=None, lr_factors=None,
+                 wd_factors=None, parametrization="standard"):
         self.layer_sizes = [int(s) for s in layer_sizes]
         if len(self.layer_sizes) < 2 or min(self.layer_sizes) < 1:
             raise ValueError(f"layer_sizes must hold >= 2 positive ints; got {layer_sizes}.")
@@ -252,12 +297,60 @@ class Network:
             dropout = [float(r) for r in rates] if np.any(rates > 0) else None
         self.dropout = dropout
         self._acts = [ACTIVATION_CODES[a] for a in activation] + [ACTIVATION_CODES[out_activation]]
+        self._set_block(input_block, lr_factors, wd_factors, parametrization)
         self._plans = {}
         self._plans_lock = threading.Lock()
         plan = self.plan(1)
         self.n_params = plan["n_params"]
         self._w_off = plan["w_off"]
         self._b_off = plan["b_off"]
+
+    def _set_block(self, input_block, lr_factors, wd_factors, parametrization):
+        """The input block (checked), the dense sizes and each parameter segment's factors."""
+        if parametrization not in ("standard", "ntk"):
+            raise ValueError(f"parametrization must be 'standard' or 'ntk'; got "
+                             f"{parametrization!r}.")
+        self.parametrization = parametrization
+        entries = list(input_block) if input_block is not None else []
+        self._sigmas = [float(e.get("sigma", 0.1)) if isinstance(e, dict) else 0.1
+                        for e in entries]
+        if any(not (np.isfinite(sg) and sg > 0) for sg in self._sigmas):
+            raise ValueError(f"a periodic layer's sigma must be > 0; got {self._sigmas}.")
+        self.input_block, width = _backprop.normalize_block(entries, self.layer_sizes[0])
+        self.dense_sizes = [width] + self.layer_sizes[1:]
+        # segment kinds from a plan without factors (the defaults), then the factors per segment
+        base = _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss], 1,
+                                   self.dtype, 1, block=self.input_block)
+        self.seg_kind = base["seg_kind"]
+        self._seg_off, self._seg_len = base["seg_off"], base["seg_len"]
+        n_layers = len(self.dense_sizes) - 1
+        fan_in = np.array(self.dense_sizes[:-1], dtype=np.float64)
+        lr = np.array(base["seg_lr"], dtype=np.float64)
+        wd = np.array(base["seg_wd"], dtype=np.float64)
+        for name, given, out in (("lr_factors", lr_factors, lr), ("wd_factors", wd_factors, wd)):
+            given = dict(given or {})
+            unknown = set(given) - set(_backprop.GROUP_KINDS)
+            if unknown:
+                raise ValueError(f"{name} has unknown groups {sorted(unknown)}; expected some of "
+                                 f"{list(_backprop.GROUP_KINDS)}.")
+            for kind, value in given.items():
+                v = np.asarray(value, dtype=np.float64)
+                if kind == "weights" and v.ndim == 1:
+                    if v.shape != (n_layers,):
+                        raise ValueError(f"{name}['weights'] needs one factor per dense layer "
+                                         f"({n_layers}); got {value!r}.")
+                elif v.ndim != 0:
+                    raise ValueError(f"{name}[{kind!r}] must be a number; got {value!r}.")
+                if not (np.all(np.isfinite(v)) and np.all(v >= 0)):
+                    raise ValueError(f"{name}[{kind!r}] must be finite and >= 0; got {value!r}.")
+                idx = [i for i, k in enumerate(self.seg_kind) if k == kind]
+                out[idx] = np.broadcast_to(v, (len(idx),)) if kind != "weights" else (
+                    v if v.ndim else np.full(n_layers, float(v)))
+        if parametrization == "ntk":
+            idx = [i for i, k in enumerate(self.seg_kind) if k == "weights"]
+            lr[idx] = lr[idx] / np.sqrt(fan_in)
+            wd[idx] = wd[idx] * np.sqrt(fan_in)
+        self.seg_lr, self.seg_wd = lr, wd
 
     # -- parameters ----------------------------------------------------------------------------
     def plan(self, cap):
@@ -276,7 +369,8 @@ class Network:
                     _backprop.make_plan(self.layer_sizes, self._acts, LOSS_CODES[self.loss], key,
                                         self.dtype, self.n_threads,
                                         loss_param=self.loss_param or 0.0,
-                                        dropout=self.dropout), self.dtype)
+                                        dropout=self.dropout, block=self.input_block,
+                                        seg_lr=self.seg_lr, seg_wd=self.seg_wd), self.dtype)
                 while len(self._plans) >= PLAN_CACHE_SIZE:
                     del self._plans[next(iter(self._plans))]
             self._plans[key] = plan   # most recently used last (dicts keep insertion order)
@@ -284,19 +378,19 @@ class Network:
 
     def coefs(self, params):
         """Views W_l of shape (fan_in, fan_out) into the flat vector."""
-        s = self.layer_sizes
+        s = self.dense_sizes
         return [params[o:o + s[i] * s[i + 1]].reshape(s[i], s[i + 1])
                 for i, o in enumerate(self._w_off)]
 
     def intercepts(self, params):
         """Views b_l of shape (fan_out,) into the flat vector."""
-        s = self.layer_sizes
+        s = self.dense_sizes
         return [params[o:o + s[i + 1]] for i, o in enumerate(self._b_off)]
 
     def pack(self, coefs, intercepts):
         """Flat vector from lists of W_l and b_l (shapes checked)."""
         params = np.empty(self.n_params, dtype=self.dtype)
-        s = self.layer_sizes
+        s = self.dense_sizes
         if len(coefs) != len(s) - 1 or len(intercepts) != len(s) - 1:
             raise ValueError(f"expected {len(s) - 1} coefs and intercepts; got {len(coefs)} and "
                              f"{len(intercepts)}.")
@@ -309,21 +403,71 @@ class Network:
                                  f"expected {wv.shape} and {bv.shape}.")
             wv[...] = W
             bv[...] = b
+        for layer, view in zip(self.input_block, self.block_params(params)):
+            for v in view.values():
+                v[...] = 1.0 if layer[0] == "scale" else 0.0
         return params
+
+    def block_params(self, params):
+        """Views of the input block's parameters, one dict per block layer: ``{"scale": s}``
+        (n_in,), or ``{"w1": (ne, k), "b1": (ne, k), "W2": (ne, k, m), "b2": (ne, m)}`` for a
+        periodic layer with ``ne`` embedded columns (row e: the e-th of its ``features``)."""
+        views = []
+        if not self.input_block:
+            return views
+        plan = self.plan(1)
+        blk = np.asarray(plan["block"]).reshape(-1, _backprop.BLOCK_FIELDS)
+        for b, layer in enumerate(self.input_block):
+            o, n_in = int(blk[b, _backprop.BF_POFF_]), int(blk[b, _backprop.BF_NIN_])
+            if layer[0] == "scale":
+                views.append({"scale": params[o:o + n_in]})
+                continue
+            _, k, m, feats = layer
+            ne = len(feats)
+            views.append({"w1": params[o:o + ne * k].reshape(ne, k),
+                          "b1": params[o + ne * k:o + 2 * ne * k].reshape(ne, k),
+                          "W2": params[o + 2 * ne * k:o + 2 * ne * k + ne * k * m].reshape(ne, k, m),
+                          "b2": params[o + 2 * ne * k + ne * k * m:
+                                       o + 2 * ne * k + ne * k * m + ne * m].reshape(ne, m)})
+        return views
+
+    def segments(self):
+        """The parameter segments as (group kind, slice of the flat vector, lr factor, wd
+        factor): the input block's first, then W_0, b_0, W_1, ..."""
+        return [(k, slice(int(o), int(o) + int(n)), float(lr), float(wd))
+                for k, o, n, lr, wd in zip(self.seg_kind, self._seg_off, self._seg_len,
+                                           self.seg_lr, self.seg_wd)]
 
     def init_params(self, random_state, factor=6.0):
         """Glorot-uniform initialisation drawn exactly as scikit-learn's MLP draws it.
 
         For each layer, W then b from U(-r, r), r = sqrt(factor / (fan_in + fan_out)), in float64,
-        then cast (factor 2 for logistic hidden units, 6 otherwise, chosen by the caller).
+        then cast (factor 2 for logistic hidden units, 6 otherwise, chosen by the caller).  With
+        ``parametrization="ntk"``: W ~ N(0, 1/fan_in), b = 0.  Then the input block's layers in
+        order, from the same ``random_state``: scale 1; periodic w1 ~ N(0, sigma^2), b1 ~
+        U[-pi, pi], W2 ~ U[-1/sqrt(k), 1/sqrt(k)], b2 likewise (RealMLP's PBLD init; 1/4 at k=16).
         """
         coefs, intercepts = [], []
-        s = self.layer_sizes
+        s = self.dense_sizes
         for i in range(len(s) - 1):
+            if self.parametrization == "ntk":
+                coefs.append(random_state.standard_normal((s[i], s[i + 1])) / np.sqrt(s[i]))
+                intercepts.append(np.zeros(s[i + 1]))
+                continue
             bound = np.sqrt(factor / (s[i] + s[i + 1]))
             coefs.append(random_state.uniform(-bound, bound, (s[i], s[i + 1])))
             intercepts.append(random_state.uniform(-bound, bound, s[i + 1]))
-        return self.pack(coefs, intercepts)
+        params = self.pack(coefs, intercepts)
+        for layer, sigma, view in zip(self.input_block, self._sigmas, self.block_params(params)):
+            if layer[0] != "periodic":
+                continue
+            _, k, m, feats = layer
+            ne, r = len(feats), 1.0 / np.sqrt(k)
+            view["w1"][...] = random_state.normal(0.0, sigma, (ne, k))
+            view["b1"][...] = random_state.uniform(-np.pi, np.pi, (ne, k))
+            view["W2"][...] = random_state.uniform(-r, r, (ne, k, m))
+            view["b2"][...] = random_state.uniform(-r, r, (ne, m))
+        return params
 
     # -- compiled calls --------------------------------------------------------------------------
     def _check_params(self, params):
@@ -372,7 +516,7 @@ class Network:
 
     def serial_rows(self):
         """The most rows a prediction may have and still run on one thread (``_train``)."""
-        return _train.serial_rows(self.layer_sizes)
+        return _train.serial_rows(self.dense_sizes)
 
     def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
                   dropout_epoch=0):
@@ -392,7 +536,7 @@ class Network:
             grad = np.empty_like(params)
         loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
                                 self._checked_plan(min(X.shape[0],
-                                                       full_batch_rows(self.layer_sizes))),
+                                                       full_batch_rows(self.dense_sizes))),
                                 float(alpha), grad,
                                 dropout_seed=-1 if dropout_seed is None else int(dropout_seed),
                                 dropout_epoch=int(dropout_epoch))

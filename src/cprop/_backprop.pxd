@@ -27,6 +27,42 @@ cdef struct NetSpec:
     intp_t cap               # rows per pass
     int n_threads
     const KernelPath* path   # kernel path of the pass (one snapshot of cprop._isa.current_path())
+    # -- the input block (typed per-feature layers before dense layer 0; make_plan, design note 9)
+    intp_t n_in              # columns of the input X (sizes[0] when there is no input block)
+    int n_block              # layers of the input block (0: none; dense layer 0 reads X)
+    const intp_t* block      # n_block rows of BLK_NFIELDS values (the BF_* fields below)
+    const intp_t* feat       # per periodic layer (from its BF_FEAT): for each input column, its
+                             # index among the embedded columns, or -1 (passed through)
+    # -- parameter segments (groups): the input block's, then W_0, b_0, W_1, b_1, ...
+    int n_seg
+    const intp_t* seg_off    # segment s: params + seg_off[s], seg_len[s] values
+    const intp_t* seg_len
+    const double* seg_lr     # learning-rate factor of segment s
+    const double* seg_wd     # weight-decay factor (scales the L2 term alpha and AdamW's decay)
+    const intp_t* seg_lo     # L+1 values: segments seg_lo[l]..seg_lo[l+1]-1 are updated right
+                             # after dense layer l's backward (layer 0: the block's too)
+
+# Kinds of input-block layer and the fields of a block row (NetSpec.block).
+cdef enum:
+    BLK_SCALE = 1            # y_j = s_j x_j
+    BLK_PERIODIC = 2         # per embedded column: [W2 cos(2 pi w1 x + b1) + b2, x]; others: x
+
+cdef enum:
+    BF_KIND = 0
+    BF_NIN = 1               # input columns
+    BF_NOUT = 2              # output columns
+    BF_POFF = 3              # parameters at params + BF_POFF
+    BF_NPAR = 4              # parameter count
+    BF_OUT = 5               # output (cap x n_out) at work + BF_OUT
+    BF_DOUT = 6              # d loss / d output (cap x n_out) at work + BF_DOUT
+    BF_PART = 7              # per-row-chunk partial gradients (chunks x n_par) at work + BF_PART
+    BF_K = 8                 # periodic: frequencies per column
+    BF_M = 9                 # periodic: outputs per column (besides x itself)
+    BF_FEAT = 10             # periodic: its column map at NetSpec.feat + BF_FEAT
+    BF_NE = 11               # periodic: embedded columns
+    BF_TRIG = 12             # periodic: cos and sin of each row's angles (cap x ne x 2k) at
+                             # work + BF_TRIG, written by forward for backward
+    BLK_NFIELDS = 13
 
 # First-layer input of one pass of n rows: dense rows (ld = sizes[0]) or CSR rows.
 cdef struct Input:

@@ -28,6 +28,15 @@ Design
 8. The caller may name rows to prefetch during the first layer's weight-gradient product (the
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
+9. An input block (dense input only) is a list of typed per-feature layers run before dense
+   layer 0: ``scale`` (y_j = s_j x_j) and ``periodic`` (RealMLP's PBLD: per embedded column j,
+   [W2_j cos(2 pi w1_j x_j + b1_j) + b2_j, x_j]).  Each kind's forward and backward row sit side
+   by side below; the block writes its output to a plan buffer that dense layer 0 reads, and
+   backward computes D_0 = D_1 W_0^T (only then) and walks the block from its last layer.  The
+   block's parameter gradients are sums over rows: each chunk of BLOCK_ROW_CHUNK rows sums into
+   its own partial, and the partials are combined in chunk order, so the bits do not depend on
+   the thread count.  Block parameters sit after the dense ones in the flat vector (dense
+   offsets unchanged).
 """
 from cython.parallel cimport parallel, prange
 from libc.string cimport memset
@@ -47,7 +56,8 @@ from cprop._activations cimport (ACT_SOFTMAX, ACT_IDENTITY, act_forward_row, for
                                  act_is_elementwise)
 from cprop._isa cimport KernelPath, current_path
 from cprop._config cimport (COL_BLOCK, COLSUM_PARALLEL_MIN, SPARSE_ROWS_PARALLEL_MIN,
-                            SPARSE_GRAD_ROWS_PER_TASK, ROWS_PARALLEL_MIN)
+                            SPARSE_GRAD_ROWS_PER_TASK, ROWS_PARALLEL_MIN, BLOCK_PARALLEL_MIN,
+                            BLOCK_ROW_CHUNK)
 
 
 cdef void colsum(const floating* D, intp_t n, intp_t m, floating* out, bint accumulate,
@@ -244,6 +254,337 @@ cdef inline void _dropout_row(const NetSpec* net, int l, const floating* src, fl
     mask_row(row_key(net.dropout, l, r), src, dst, m, rate, <floating>(1.0 / (1.0 - rate)))
 
 
+
+# ---- input block: typed per-feature layers before dense layer 0 (design note 9) ------------------
+cdef extern from *:
+    """
+    /* The largest OpenMP team that ran the input block's row chunks (0: forward, 1: backward)
+       since the last reset, noted by thread 0 of each team: the tests' proof that threads ran. */
+    static int cprop_block_teams[2] = {0, 0};
+    #ifdef _OPENMP
+    #include <omp.h>
+    static void cprop_block_note_team(int loop) {
+        if (omp_get_thread_num() == 0 && omp_get_num_threads() > cprop_block_teams[loop])
+            cprop_block_teams[loop] = omp_get_num_threads();
+    }
+    #else
+    static void cprop_block_note_team(int loop) { (void)loop; }
+    #endif
+    """
+    int cprop_block_teams[2]
+    void cprop_block_note_team(int loop) noexcept nogil
+
+
+def _block_teams(bint reset=False):
+    """(forward, backward): the largest OpenMP team that ran the input block's row chunks since
+    the last reset (0: none ran threaded); ``reset`` zeroes both after reading.  A test hook."""
+    teams = (cprop_block_teams[0], cprop_block_teams[1])
+    if reset:
+        cprop_block_teams[0] = 0
+        cprop_block_teams[1] = 0
+    return teams
+
+
+cdef extern from *:
+    """
+    #include <math.h>
+    /* c[i], s[i] := cos z[i], sin z[i] for n angles.  Branch-free so the loop vectorises: Cody-Waite
+       reduction by pi/2 with fdlibm's two-part constant (pio2_1 has 33 bits, so q * pio2_1 is exact
+       for |q| < 2^20), the nearest integer by the 1.5 * 2^52 trick, Taylor polynomials on
+       [-pi/4, pi/4] (truncation below 1e-19: terms to y^17 and y^16), the quadrant applied by
+       selects; the main loop vectorises (gcc -O3, SSE2: -fopt-info-vec).  |z| > 1e5 (beyond
+       what the reduction is exact for, with margin) takes libm.  Against libm: within 1.2e-16
+       on [-50, 50] and U(-1e5, 1e5) (tests/test_embedding.py). */
+    static void cprop_sincos(const double* z, double* c, double* s, Py_ssize_t n) {
+        const double inv = 0.63661977236758134308, magic = 6755399441055744.0;
+        const double p1 = 1.57079632673412561417e+00, p1t = 6.07710050650619224932e-11;
+        Py_ssize_t i;
+        int big = 0;
+        for (i = 0; i < n; i++) {
+            double q = (z[i] * inv + magic) - magic;
+            double y = (z[i] - q * p1) - q * p1t, y2 = y * y;
+            double sy = y + y * y2 * (-1.0 / 6 + y2 * (1.0 / 120 + y2 * (-1.0 / 5040
+                        + y2 * (1.0 / 362880 + y2 * (-1.0 / 39916800 + y2 * (1.0 / 6227020800.0
+                        + y2 * (-1.0 / 1307674368000.0 + y2 * (1.0 / 355687428096000.0))))))));
+            double cy = 1.0 + y2 * (-0.5 + y2 * (1.0 / 24 + y2 * (-1.0 / 720 + y2 * (1.0 / 40320
+                        + y2 * (-1.0 / 3628800 + y2 * (1.0 / 479001600.0
+                        + y2 * (-1.0 / 87178291200.0 + y2 * (1.0 / 20922789888000.0))))))));
+            /* the quadrant q mod 4 as r in {-2, ..., 2} (-2 and 2 alike), in doubles: SSE2 has
+               no 64-bit integer conversion, and selects on double masks vectorise */
+            double r = q - 4.0 * ((q * 0.25 + magic) - magic), ar = fabs(r);
+            double bc = ar == 1.0 ? sy : cy, bs = ar == 1.0 ? cy : sy;
+            c[i] = (r == 1.0 || ar == 2.0) ? -bc : bc;
+            s[i] = (ar == 2.0 || r == -1.0) ? -bs : bs;
+        }
+        for (i = 0; i < n; i++)
+            big |= fabs(z[i]) > 1e5;
+        if (big)
+            for (i = 0; i < n; i++)
+                if (fabs(z[i]) > 1e5) { c[i] = cos(z[i]); s[i] = sin(z[i]); }
+    }
+    """
+    void cprop_sincos(const double* z, double* c, double* s, intp_t n) noexcept nogil
+
+
+def _sincos(const double[::1] z):
+    """(cos z, sin z) by the periodic layer's branch-free kernel (a test hook)."""
+    c = np.empty(z.shape[0])
+    s = np.empty(z.shape[0])
+    cdef double[::1] cv = c, sv = s
+    if z.shape[0]:
+        cprop_sincos(&z[0], &cv[0], &sv[0], z.shape[0])
+    return c, s
+
+
+cdef enum:
+    ANGLE_TILE = 32          # angles of one column computed together (stack arrays)
+
+
+BLOCK_KINDS = {"scale": BLK_SCALE, "periodic": BLK_PERIODIC}
+ROW_CHUNK = BLOCK_ROW_CHUNK
+cdef double _TWO_PI = 6.283185307179586
+
+
+# scale: y_j = s_j x_j;  grad s_j = sum_r dy_rj x_rj;  dx_rj = dy_rj s_j
+cdef inline void _scale_forward_row(const floating* x, intp_t nin, const floating* s,
+                                    floating* y) noexcept nogil:
+    cdef intp_t j
+    for j in range(nin):
+        y[j] = s[j] * x[j]
+
+
+cdef inline void _scale_backward_row(const floating* x, intp_t nin, const floating* s,
+                                     const floating* dy, floating* dx, floating* gs) noexcept nogil:
+    """gs += dy * x; dx := dy * s (dx NULL: the layer's input needs no gradient)."""
+    cdef intp_t j
+    for j in range(nin):
+        gs[j] += dy[j] * x[j]
+    if dx != NULL:
+        for j in range(nin):
+            dx[j] = dy[j] * s[j]
+
+
+# periodic (PBLD), per embedded column j (e = its index among the embedded columns):
+#   z_t = 2 pi w1[e,t] x_j + b1[e,t],  h_t = cos z_t  (t < k)
+#   y[o] = b2[e,o] + sum_t h_t W2[e,t,o]  (o < m),  y[m] = x_j
+# backward, from dy:
+#   grad b2[e,o] = dy[o];  grad W2[e,t,o] = h_t dy[o];  dh_t = sum_o W2[e,t,o] dy[o]
+#   dz_t = -sin(z_t) dh_t;  grad w1[e,t] = 2 pi x_j dz_t;  grad b1[e,t] = dz_t
+#   dx_j = dy[m] + sum_t 2 pi w1[e,t] dz_t
+# (cos z_t and sin z_t come from forward: the pass's trig buffer, in the model's dtype)
+# Parameters: w1 (ne x k), b1 (ne x k), W2 (ne x k x m), b2 (ne x m), in that order.  The angle,
+# its cosine and sine run in double (float32's cos of a large angle loses digits), ANGLE_TILE
+# angles of a column at a time through cprop_sincos.
+cdef inline void _periodic_forward_row(const floating* x, intp_t nin, const intp_t* feat,
+                                       intp_t ne, intp_t k, intp_t m, const floating* P,
+                                       floating* y, floating* trig) noexcept nogil:
+    """y := the row's output; trig := [cos z, sin z] of each embedded column's k angles."""
+    cdef const floating* w1 = P
+    cdef const floating* b1 = P + ne * k
+    cdef const floating* W2 = P + 2 * ne * k
+    cdef const floating* b2 = W2 + ne * k * m
+    cdef intp_t j, e, t, t0, tk, o, col = 0
+    cdef floating xj
+    cdef double acc
+    cdef const floating* w2
+    cdef floating* tr
+    cdef double z[ANGLE_TILE]
+    cdef double hc[ANGLE_TILE]
+    cdef double hs[ANGLE_TILE]
+    for j in range(nin):
+        xj = x[j]
+        e = feat[j]
+        if e < 0:
+            y[col] = xj
+            col += 1
+            continue
+        for o in range(m):
+            y[col + o] = b2[e * m + o]
+        tr = trig + e * 2 * k
+        t0 = 0
+        while t0 < k:
+            tk = ANGLE_TILE if t0 + ANGLE_TILE <= k else k - t0
+            for t in range(tk):
+                z[t] = _TWO_PI * w1[e * k + t0 + t] * xj + b1[e * k + t0 + t]
+            cprop_sincos(z, hc, hs, tk)
+            for t in range(tk):
+                tr[t0 + t] = <floating>hc[t]
+                tr[k + t0 + t] = <floating>hs[t]
+            # each output: a dot product over the tile's angles, in t order, in double
+            w2 = W2 + (e * k + t0) * m
+            for o in range(m):
+                acc = 0
+                for t in range(tk):
+                    acc += hc[t] * w2[t * m + o]
+                y[col + o] += <floating>acc
+            t0 += tk
+        y[col + m] = xj
+        col += m + 1
+
+
+cdef inline void _periodic_backward_row(const floating* x, intp_t nin, const intp_t* feat,
+                                        intp_t ne, intp_t k, intp_t m, const floating* P,
+                                        const floating* dy, floating* dx, floating* G,
+                                        const floating* trig) noexcept nogil:
+    """G (the layer's gradient, laid out as P) += this row's terms; dx := d loss / d x (or NULL);
+    trig: the row's cos and sin from forward."""
+    cdef const floating* w1 = P
+    cdef const floating* b1 = P + ne * k
+    cdef const floating* W2 = P + 2 * ne * k
+    cdef floating* gw1 = G
+    cdef floating* gb1 = G + ne * k
+    cdef floating* gW2 = G + 2 * ne * k
+    cdef floating* gb2 = gW2 + ne * k * m
+    cdef intp_t j, e, t, o, col = 0
+    cdef double dh, dz, xj, dxj
+    cdef floating h
+    cdef const floating* d
+    cdef const floating* w2
+    cdef floating* g2
+    cdef const floating* tr
+    for j in range(nin):
+        e = feat[j]
+        if e < 0:
+            if dx != NULL:
+                dx[j] = dy[col]
+            col += 1
+            continue
+        xj = x[j]
+        d = dy + col
+        dxj = d[m]
+        for o in range(m):
+            gb2[e * m + o] += d[o]
+        tr = trig + e * 2 * k
+        for t in range(k):
+            h = tr[t]
+            w2 = W2 + (e * k + t) * m
+            g2 = gW2 + (e * k + t) * m
+            dh = 0
+            for o in range(m):
+                dh += w2[o] * d[o]
+                g2[o] += h * d[o]
+            dz = -tr[k + t] * dh
+            gw1[e * k + t] += <floating>(_TWO_PI * xj * dz)
+            gb1[e * k + t] += <floating>dz
+            dxj += _TWO_PI * w1[e * k + t] * dz
+        if dx != NULL:
+            dx[j] = <floating>dxj
+        col += m + 1
+
+
+cdef inline const floating* _block_in(const NetSpec* net, int b, const Input* x,
+                                      const floating* work) noexcept nogil:
+    """The input rows of block layer b: X, or the previous layer's output."""
+    if b == 0:
+        return <const floating*>x.dense
+    return work + net.block[(b - 1) * BLK_NFIELDS + BF_OUT]
+
+
+cdef inline const floating* input_rows(const NetSpec* net, const Input* x,
+                                       const floating* work) noexcept nogil:
+    """What dense layer 0 reads: X, or the input block's output."""
+    if net.n_block == 0:
+        return <const floating*>x.dense
+    return work + net.block[(net.n_block - 1) * BLK_NFIELDS + BF_OUT]
+
+
+cdef inline bint _block_threaded(const NetSpec* net, const intp_t* f, intp_t n,
+                                 intp_t n_chunks) noexcept nogil:
+    """Row chunks of block layer f on threads: more than one chunk and enough work."""
+    cdef intp_t per_row = f[BF_NOUT] if f[BF_KIND] == BLK_SCALE else \
+        f[BF_NE] * f[BF_K] * (f[BF_M] + 2) + f[BF_NIN]
+    return net.n_threads > 1 and n_chunks > 1 and n * per_row > BLOCK_PARALLEL_MIN
+
+
+cdef void _block_forward_chunk(const NetSpec* net, int b, const floating* params, const Input* x,
+                               intp_t n, floating* work, intp_t c) noexcept nogil:
+    """Rows of chunk c of block layer b, forward."""
+    cdef const intp_t* f = net.block + b * BLK_NFIELDS
+    cdef intp_t nin = f[BF_NIN], nout = f[BF_NOUT], r
+    cdef intp_t r1 = (c + 1) * BLOCK_ROW_CHUNK if (c + 1) * BLOCK_ROW_CHUNK <= n else n
+    cdef const floating* X = _block_in(net, b, x, work)
+    cdef floating* Y = work + f[BF_OUT]
+    cdef const floating* P = params + f[BF_POFF]
+    for r in range(c * BLOCK_ROW_CHUNK, r1):
+        if f[BF_KIND] == BLK_SCALE:
+            _scale_forward_row(X + r * nin, nin, P, Y + r * nout)
+        else:
+            _periodic_forward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
+                                  f[BF_M], P, Y + r * nout,
+                                  work + f[BF_TRIG] + r * f[BF_NE] * 2 * f[BF_K])
+
+
+cdef void _block_forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
+                         floating* work) noexcept nogil:
+    """The input block's layers in order over n rows (rows are independent)."""
+    cdef int b
+    cdef intp_t nch = (n + BLOCK_ROW_CHUNK - 1) // BLOCK_ROW_CHUNK, c
+    for b in range(net.n_block):
+        if _block_threaded(net, net.block + b * BLK_NFIELDS, n, nch):
+            with parallel(num_threads=net.n_threads):
+                cprop_block_note_team(0)
+                for c in prange(nch, schedule='static'):
+                    _block_forward_chunk(net, b, params, x, n, work, c)
+        else:
+            for c in range(nch):
+                _block_forward_chunk(net, b, params, x, n, work, c)
+
+
+cdef void _block_backward_chunk(const NetSpec* net, int b, const floating* params,
+                                const Input* x, intp_t n, floating* work, intp_t c) noexcept nogil:
+    """Chunk c of block layer b, backward: its partial parameter gradient (rows in order) and,
+    when a layer precedes it, the gradient to its input for these rows."""
+    cdef const intp_t* f = net.block + b * BLK_NFIELDS
+    cdef intp_t nin = f[BF_NIN], nout = f[BF_NOUT], npar = f[BF_NPAR], r, i
+    cdef intp_t r1 = (c + 1) * BLOCK_ROW_CHUNK if (c + 1) * BLOCK_ROW_CHUNK <= n else n
+    cdef const floating* X = _block_in(net, b, x, work)
+    cdef const floating* DY = work + f[BF_DOUT]
+    cdef floating* DX = (work + net.block[(b - 1) * BLK_NFIELDS + BF_DOUT]) if b > 0 else NULL
+    cdef const floating* P = params + f[BF_POFF]
+    cdef floating* G = work + f[BF_PART] + c * npar
+    for i in range(npar):
+        G[i] = 0
+    for r in range(c * BLOCK_ROW_CHUNK, r1):
+        if f[BF_KIND] == BLK_SCALE:
+            _scale_backward_row(X + r * nin, nin, P, DY + r * nout,
+                                (DX + r * nin) if DX != NULL else NULL, G)
+        else:
+            _periodic_backward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
+                                   f[BF_M], P, DY + r * nout, (DX + r * nin) if DX != NULL else NULL,
+                                   G, work + f[BF_TRIG] + r * f[BF_NE] * 2 * f[BF_K])
+
+
+cdef void _block_backward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
+                          floating* work, floating* grad, bint accumulate) noexcept nogil:
+    """The block's parameter gradients (+)= their sums over n rows, from its output's gradient
+    (D_0, at the last layer's BF_DOUT), last layer first."""
+    cdef int b
+    cdef const intp_t* f
+    cdef intp_t nch = (n + BLOCK_ROW_CHUNK - 1) // BLOCK_ROW_CHUNK, c, i, npar
+    cdef const floating* part
+    cdef floating* g
+    cdef floating acc
+    for b in range(net.n_block - 1, -1, -1):
+        f = net.block + b * BLK_NFIELDS
+        if _block_threaded(net, f, n, nch):
+            with parallel(num_threads=net.n_threads):
+                cprop_block_note_team(1)
+                for c in prange(nch, schedule='static'):
+                    _block_backward_chunk(net, b, params, x, n, work, c)
+        else:
+            for c in range(nch):
+                _block_backward_chunk(net, b, params, x, n, work, c)
+        # chunk partials combined in chunk order (never an OpenMP reduction)
+        npar = f[BF_NPAR]
+        part = work + f[BF_PART]
+        g = grad + f[BF_POFF]
+        for i in range(npar):
+            acc = g[i] if accumulate else 0
+            for c in range(nch):
+                acc += part[c * npar + i]
+            g[i] = acc
+
+
 # ---- forward ---------------------------------------------------------------------------------------
 cdef inline void _callback(const KernelPath* path, const Epilogue* epi,
                            TileCallback* cb) noexcept nogil:
@@ -264,6 +605,8 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
     cdef Epilogue epi
     cdef TileCallback cb
     _callback(net.path, &epi, &cb)
+    if net.n_block > 0:
+        _block_forward(net, params, x, n, work)
     for l in range(net.L):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
@@ -276,7 +619,7 @@ cdef void forward(const NetSpec* net, const floating* params, const Input* x, in
             if _drops(net, 1):
                 _dropout_rows(net, 1, Z, work + net.m_off[1], n, fan_out)
             continue
-        A = (<const floating*>x.dense) if l == 0 else \
+        A = input_rows(net, x, work) if l == 0 else \
             work + (net.m_off[l] if _drops(net, l) else net.a_off[l])
         epi.kind = EPI_BIAS_ACT if zsave == NULL else EPI_BIAS_ACT_Z
         epi.act = ACT_IDENTITY if act == ACT_SOFTMAX else act
@@ -314,7 +657,7 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
         _sparse_weight_grad(net, x, n, fan_in, D, fan_out, grad + net.w_off[0], accumulate)
         return
     # the weight gradient reads A_l as the forward product did: after dropout when it applies
-    A = (<const floating*>x.dense) if l == 0 else \
+    A = input_rows(net, x, work) if l == 0 else \
         work + (net.m_off[l] if _drops(net, l) else net.a_off[l])
     epi.kind = EPI_NONE
     epi.act = 0
@@ -340,6 +683,12 @@ cdef void backward_layer(const NetSpec* net, int l, const floating* params, cons
              work + net.gemm_off, net.n_threads)
         if _drops(net, l):      # d A_l(dropped) / d A_l = the mask
             _dropout_rows(net, l, work + net.d_off[l], work + net.d_off[l], n, fan_in)
+    elif net.n_block > 0:
+        # D_0 = D_1 W_0^T (the block's output is linear input: no derivative), then the block
+        gemm(&net.path.gemm, False, True, n, fan_in, fan_out, <floating>1, D, fan_out,
+             params + net.w_off[0], fan_out, <floating>0, work + net.d_off[0], fan_in, NULL,
+             work + net.gemm_off, net.n_threads)
+        _block_backward(net, params, x, n, work, grad, accumulate)
 
 
 # ---- plans -----------------------------------------------------------------------------------------
@@ -379,9 +728,77 @@ def _check_plan_args(sizes, acts, loss, cap, dtype, n_threads):
 _NEEDS_Z = frozenset(ACTIVATION_CODES[name] for name in NEEDS_Z)
 
 
+# Parameter groups of the flat vector (segments): their kinds, by name, in code order.
+GROUP_KINDS = ("weights", "biases", "scale", "periodic_first", "periodic_second")
+
+
+def normalize_block(block, n_in):
+    """The input block as make_plan keys it: a tuple of ("scale",) and ("periodic", k, m,
+    embedded columns as a sorted tuple) entries, checked against the widths they meet; also
+    returns the width of its output (dense layer 0's fan-in).
+
+    Entries may be those tuples, or dicts {"kind": "scale"} / {"kind": "periodic",
+    "n_frequencies": k, "n_outputs": m, "features": None (every column) or column indices of
+    the layer's input}.
+    """
+    out = []
+    width = int(n_in)
+    for i, entry in enumerate(block or ()):
+        if isinstance(entry, str):
+            entry = {"kind": entry}
+        if isinstance(entry, dict):
+            kind = entry.get("kind")
+            unknown = set(entry) - {"kind", "n_frequencies", "n_outputs", "features", "sigma"}
+            if unknown:
+                raise ValueError(f"input block layer {i}: unknown keys {sorted(unknown)}.")
+            if kind == "periodic":
+                entry = ("periodic", entry.get("n_frequencies", 16), entry.get("n_outputs", 3),
+                         entry.get("features"))
+            else:
+                entry = (kind,)
+        entry = tuple(entry)
+        if not entry or entry[0] not in BLOCK_KINDS:
+            raise ValueError(f"input block layer {i}: kind {entry[0] if entry else None!r} is "
+                             f"not one of {sorted(BLOCK_KINDS)}.")
+        if entry[0] == "scale":
+            if len(entry) != 1:
+                raise ValueError(f"input block layer {i}: a scale layer takes no settings; got "
+                                 f"{entry!r}.")
+            out.append(("scale",))
+            continue
+        if len(entry) != 4:
+            raise ValueError(f"input block layer {i}: expected ('periodic', n_frequencies, "
+                             f"n_outputs, features or None); got {entry!r}.")
+        _, k, m, feats = entry
+        if not (isinstance(k, (int, np.integer)) and isinstance(m, (int, np.integer))
+                and k >= 1 and m >= 1):
+            raise ValueError(f"input block layer {i}: n_frequencies and n_outputs must be ints "
+                             f">= 1; got {k!r}, {m!r}.")
+        if feats is None:
+            feats = tuple(range(width))
+        else:
+            f = np.asarray(feats)
+            if f.ndim != 1 or (f.size and not np.issubdtype(f.dtype, np.integer)) or (
+                    f.size and (f.min() < 0 or f.max() >= width)) or \
+                    np.unique(f).size != f.size:
+                raise ValueError(f"input block layer {i}: features must be distinct column "
+                                 f"indices in [0, {width}); got {feats!r}.")
+            feats = tuple(sorted(int(j) for j in f))
+        out.append(("periodic", int(k), int(m), feats))
+        width += len(feats) * int(m)
+    return tuple(out), width
+
+
 def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, double loss_param=0.0,
-              dropout=None):
+              dropout=None, block=None, seg_lr=None, seg_wd=None):
     """Offsets of parameters and work buffers for a network, as int arrays (see NetSpec).
+
+    ``block``: the input block (``normalize_block``'s entries), applied to the ``sizes[0]``
+    input columns; dense layer 0 then reads its output (``plan["sizes"][0]`` is that width,
+    ``plan["n_in"]`` the input's).  ``seg_lr`` / ``seg_wd``: one learning-rate and one
+    weight-decay factor per parameter segment (``plan["seg_kind"]`` names each segment's group:
+    the block's segments first, then W_0, b_0, W_1, ...); None: lr factors 1, weight-decay
+    factors 1 except 0 for biases (which the L2 term and AdamW's decay spare).
 
     Examples
     --------
@@ -390,9 +807,16 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
     >>> p = make_plan([4, 3, 2], [3, 0], 0, 10, np.float64, 1)
     >>> int(p["n_params"])
     23
+    >>> p = make_plan([4, 3, 2], [3, 0], 0, 10, np.float64, 1, block=[("scale",)])
+    >>> int(p["n_params"]), p["seg_kind"][:3]
+    (27, ('scale', 'weights', 'biases'))
     """
     from cprop._gemm import work_size
     sizes, acts = _check_plan_args(sizes, acts, loss, cap, dtype, n_threads)
+    n_in = int(sizes[0])
+    block_desc, width = normalize_block(block, n_in)
+    sizes = sizes.copy()
+    sizes[0] = width
     L = len(sizes) - 1
     w_off = np.zeros(L, np.intp)
     b_off = np.zeros(L, np.intp)
@@ -402,7 +826,55 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
         off += sizes[l] * sizes[l + 1]
         b_off[l] = off
         off += sizes[l + 1]
+    # the input block's parameters follow the dense ones; its segments come first
+    nb = len(block_desc)
+    blk = np.zeros((max(nb, 1), BLK_NFIELDS), np.intp)
+    feat = []
+    seg_off, seg_len, seg_kind = [], [], []
+    w_in = n_in
+    for b, entry in enumerate(block_desc):
+        f = blk[b]
+        f[BF_POFF] = off
+        f[BF_NIN] = w_in
+        if entry[0] == "scale":
+            f[BF_KIND] = BLK_SCALE
+            f[BF_NOUT] = w_in
+            f[BF_NPAR] = w_in
+            seg_off.append(off)
+            seg_len.append(w_in)
+            seg_kind.append("scale")
+        else:
+            _, k, m, feats = entry
+            ne = len(feats)
+            f[BF_KIND] = BLK_PERIODIC
+            f[BF_K], f[BF_M], f[BF_NE] = k, m, ne
+            f[BF_NOUT] = w_in + ne * m
+            f[BF_NPAR] = 2 * ne * k + ne * k * m + ne * m
+            f[BF_FEAT] = len(feat)
+            where = {j: e for e, j in enumerate(feats)}
+            feat.extend(where.get(j, -1) for j in range(w_in))
+            seg_off += [off, off + 2 * ne * k]
+            seg_len += [2 * ne * k, ne * k * m + ne * m]
+            seg_kind += ["periodic_first", "periodic_second"]
+        off += f[BF_NPAR]
+        w_in = int(f[BF_NOUT])
     n_params = off
+    seg_lo = np.zeros(L + 1, np.intp)
+    for l in range(L):
+        seg_lo[l] = len(seg_off) if l > 0 else 0     # layer 0: the block's segments too
+        seg_off += [int(w_off[l]), int(b_off[l])]
+        seg_len += [int(sizes[l] * sizes[l + 1]), int(sizes[l + 1])]
+        seg_kind += ["weights", "biases"]
+    seg_lo[L] = len(seg_off)
+    n_seg = len(seg_off)
+    lr = np.ones(n_seg) if seg_lr is None else np.array(seg_lr, dtype=np.float64).ravel()
+    wd = np.array([0.0 if k == "biases" else 1.0 for k in seg_kind]) if seg_wd is None \
+        else np.array(seg_wd, dtype=np.float64).ravel()
+    if lr.shape != (n_seg,) or wd.shape != (n_seg,) or not (
+            np.all(np.isfinite(lr)) and np.all(np.isfinite(wd)) and np.all(lr >= 0)
+            and np.all(wd >= 0)):
+        raise ValueError(f"seg_lr and seg_wd need one finite factor >= 0 per parameter segment "
+                         f"({n_seg}: {list(seg_kind)}); got {seg_lr!r}, {seg_wd!r}.")
     a_off = np.zeros(L + 1, np.intp)
     d_off = np.zeros(L + 1, np.intp)
     off = 0
@@ -433,6 +905,22 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
     off += cap * sizes[L]
     sw_off = off
     off += cap
+    # the block's buffers: output, its gradient, per-chunk partial parameter gradients
+    n_chunks = (cap + BLOCK_ROW_CHUNK - 1) // BLOCK_ROW_CHUNK
+    for b in range(nb):
+        f = blk[b]
+        f[BF_OUT] = off
+        off += cap * f[BF_NOUT]
+        f[BF_DOUT] = off
+        off += cap * f[BF_NOUT]
+        f[BF_PART] = off
+        off += n_chunks * f[BF_NPAR]
+        f[BF_TRIG] = -1
+        if f[BF_KIND] == BLK_PERIODIC:
+            f[BF_TRIG] = off
+            off += cap * f[BF_NE] * 2 * f[BF_K]
+    if nb:
+        d_off[0] = blk[nb - 1, BF_DOUT]      # D_0: the block output's gradient
     gw = 0
     is_float = np.dtype(dtype) == np.float32
     for l in range(L):
@@ -447,7 +935,11 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
             "a_off": a_off, "d_off": d_off, "z_off": z_off,
             "m_off": m_off, "drop": drop, "y_off": int(y_off), "sw_off": int(sw_off),
             "gemm_off": int(gemm_off), "cap": cap, "n_threads": int(n_threads),
-            "n_params": int(n_params), "work_size": int(total)}
+            "n_params": int(n_params), "work_size": int(total),
+            "n_in": n_in, "block_desc": block_desc, "n_block": nb, "block": blk.ravel(),
+            "feat": np.array(feat if feat else [-1], np.intp),
+            "seg_off": np.array(seg_off, np.intp), "seg_len": np.array(seg_len, np.intp),
+            "seg_kind": tuple(seg_kind), "seg_lo": seg_lo, "seg_lr": lr, "seg_wd": wd}
 
 
 # ---- one fused layer product, for tests ------------------------------------------------------------
@@ -507,3 +999,9 @@ def epilogue_product(bint trans_a, bint trans_b, const floating[:, ::1] A, const
     with nogil:
         gemm(&kp.gemm, trans_a, trans_b, m, n, k, <floating>1, pa, A.shape[1], pb, B.shape[1],
              <floating>0, pc, C.shape[1], &cb, &work[0], n_threads)
+
+
+# the block table's layout, for cprop._engine's views
+BLOCK_FIELDS = BLK_NFIELDS
+BF_POFF_ = BF_POFF
+BF_NIN_ = BF_NIN

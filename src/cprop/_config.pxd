@@ -44,6 +44,10 @@ cdef enum:
     ROWS_PARALLEL_MIN = 20000
     GATHER_PARALLEL_MIN = 50000
     COLSUM_PARALLEL_MIN = 50000
+    # Input-block layers (scale, periodic embedding) run their row chunks on threads above this
+    # many multiply-adds per pass (rows x per-row work); set equal to ROWS_PARALLEL_MIN, not
+    # measured on its own yet.
+    BLOCK_PARALLEL_MIN = 20000
     # Sparse first layer: rows per pass above which X W runs threaded (each row is independent).
     SPARSE_ROWS_PARALLEL_MIN = 16
     # Sparse weight gradient: rows of G per task (dynamic schedule; each row is one task's, so
@@ -67,5 +71,8 @@ cdef enum:
     # Optimizer updates run over chunks of this many values; the sums of squares of the chunks are
     # combined in chunk order.
     UPDATE_CHUNK = 8192
+    # Input-block parameter gradients are summed over row chunks of this many rows, the chunk
+    # partials then combined in chunk order (so any thread count gives the same bits).
+    BLOCK_ROW_CHUNK = 32
     # Rows prefetched ahead when gathering a batch (perf: gather time -35% on Zen 3).
     GATHER_AHEAD = 4

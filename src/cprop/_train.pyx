@@ -240,7 +240,8 @@ cdef class CheckedPlan:
     dict it was made from."""
     cdef NetSpec spec      # per-call fields (n_threads, path, dropout) are set on a copy
     cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off, m_off
-    cdef double[::1] drop
+    cdef intp_t[::1] block, feat, seg_off, seg_len, seg_lo
+    cdef double[::1] drop, seg_lr, seg_wd
     cdef int[::1] acts
     cdef int plan_threads
     cdef readonly dict plan
@@ -263,7 +264,14 @@ cdef class CheckedPlan:
         self.z_off = plan["z_off"]
         self.m_off = plan["m_off"]
         self.drop = np.asarray(plan["drop"], dtype=np.float64)
-        self.n_features = self.sizes[0]
+        self.block = plan["block"]
+        self.feat = plan["feat"]
+        self.seg_off = plan["seg_off"]
+        self.seg_len = plan["seg_len"]
+        self.seg_lo = plan["seg_lo"]
+        self.seg_lr = np.asarray(plan["seg_lr"], dtype=np.float64)
+        self.seg_wd = np.asarray(plan["seg_wd"], dtype=np.float64)
+        self.n_features = plan["n_in"]
         self.plan_threads = plan["n_threads"]
         self.spec.L = self.sizes.shape[0] - 1
         self.spec.sizes = &self.sizes[0]
@@ -284,6 +292,16 @@ cdef class CheckedPlan:
         self.spec.cap = plan["cap"]
         self.spec.n_threads = 1
         self.spec.path = NULL
+        self.spec.n_in = plan["n_in"]
+        self.spec.n_block = plan["n_block"]
+        self.spec.block = &self.block[0]
+        self.spec.feat = &self.feat[0]
+        self.spec.n_seg = self.seg_off.shape[0]
+        self.spec.seg_off = &self.seg_off[0]
+        self.spec.seg_len = &self.seg_len[0]
+        self.spec.seg_lr = &self.seg_lr[0]
+        self.spec.seg_wd = &self.seg_wd[0]
+        self.spec.seg_lo = &self.seg_lo[0]
 
 
 cdef CheckedPlan _checked(object plan, bint is_float, Py_ssize_t n_params, Py_ssize_t n_features,
@@ -310,6 +328,14 @@ cdef CheckedPlan _checked(object plan, bint is_float, Py_ssize_t n_params, Py_ss
     # the kernel path of this call: one snapshot, so a pass never mixes paths
     spec.path = current_path()
     return cp
+
+
+def _check_block_input(CheckedPlan cp, X_indptr):
+    """An input block reads dense rows only: CSR input with one is refused."""
+    if cp.spec.n_block > 0 and X_indptr is not None:
+        raise ValueError("this network has an input block (per-feature layers before the first "
+                         "dense layer), which reads dense input only; got sparse (CSR) X. Pass "
+                         "X.toarray(), or build the network without input_block.")
 
 
 cdef void _set_input(Input* x, const floating[::1] data, const intp_t[::1] indices,
@@ -418,22 +444,30 @@ cdef Py_ssize_t _check_plan(dict plan, dtype) except -1:
         sizes = np.asarray(plan["sizes"])
         acts = np.asarray(plan["acts"])
         drop = np.asarray(plan["drop"], dtype=np.float64)
-        key = (tuple(sizes.tolist()), tuple(acts.tolist()), int(plan["loss"]), int(plan["cap"]),
+        # the input sizes: the input's width first (the plan's sizes[0] is the block's output)
+        in_sizes = (int(plan["n_in"]),) + tuple(sizes.tolist())[1:]
+        seg_lr = np.asarray(plan["seg_lr"], dtype=np.float64)
+        seg_wd = np.asarray(plan["seg_wd"], dtype=np.float64)
+        key = (in_sizes, tuple(acts.tolist()), int(plan["loss"]), int(plan["cap"]),
                int(plan["n_threads"]), is_float, float(plan["loss_param"]),
-               tuple(drop.tolist()))
+               tuple(drop.tolist()), plan["block_desc"], tuple(seg_lr.tolist()),
+               tuple(seg_wd.tolist()))
         ref = _REFERENCE_PLANS.get(key)
         if ref is None:
             from cprop._backprop import make_plan
             L = len(sizes) - 1
-            ref = make_plan(sizes, acts, key[2], key[3], np.float32 if is_float else np.float64,
+            ref = make_plan(in_sizes, acts, key[2], key[3], np.float32 if is_float else np.float64,
                             key[4], loss_param=key[6],
-                            dropout=drop[1:L] if np.any(drop[1:L]) else None)
+                            dropout=drop[1:L] if np.any(drop[1:L]) else None,
+                            block=key[8], seg_lr=seg_lr, seg_wd=seg_wd)
             if len(_REFERENCE_PLANS) >= 256:
                 _REFERENCE_PLANS.clear()
             _REFERENCE_PLANS[key] = ref
         same = (sizes.dtype == np.intp and acts.dtype == np.intc
                 and all(_same_ints(plan[k], ref[k])
-                        for k in ("w_off", "b_off", "a_off", "d_off", "z_off", "m_off"))
+                        for k in ("w_off", "b_off", "a_off", "d_off", "z_off", "m_off", "sizes",
+                                  "block", "feat", "seg_off", "seg_len", "seg_lo"))
+                and plan["n_block"] == ref["n_block"]
                 and np.array_equal(drop, ref["drop"])
                 and all(plan[k] == ref[k] for k in ("y_off", "sw_off", "gemm_off", "n_params"))
                 and plan["work_size"] >= ref["work_size"])
@@ -498,6 +532,7 @@ def predict(const floating[::1] params, const floating[:, ::1] X, const floating
     cdef NetSpec spec
     cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
     _check_input(X, X_data, X_indices, X_indptr, n_features, out.shape[0])
+    _check_block_input(cp, X_indptr)
     if out.shape[1] != cp.n_outputs:
         raise ValueError(f"out has {out.shape[1]} columns; the network has {cp.n_outputs} "
                          f"outputs.")
@@ -593,7 +628,7 @@ cdef bint _serve_pass(const NetSpec* net, const floating* params, const floating
     """One pass over rows start..start+cn: out (or, out NULL, the pass's own output buffer) and
     labels (``_row_labels``) of them.  False, with nothing computed, when check_finite finds an
     inf or NaN among the rows."""
-    cdef intp_t nf = net.sizes[0], m = net.sizes[net.L]
+    cdef intp_t nf = net.n_in, m = net.sizes[net.L]
     cdef Input x
     cdef floating* P
     if check_finite and not _all_finite(X + start * nf, cn * nf):
@@ -742,10 +777,11 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     if Y is None or Y.shape[1] != cp.n_outputs:
         raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
     _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_block_input(cp, X_indptr)
     _check_rows("sample_weight", sample_weight, Y.shape[0])
     cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], start, cn, cap = net.cap, i
     _serial_if_small(net, cap if cap < n else n)
-    cdef int l
+    cdef int l, s
     if n == 0:
         raise ValueError("loss_grad needs at least one sample.")
     work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
@@ -794,9 +830,12 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
                     stop = exc is not None
                 if stop:
                     break
-        for l in range(net.L):
-            sumsq += _l2_into_grad(&params[net.w_off[l]], &grad[net.w_off[l]],
-                                   net.sizes[l] * net.sizes[l + 1], <floating>(alpha / sw_sum))
+        # the L2 term of every segment, times its weight-decay factor (biases: 0, skipped)
+        for s in range(net.n_seg):
+            if net.seg_wd[s] != 0:
+                sumsq += net.seg_wd[s] * _l2_into_grad(
+                    &params[net.seg_off[s]], &grad[net.seg_off[s]], net.seg_len[s],
+                    <floating>((alpha / sw_sum) * net.seg_wd[s]))
     if exc is not None:
         raise exc
     return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum
@@ -925,6 +964,31 @@ cdef inline void _schedule_epoch(_EpochCfg* c, Py_ssize_t epoch, Py_ssize_t max_
             ((c.n + c.batch_size - 1) // c.batch_size)
 
 
+cdef double _update_segment(_EpochCfg* c, int s, floating* P, floating* G, floating* S1,
+                           floating* S2, floating l2, double* partial) noexcept nogil:
+    """The optimizer step of parameter segment s with its group's factors: learning rate
+    lr * seg_lr[s]; L2 term l2 * seg_wd[s]; AdamW's decoupled decay (lr * weight_decay) *
+    seg_lr[s] * seg_wd[s], i.e. the group's rate times the group's decay.  Returns
+    seg_wd[s] * sum(p_old^2) (the segment's share of the L2 term in the loss).  Factors of 1
+    (and 0 for biases, the defaults) reproduce the ungrouped update to the bit: x * 1.0 is x.
+
+    NTK parametrisation (z = W x / sqrt(d_in) + b, unit-scale W) is this update with the weights
+    of each layer in standard form W' = W / sqrt(d_in): Adam's step is invariant to the gradient's
+    scale, so a step of size lr on W is a step of lr / sqrt(d_in) on W', i.e. lr factor
+    1 / sqrt(d_in) (exact up to Adam's epsilon, which NTK sees multiplied by sqrt(d_in)); AdamW's
+    decay p (1 - lr wd) matches with weight-decay factor sqrt(d_in) (the product of the two
+    factors is 1).  cprop._engine.Network(parametrization="ntk") sets both, and draws W' from
+    N(0, 1 / d_in)."""
+    cdef NetSpec* net = c.net
+    cdef Optim o = c.opt
+    cdef double lrf = net.seg_lr[s], wdf = net.seg_wd[s]
+    cdef intp_t off = net.seg_off[s]
+    o.lr = c.opt.lr * lrf
+    o.decay = c.opt.decay * lrf * wdf
+    return wdf * _update(c.ot, P + off, G + off, S1 + off, S2 + off, net.seg_len[s],
+                         <floating>(l2 * wdf), &o, wdf != 0, partial, net.n_threads)
+
+
 cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* dk,
                              floating* P, floating* G, floating* S1, floating* S2, floating* wk,
                              double* rows, double* partial, const floating* dense,
@@ -939,7 +1003,7 @@ cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* d
     cdef const OptimTable* ot = c.ot
     cdef Py_ssize_t n = c.n, n_features = c.n_features, n_out = c.n_out, i, cn
     cdef Py_ssize_t batch_size = c.batch_size
-    cdef int l
+    cdef int l, s
     cdef const floating* Yb
     cdef const floating* swb
     cdef double sw_sum, lsum, sumsq, gnorm
@@ -1001,12 +1065,8 @@ cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* d
                     c.norms[l] += sqrt(_grad_sumsq(P + net.w_off[l], G + net.w_off[l],
                                                    net.sizes[l] * net.sizes[l + 1], l2,
                                                    partial, net.n_threads))
-                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                 l2, &c.opt, True, partial, net.n_threads)
-                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
-                        partial, net.n_threads)
+                for s in range(net.seg_lo[l], net.seg_lo[l + 1]):
+                    sumsq += _update_segment(c, s, P, G, S1, S2, l2, partial)
         else:
             # clipping (design note 5): every layer's gradient first, then one global norm
             for l in range(net.L - 1, -1, -1):
@@ -1018,26 +1078,19 @@ cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* d
             scale = 1
             if c.clip_grad_norm > 0:
                 gnorm = 0
-                for l in range(net.L):
-                    gnorm += _grad_sumsq(P + net.w_off[l], G + net.w_off[l],
-                                         net.sizes[l] * net.sizes[l + 1], l2, partial,
-                                         net.n_threads)
-                    gnorm += _grad_sumsq(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1],
-                                         <floating>0, partial, net.n_threads)
+                for s in range(net.n_seg):
+                    gnorm += _grad_sumsq(P + net.seg_off[s], G + net.seg_off[s], net.seg_len[s],
+                                         <floating>(l2 * net.seg_wd[s]), partial, net.n_threads)
                 gnorm = sqrt(gnorm)
                 if gnorm > c.clip_grad_norm:
                     scale = <floating>(c.clip_grad_norm / (gnorm + 1e-6))
             for l in range(net.L - 1, -1, -1):
-                _clip(P + net.w_off[l], G + net.w_off[l], net.sizes[l] * net.sizes[l + 1], l2,
-                      scale, <floating>c.clip_grad_value, net.n_threads)
-                _clip(P + net.b_off[l], G + net.b_off[l], net.sizes[l + 1], <floating>0,
-                      scale, <floating>c.clip_grad_value, net.n_threads)
-                sumsq += _update(ot, P + net.w_off[l], G + net.w_off[l], S1 + net.w_off[l],
-                                 S2 + net.w_off[l], net.sizes[l] * net.sizes[l + 1],
-                                 <floating>0, &c.opt, True, partial, net.n_threads)
-                _update(ot, P + net.b_off[l], G + net.b_off[l], S1 + net.b_off[l],
-                        S2 + net.b_off[l], net.sizes[l + 1], <floating>0, &c.opt_b, False,
-                        partial, net.n_threads)
+                for s in range(net.seg_lo[l], net.seg_lo[l + 1]):
+                    _clip(P + net.seg_off[s], G + net.seg_off[s], net.seg_len[s],
+                          <floating>(l2 * net.seg_wd[s]), scale, <floating>c.clip_grad_value,
+                          net.n_threads)
+                    # the L2 term is in the clipped gradient: the update adds none
+                    sumsq += _update_segment(c, s, P, G, S1, S2, <floating>0, partial)
         accumulated[0] += (lsum / sw_sum + 0.5 * c.alpha * sumsq / sw_sum) * cn
         start += cn
         since_poll[0] += c.row_flops * cn
@@ -1065,6 +1118,7 @@ cdef CheckedPlan _epoch_setup(_EpochCfg* c, NetSpec* net, floating[::1] params, 
     if Y is None or Y.shape[1] != cp.n_outputs:
         raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
     _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_block_input(cp, X_indptr)
     _check_rows("sample_weight", sample_weight, Y.shape[0])
     cdef Py_ssize_t n = Y.shape[0]
     c.norms = NULL
