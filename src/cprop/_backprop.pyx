@@ -294,7 +294,7 @@ cdef extern from *:
        [-pi/4, pi/4] (truncation below 1e-19: terms to y^17 and y^16), the quadrant applied by
        selects; the main loop vectorises (gcc -O3, SSE2: -fopt-info-vec).  |z| > 1e5 (beyond
        what the reduction is exact for, with margin) takes libm.  Against libm: within 1.2e-16
-       on [-50, 50] and U(-1e5, 1e5) (tests/test_embedding.py). */
+       on [-50, 50] and U(-1e5, 1e5) (tests/engine/test_embedding.py). */
     static void cprop_sincos(const double* z, double* c, double* s, Py_ssize_t n) {
         const double inv = 0.63661977236758134308, magic = 6755399441055744.0;
         const double p1 = 1.57079632673412561417e+00, p1t = 6.07710050650619224932e-11;

@@ -289,7 +289,7 @@ def test_group_factors_match_numpy_update(solver, kernel):
 @pytest.mark.parametrize("solver", ["sgd", "adam", "adamw"])
 def test_factor_one_is_the_ungrouped_update_bitwise(solver):
     """Factors given as 1 (and 0 for the biases' weight decay: the default) train to the same
-    bits as a network built without factors, whose results tests/test_compare_sklearn.py holds
+    bits as a network built without factors, whose results tests/estimator/test_compare_sklearn.py holds
     to scikit-learn's bits; clipping by norm and value goes through the segment loop too."""
     rng = np.random.default_rng(9)
     X = rng.standard_normal((300, 12))
