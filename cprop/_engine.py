@@ -9,9 +9,11 @@ Design
 2. Inputs are validated here once per call (dtype, C order, shapes, CSR conversion); the kernels
    trust them.
 3. One epoch of SGD/Adam is one call into compiled code (``Network.train_epoch``); the caller draws
-   the row order at the epoch boundary.  A fit's loop uses ``Network.epochs``, which checks the
-   arguments once and trains one epoch per call, and the engine takes the plan in its checked
-   form (``_train.CheckedPlan``): a small fit's epoch is a few hundred microseconds.
+   the row order at the epoch boundary.  A fit builds one ``_train.Runner`` (``Network.runner``:
+   the plan in its checked, immutable form, the data checked once, the work buffers allocated
+   once) and drives it: ``Network.epochs`` trains one epoch per call, ``cprop._fast_fit`` many,
+   and L-BFGS calls its full-batch ``loss_grad`` per iteration.  ``train_epoch`` and
+   ``loss_grad`` here are one-shot runners.
 
 Examples
 --------

@@ -29,9 +29,17 @@ Design
    Without clipping the updates stay interleaved with the backward pass (design note 1).
 7. Per-call cost: a small fit runs thousands of these calls, so what a call does besides the
    passes is kept to a few microseconds.  A plan (``make_plan``'s dict) is checked once into a
-   ``CheckedPlan`` that owns copies of its arrays; ``Network`` caches and passes those, and only
-   a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
-   (_config.pxd, serial loops).
+   ``CheckedPlan``, immutable from then on (private copies of its arrays; ``plan`` hands out a
+   copy); ``Network`` caches and passes those, and only a plain dict is checked at every call.
+   Serial loops enter no OpenMP region at all (_config.pxd, serial loops).
+8. ``fit_epochs`` runs many epochs of a stochastic fit in one call, with the estimator's
+   per-epoch bookkeeping (schedule, tol count, stopping rule), so a small fit runs no Python
+   per epoch.
+9. One trust boundary per fit: a ``Runner`` is built once from the checked plan, the parameters
+   and the data; it checks them once and allocates the work buffers, the gradient and the CSR
+   scratch once, and its ``epoch``, ``fit_epochs`` and ``loss_grad`` (L-BFGS's objective) run
+   the passes in them.  The def functions ``train_epoch``, ``fit_epochs`` and ``loss_grad`` are
+   one-shot runners; ``predict`` and ``serve`` (no fit) keep their own per-call buffers.
 """
 from cython.parallel cimport prange, parallel, threadid
 from libc.math cimport sqrt, pow, cos
@@ -1118,8 +1126,8 @@ cdef class Runner:
     >>> plan = CheckedPlan(make_plan([2, 1], [0], 0, 4, np.float64, 1), np.float64)
     >>> params = np.array([1.0, 2.0, 0.5])
     >>> r = Runner(plan, params, None, np.array([[1.0, 1.0]]), None, None, None, 2,
-    ...            np.array([[3.0]]), None, 0)
-    >>> r.loss_grad(), r.grad          # squared error 0 at the target: loss and gradient 0
+    ...            np.array([[3.5]]), None, 0)
+    >>> r.loss_grad(), r.grad          # the output is the target: loss and gradient 0
     (0.0, array([0., 0., 0.]))
     >>> work = r.work
     >>> r.loss_grad(np.array([1.0, 2.0, 1.5])), r.work is work
