@@ -476,9 +476,11 @@ class _Epochs:
 
     def __init__(self, net, params, state, X, Y, sample_weight, batch_size, alpha, grad):
         self.net, self.params, self.state = net, params, state
-        self.runner = net.runner(params, X, Y, sample_weight, batch_size, alpha, grad)
+        net._check_params(params)
+        # converted here once (the runner's own check then finds it converted and copies nothing)
+        self.sw = net._check_sw(sample_weight, X.shape[0])
+        self.runner = net.runner(params, X, Y, self.sw, batch_size, alpha, grad)
         self.n = self.runner.n
-        self.sw = None if sample_weight is None else net._check_sw(sample_weight, self.n)
         self.batch_size = self.runner.batch_size
         self.grad = self.runner.grad
         self.plain_order_checked = False       # the weights' batches in the order 0..n-1
