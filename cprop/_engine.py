@@ -476,7 +476,6 @@ class _Epochs:
 
     def __init__(self, net, params, state, X, Y, sample_weight, batch_size, alpha, grad):
         self.net, self.params, self.state = net, params, state
-        net._check_params(params)
         # converted here once (the runner's own check then finds it converted and copies nothing)
         self.sw = net._check_sw(sample_weight, X.shape[0])
         self.runner = net.runner(params, X, Y, self.sw, batch_size, alpha, grad)
