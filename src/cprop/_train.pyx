@@ -1381,7 +1381,8 @@ cdef int _bind(Runner r, object plan, const floating[::1] params, floating[::1] 
 cdef int _bind_state(Runner r, floating[::1] params, floating[::1] state1,
                      floating[::1] state2) except -1:
     """The optimizer's state vectors (and params, which the updates write, writable)."""
-    if state1 is None or state2 is None or state1.shape[0] != params.shape[0] or state2.shape[0] != params.shape[0]:
+    if state1 is None or state2 is None or state1.shape[0] != params.shape[0] or \
+            state2.shape[0] != params.shape[0]:
         raise ValueError("grad, state1 and state2 must have the shape of params.")
     r.S1 = <void*>&state1[0]
     r.S2 = <void*>&state2[0]
