@@ -9,9 +9,11 @@ Design
 2. Inputs are validated here once per call (dtype, C order, shapes, CSR conversion); the kernels
    trust them.
 3. One epoch of SGD/Adam is one call into compiled code (``Network.train_epoch``); the caller draws
-   the row order at the epoch boundary.  A fit's loop uses ``Network.epochs``, which checks the
-   arguments once and trains one epoch per call, and the engine takes the plan in its checked
-   form (``_train.CheckedPlan``): a small fit's epoch is a few hundred microseconds.
+   the row order at the epoch boundary.  A fit builds one ``_train.Runner`` (``Network.runner``:
+   the plan in its checked, immutable form, the data checked once, the work buffers allocated
+   once) and drives it: ``Network.epochs`` trains one epoch per call, ``cprop._fast_fit`` many,
+   and L-BFGS calls its full-batch ``loss_grad`` per iteration.  ``train_epoch`` and
+   ``loss_grad`` here are one-shot runners.
 4. An optional input block (``input_block``) puts typed per-feature layers before the first dense
    layer: ``scale`` (a learnable scale per column) and ``periodic`` (RealMLP's PBLD numeric
    embedding).  Their parameters follow the dense ones in the flat vector (``block_params``
@@ -520,27 +522,49 @@ class Network:
 
     def loss_grad(self, params, X, Y, sample_weight=None, alpha=0.0, grad=None, dropout_seed=None,
                   dropout_epoch=0):
-        """Full-batch loss and gradient (the objective L-BFGS minimises).
+        """Full-batch loss and gradient (the objective L-BFGS minimises), from a one-shot
+        ``runner``: a fit builds the runner once and calls its ``loss_grad`` per iteration.
 
         ``dropout_seed`` (a network with dropout rates): the loss with the fixed masks of
         (seed, ``dropout_epoch``, row of X), for gradient checks; None: no dropout.
         """
+        run = self.runner(params, X, Y, sample_weight, alpha=alpha, grad=grad)
+        loss = run.loss_grad(None, -1 if dropout_seed is None else int(dropout_seed),
+                             int(dropout_epoch))
+        return loss, run.grad
+
+    def runner(self, params, X, Y, sample_weight=None, batch_size=None, alpha=0.0, grad=None):
+        """A ``_train.Runner`` for one fit: X (dense or sparse), Y and the weights converted
+        and checked once, the work buffers allocated once.
+
+        ``batch_size``: the mini-batch rows of its epochs; None: full-batch passes
+        (``full_batch_rows`` rows each, L-BFGS's ``loss_grad``).  ``params`` (and ``grad``, or
+        None for a new one) are used in place.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> net = Network([3, 4, 2], "relu", "softmax", np.float64, n_threads=1)
+        >>> params = net.init_params(np.random.RandomState(0))
+        >>> run = net.runner(params, np.ones((5, 3)), np.eye(2)[[0, 1, 0, 1, 0]])
+        >>> loss = run.loss_grad()
+        >>> bool(loss == net.loss_grad(params, np.ones((5, 3)), np.eye(2)[[0, 1, 0, 1, 0]])[0])
+        True
+        """
         self._check_params(params)
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
-        Y = self._check_targets(Y, X.shape[0])
-        sw = self._check_sw(sample_weight, X.shape[0])
-        if sw is not None and np.sum(sw, dtype=np.float64) == 0:
-            raise ValueError("sample_weight sums to 0: the weighted mean loss is undefined. Give "
-                             "some samples a non-zero weight.")
-        if grad is None:
-            grad = np.empty_like(params)
-        loss = _train.loss_grad(params, dense, data, indices, indptr, nf, Y, sw,
-                                self._checked_plan(min(X.shape[0],
-                                                       full_batch_rows(self.dense_sizes))),
-                                float(alpha), grad,
-                                dropout_seed=-1 if dropout_seed is None else int(dropout_seed),
-                                dropout_epoch=int(dropout_epoch))
-        return loss, grad
+        n = X.shape[0]
+        Y = self._check_targets(Y, n)
+        sw = self._check_sw(sample_weight, n)
+        if batch_size is None:
+            cap = min(n, full_batch_rows(self.dense_sizes))
+            batch_size = 0          # the runner's: its plan's cap
+        else:
+            cap = batch_size = int(batch_size)
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        return _train.Runner(self._checked_plan(cap), params, grad, dense, data, indices, indptr,
+                             nf, Y, sw, batch_size, float(alpha))
 
     def train_epoch(self, params, state, X, Y, sample_weight=None, order=None, batch_size=200,
                     alpha=0.0, grad=None, hook=None, info=None):
@@ -593,32 +617,32 @@ class Network:
 
 
 class _Epochs:
-    """``Network.epochs``: checked arguments of ``_train.train_epoch``; calling it trains one
-    epoch with the given row order."""
+    """``Network.epochs``: a ``_train.Runner`` (arguments checked and buffers allocated once)
+    with the optimizer's state; calling it trains one epoch with the given row order."""
 
     def __init__(self, net, params, state, X, Y, sample_weight, batch_size, alpha, grad):
-        net._check_params(params)
         self.net, self.params, self.state = net, params, state
-        self.input = _as_input(X, net.dtype)        # dense, data, indices, indptr, n_features
-        self.n = n = X.shape[0]
-        self.Y = net._check_targets(Y, n)
-        self.sw = net._check_sw(sample_weight, n)
-        self.batch_size = batch_size = int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        # converted here once (the runner's own check then finds it converted and copies nothing)
+        self.sw = net._check_sw(sample_weight, X.shape[0])
+        self.runner = net.runner(params, X, Y, self.sw, batch_size, alpha, grad)
+        self.n = self.runner.n
+        self.batch_size = self.runner.batch_size
+        self.grad = self.runner.grad
         self.plain_order_checked = False       # the weights' batches in the order 0..n-1
-        self.grad = np.empty_like(params) if grad is None else grad
-        self.plan = net._checked_plan(batch_size)
-        self.alpha = float(alpha)
-        self.fixed = dict(
-            momentum=float(state.momentum), nesterov=bool(state.nesterov),
-            beta_1=float(state.beta_1), beta_2=float(state.beta_2), epsilon=float(state.epsilon),
+        self._set_optimizer()
+
+    def _set_optimizer(self):
+        state = self.state
+        self.runner.set_optimizer(
+            state.s1, state.s2, state.solver, momentum=float(state.momentum),
+            nesterov=bool(state.nesterov), beta_1=float(state.beta_1),
+            beta_2=float(state.beta_2), epsilon=float(state.epsilon),
             weight_decay=float(state.weight_decay),
             clip_grad_norm=float(state.clip_grad_norm or 0.0),
             clip_grad_value=float(state.clip_grad_value or 0.0))
 
     def __call__(self, order=None, hook=None, info=None):
-        n, sw, state, net = self.n, self.sw, self.state, self.net
+        n, sw, state, net, run = self.n, self.sw, self.state, self.net, self.runner
         if order is not None:
             order = np.ascontiguousarray(order, dtype=np.intp)    # its range: checked compiled
             if sw is not None:
@@ -628,13 +652,14 @@ class _Epochs:
         elif sw is not None and not self.plain_order_checked:
             _check_batch_weights(sw, self.batch_size)
             self.plain_order_checked = True
+        if state.s1 is not run.state1 or state.s2 is not run.state2:
+            self._set_optimizer()               # the state's vectors were replaced
         track = state.gradient_norms
         norms = np.zeros(len(net.layer_sizes) - 1) if track is not None else None
-        acc, t, rows, exc = _train.train_epoch(
-            self.params, self.grad, state.s1, state.s2, *self.input, self.Y, sw, order,
-            self.batch_size, self.plan, self.alpha, state.solver, float(state.learning_rate),
-            t=float(state.t), hook=hook, poll_flops=float(POLL_FLOPS), grad_norms=norms,
-            **self.fixed, **net._dropout_key(state), **(state.batch_schedule or {}))
+        key = net._dropout_key(state)
+        acc, t, rows, exc = run.epoch(order, float(state.learning_rate), float(state.t), hook,
+                                      float(POLL_FLOPS), norms, key.get("dropout_seed", -1),
+                                      key.get("epoch", 0), **(state.batch_schedule or {}))
         state.t = int(t)
         if track is not None and rows > 0:
             track.append(norms / -(-rows // self.batch_size))   # mean over the mini-batches done

@@ -19,7 +19,8 @@ Design
    Ctrl-C is handled inside it every ``_engine.POLL_FLOPS`` GEMM flops, between batches as
    before and at epoch ends, with the partial-epoch semantics of the estimator's loop (README,
    Ctrl-C).
-3. Work buffers are allocated once per call, i.e. once per fit up to CHUNK_EPOCHS epochs.
+3. One ``_train.Runner`` per fit: the data checked and the work buffers allocated once, however
+   many calls of CHUNK_EPOCHS epochs the fit takes.
 """
 import numbers
 import warnings
@@ -71,11 +72,14 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
     (having done nothing) when some epoch needs Python, True when the fit is done."""
     if not _eligible(est, net, state, X, sw, val, callbacks, bar):
         return False
-    dense, data, indices, indptr, n_features = _engine._as_input(X, net.dtype)
-    Y = net._check_targets(Y, X.shape[0])
     n = X.shape[0]
-    grad = np.empty_like(params)
-    plan = net._checked_plan(batch_size)
+    runner = net.runner(params, X, Y, None, batch_size, float(est.alpha))
+    runner.set_optimizer(
+        state.s1, state.s2, state.solver, momentum=float(state.momentum),
+        nesterov=bool(state.nesterov), beta_1=float(state.beta_1), beta_2=float(state.beta_2),
+        epsilon=float(state.epsilon), weight_decay=float(state.weight_decay),
+        clip_grad_norm=float(state.clip_grad_norm or 0.0),
+        clip_grad_value=float(state.clip_grad_value or 0.0))
     sample_idx = np.arange(n, dtype=np.intp)
     bitgen = est._random_state._bit_generator if est.shuffle else None
     schedule = _schedule(est)
@@ -84,12 +88,6 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
     k_max = min(CHUNK_EPOCHS, todo)
     out_loss, out_lr, out_time = np.empty(k_max), np.empty(k_max), np.empty(k_max)
     out_rows = np.empty(k_max, dtype=np.intp)
-    fixed = dict(momentum=float(state.momentum), nesterov=bool(state.nesterov),
-                 beta_1=float(state.beta_1), beta_2=float(state.beta_2),
-                 epsilon=float(state.epsilon),
-                 weight_decay=float(state.weight_decay),
-                 clip_grad_norm=float(state.clip_grad_norm or 0.0),
-                 clip_grad_value=float(state.clip_grad_value or 0.0))
     restart = getattr(est, "_restart_index", 0)
     interrupted = stopped = False
     est.n_iter_ = 0
@@ -98,10 +96,8 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
             while est.n_iter_ < todo and not stopped:
                 k = min(k_max, todo - est.n_iter_)
                 epoch0 = len(est.loss_curve_) if incremental else est.n_iter_
-                (done, t, n_seen, lr, count, best, stopped, partial, exc) = _train.fit_epochs(
-                    params, grad, state.s1, state.s2, dense, data, indices, indptr, n_features,
-                    Y, sample_idx, bitgen, batch_size, plan, float(est.alpha), state.solver,
-                    t=float(state.t), schedule=schedule,
+                (done, t, n_seen, lr, count, best, stopped, partial, exc) = runner.fit_epochs(
+                    sample_idx, bitgen, t=float(state.t), schedule=schedule,
                     learning_rate=float(state.learning_rate),
                     learning_rate_init=float(est.learning_rate_init),
                     power_t=float(est.power_t), warmup_iter=int(est.warmup_iter),
@@ -110,7 +106,7 @@ def run(est, net, params, state, X, Y, sw, batch_size, incremental, val, callbac
                     no_improvement=int(est._no_improvement_count),
                     best_loss=float(est.best_loss_), poll_flops=float(_engine.POLL_FLOPS),
                     out_loss=out_loss[:k], out_lr=out_lr[:k], out_time=out_time[:k],
-                    out_rows=out_rows[:k], wd_schedule=wd_schedule, **fixed)
+                    out_rows=out_rows[:k], wd_schedule=wd_schedule)
                 _record(est, state, done, t, n_seen, lr, count, best, partial, restart,
                         out_loss, out_lr, out_time, out_rows)
                 if exc is not None:

@@ -625,13 +625,14 @@ class BaseMLP(BaseEstimator, ABC):
         return self
 
     def _fit_lbfgs(self, net, params, X, Y, sample_weight):
-        alpha = float(self.alpha)
-        dtype = net.dtype
+        # One runner for the whole fit: X, Y and the weights checked once, the work buffers
+        # allocated once.  It works on its own copy of the parameters (scipy's iterate is
+        # copied into it, rounded as astype rounds), so a failed fit leaves ``params`` as it was.
+        run = net.runner(params.copy(), X, Y, sample_weight, alpha=float(self.alpha))
 
         def loss_grad(x):
-            p = x if dtype == np.float64 else x.astype(dtype)
-            loss, grad = net.loss_grad(np.ascontiguousarray(p), X, Y, sample_weight, alpha)
-            return loss, grad.astype(np.float64)
+            loss = run.loss_grad(x)
+            return loss, run.grad.astype(np.float64)    # scipy keeps what it is given: a copy
 
         # scipy >= 1.15 no longer prints L-BFGS-B progress (iprint is gone); report it ourselves,
         # in the format the stochastic solvers use.  The callback also remembers the last accepted

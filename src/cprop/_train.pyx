@@ -29,10 +29,18 @@ Design
    Without clipping the updates stay interleaved with the backward pass (design note 1).
 7. Per-call cost: a small fit runs thousands of these calls, so what a call does besides the
    passes is kept to a few microseconds.  A plan (``make_plan``'s dict) is checked once into a
-   ``CheckedPlan`` that owns copies of its arrays; ``Network`` caches and passes those, and only
-   a plain dict is checked at every call.  Serial loops enter no OpenMP region at all
-   (_config.pxd, serial loops).
-9. Per-batch schedules (coslog4 learning rate, flat_cos weight decay and dropout; RealMLP's)
+   ``CheckedPlan``, immutable from then on (private copies of its arrays; ``plan`` hands out a
+   copy); ``Network`` caches and passes those, and only a plain dict is checked at every call.
+   Serial loops enter no OpenMP region at all (_config.pxd, serial loops).
+8. ``fit_epochs`` runs many epochs of a stochastic fit in one call, with the estimator's
+   per-epoch bookkeeping (schedule, tol count, stopping rule), so a small fit runs no Python
+   per epoch.
+9. One trust boundary per fit: a ``Runner`` is built once from the checked plan, the parameters
+   and the data; it checks them once and allocates the work buffers, the gradient and the CSR
+   scratch once, and its ``epoch``, ``fit_epochs`` and ``loss_grad`` (L-BFGS's objective) run
+   the passes in them.  The def functions ``train_epoch``, ``fit_epochs`` and ``loss_grad`` are
+   one-shot runners; ``predict`` and ``serve`` (no fit) keep their own per-call buffers.
+10. Per-batch schedules (coslog4 learning rate, flat_cos weight decay and dropout; RealMLP's)
    are set by ``_batch_rates`` at the top of each batch of ``_run_batches``, the batch loop
    that train_epoch and fit_epochs share, so both fit loops get the same doubles.  A batch's t
    is its index over all the batches of max_iter epochs; the cost is a few scalar operations
@@ -234,23 +242,39 @@ cdef inline void _set_dropout(NetSpec* net, Dropout* dk, long long seed,
 
 
 cdef class CheckedPlan:
-    """A plan checked once against ``make_plan``'s layout (``_check_plan``), its arrays copied so
-    later edits of the dict cannot reach the kernels: the calls below trust it without checking
-    it again (``Network`` passes these; a plain dict is checked at every call).  ``plan`` is the
-    dict it was made from."""
+    """A plan checked once against ``make_plan``'s layout (``_check_plan``) and immutable from
+    then on: its arrays are private copies that nothing outside reaches (``plan`` hands out a
+    fresh copy of the dict), its fields are read-only and it is set up in ``__cinit__``, which
+    runs once per object (calling ``__init__`` again changes nothing).  The calls below trust it
+    without checking it again (``Network`` passes these; a plain dict is checked at every call).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._backprop import make_plan
+    >>> cp = CheckedPlan(make_plan([2, 1], [0], 0, 8, np.float64, 1), np.float64)
+    >>> cp.plan["w_off"][0] = 99        # a copy: the checked plan is unchanged
+    >>> int(cp.plan["w_off"][0]), cp.n_params
+    (0, 3)
+    """
     cdef NetSpec spec      # per-call fields (n_threads, path, dropout) are set on a copy
     cdef intp_t[::1] sizes, w_off, b_off, a_off, d_off, z_off, m_off
     cdef intp_t[::1] block, feat, seg_off, seg_len, seg_lo
     cdef double[::1] drop, seg_lr, seg_wd
     cdef int[::1] acts
     cdef int plan_threads
-    cdef readonly dict plan
+    cdef dict _plan        # the checked copies (never handed out)
     cdef readonly Py_ssize_t n_params, n_features, n_outputs, work_size
     cdef readonly bint is_float
 
-    def __init__(self, dict plan, dtype):
-        self.plan = plan
+    @property
+    def plan(self):
+        """A copy of the checked plan dict (editing it cannot reach the kernels)."""
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._plan.items()}
+
+    def __cinit__(self, dict plan, dtype):
         plan = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in plan.items()}
+        self._plan = plan
         self.n_outputs = _check_plan(plan, dtype)       # checks the copies the kernels will read
         self.is_float = np.dtype(dtype) == np.float32
         self.n_params = plan["n_params"]
@@ -757,10 +781,9 @@ def serve(CheckedPlan plan not None, params, X, out=None, labels=None, double th
     return _serve[double](plan, params, X, out, labels, threshold, check_finite, n_threads)
 
 
-def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floating[::1] X_data,
-              const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
-              const floating[:, ::1] Y, const floating[::1] sample_weight, object plan, double alpha,
-              floating[::1] grad, long long dropout_seed=-1, unsigned long long dropout_epoch=0):
+def loss_grad(params, X, X_data, X_indices, X_indptr, Py_ssize_t n_features, Y, sample_weight,
+              object plan, double alpha, grad, long long dropout_seed=-1,
+              unsigned long long dropout_epoch=0):
     """Full-batch loss (returned) and gradient (into ``grad``), as scikit-learn's ``_backprop``.
 
     loss = sum_i sw_i l_i / S + alpha/(2S) sum ||W||^2 and grad = its gradient, S = sum_i sw_i.
@@ -768,77 +791,12 @@ def loss_grad(const floating[::1] params, const floating[:, ::1] X, const floati
     the pass and is raised here (``grad`` is then incomplete and must be discarded).
     ``dropout_seed`` >= 0 (and a plan with dropout rates): the loss of the network with the fixed
     dropout masks of (seed, epoch, sample i) -- for gradient checks; otherwise no dropout.
+    A one-shot ``Runner`` (passes of the plan's cap rows); a fit builds one and keeps it.
     """
-    cdef NetSpec spec
-    cdef NetSpec* net = &spec
-    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
-    if grad.shape[0] != params.shape[0]:
+    if grad is None:
         raise ValueError("grad must have the shape of params.")
-    if Y is None or Y.shape[1] != cp.n_outputs:
-        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
-    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
-    _check_block_input(cp, X_indptr)
-    _check_rows("sample_weight", sample_weight, Y.shape[0])
-    cdef Py_ssize_t n = Y.shape[0], n_out = Y.shape[1], start, cn, cap = net.cap, i
-    _serial_if_small(net, cap if cap < n else n)
-    cdef int l, s
-    if n == 0:
-        raise ValueError("loss_grad needs at least one sample.")
-    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
-    rows_arr = np.empty(cap, dtype=np.float64)
-    cdef floating[::1] work = work_arr
-    cdef double[::1] rows = rows_arr
-    cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
-    cdef const floating* dense = &X[0, 0] if X is not None else NULL
-    cdef double sw_sum = 0, lsum = 0, sumsq = 0
-    cdef floating* wk = &work[0]
-    cdef Input x
-    cdef double row_flops = 0, since_poll = 0, poll_flops = DEFAULT_POLL_FLOPS
-    cdef bint stop = False
-    cdef Dropout dk
-    _set_dropout(net, &dk, dropout_seed, dropout_epoch)
-    _set_input(&x, X_data, X_indices, X_indptr)
-    scratch = _sparse_backward_scratch(&x, X_indptr, n, cap, n_features, work_arr.dtype)
-    _serial_if_small(net, _sparse_pass_rows(net, &x, n, cap if cap < n else n))
-    exc = None
-    row_flops = _row_flops(net)
-    with nogil:
-        if sw == NULL:
-            sw_sum = n
-        else:
-            for i in range(n):
-                sw_sum += sw[i]
-        start = 0
-        while start < n:
-            cn = cap if start + cap <= n else n - start
-            _contiguous_rows(&x, dense, start, n_features)
-            dk.row0 = start
-            forward(net, &params[0], &x, cn, wk, NULL)
-            loss_delta_rows(net.loss, &Y[start, 0], wk + net.a_off[net.L], wk + net.d_off[net.L],
-                            (sw + start) if sw != NULL else NULL, cn, n_out, 1.0 / sw_sum,
-                            &rows[0], net.loss_param, net.n_threads)
-            for i in range(cn):
-                lsum += rows[i]
-            for l in range(net.L - 1, -1, -1):
-                backward_layer(net, l, &params[0], &x, cn, wk, &grad[0], start > 0, NULL)
-            start += cn
-            since_poll += row_flops * cn
-            if since_poll >= poll_flops and start < n:
-                since_poll = 0
-                with gil:
-                    exc = _poll(None, start)
-                    stop = exc is not None
-                if stop:
-                    break
-        # the L2 term of every segment, times its weight-decay factor (biases: 0, skipped)
-        for s in range(net.n_seg):
-            if net.seg_wd[s] != 0:
-                sumsq += net.seg_wd[s] * _l2_into_grad(
-                    &params[net.seg_off[s]], &grad[net.seg_off[s]], net.seg_len[s],
-                    <floating>((alpha / sw_sum) * net.seg_wd[s]))
-    if exc is not None:
-        raise exc
-    return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum
+    return Runner(plan, params, grad, X, X_data, X_indices, X_indptr, n_features, Y,
+                  sample_weight, 0, alpha).loss_grad(None, dropout_seed, dropout_epoch)
 
 
 # ---- mini-batch training: the batch loop shared by train_epoch and fit_epochs --------------------
@@ -886,7 +844,7 @@ cdef inline void _set_rate(_EpochCfg* c, double learning_rate, double weight_dec
     c.weight_decay = weight_decay
 
 
-# ---- per-batch schedules (design note 9; RealMLP, Holzmueller et al. 2024) ------------------------
+# ---- per-batch schedules (design note 10; RealMLP, Holzmueller et al. 2024) ------------------------
 # coslog4(t) = (1 - cos(2 pi log2(1 + 15 t))) / 2: four warm-restart cycles, log-spaced in t;
 # flat_cos(t) = (1 + cos(pi (max(1, 2 t) - 1))) / 2: 1 for the first half, then cosine to 0.
 # cprop._optimizers.coslog4 / flat_cos compute the same doubles operation for operation.
@@ -1099,67 +1057,6 @@ cdef Py_ssize_t _run_batches(_EpochCfg* c, Input* x, RowPrefetch* pf, Dropout* d
     return start
 
 
-cdef CheckedPlan _epoch_setup(_EpochCfg* c, NetSpec* net, floating[::1] params, floating[::1] grad,
-                      floating[::1] state1, floating[::1] state2, const floating[:, ::1] X,
-                      const floating[::1] X_data, const intp_t[::1] X_indices,
-                      const intp_t[::1] X_indptr, Py_ssize_t n_features,
-                      const floating[:, ::1] Y, const floating[::1] sample_weight,
-                      Py_ssize_t batch_size, object plan, double alpha, str solver,
-                      double learning_rate, double momentum, bint nesterov, double beta_1,
-                      double beta_2, double epsilon, double poll_flops, double weight_decay,
-                      double clip_grad_norm, double clip_grad_value,
-                      double[::1] grad_norms):
-    """Check mini-batch training's arguments (train_epoch's checks, in their order) and fill
-    ``c`` and ``net`` (its plan, kernel path and thread count) for _run_batches."""
-    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, net)
-    if grad.shape[0] != params.shape[0] or state1.shape[0] != params.shape[0] or \
-            state2.shape[0] != params.shape[0]:
-        raise ValueError("grad, state1 and state2 must have the shape of params.")
-    if Y is None or Y.shape[1] != cp.n_outputs:
-        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
-    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
-    _check_block_input(cp, X_indptr)
-    _check_rows("sample_weight", sample_weight, Y.shape[0])
-    cdef Py_ssize_t n = Y.shape[0]
-    c.norms = NULL
-    if grad_norms is not None:
-        if grad_norms.shape[0] != net.L:
-            raise ValueError(f"grad_norms must hold one value per layer ({net.L}).")
-        c.norms = &grad_norms[0]
-    if n == 0:
-        raise ValueError("train_epoch needs at least one sample.")
-    if batch_size < 1 or batch_size > net.cap:
-        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={net.cap}].")
-    if solver not in SOLVER_CODES:
-        raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
-    _serial_if_small(net, batch_size if batch_size < n else n)
-    c.net = net
-    c.opt.kind = SOLVER_CODES[solver]
-    c.opt.momentum = momentum
-    c.opt.nesterov = nesterov
-    c.opt.beta1 = beta_1
-    c.opt.beta2 = beta_2
-    c.opt.eps = epsilon
-    c.opt_b = c.opt
-    _set_rate(c, learning_rate, weight_decay)
-    c.opt_b.decay = 0.0       # biases are not decayed (as alpha's L2 term spares them)
-    c.beta_1 = beta_1
-    c.beta_2 = beta_2
-    c.alpha = alpha
-    c.clipping = clip_grad_norm > 0 or clip_grad_value > 0
-    c.clip_grad_norm = clip_grad_norm
-    c.clip_grad_value = clip_grad_value
-    c.n = n
-    c.n_features = n_features
-    c.n_out = Y.shape[1]
-    c.batch_size = batch_size
-    c.row_flops = _row_flops(net)
-    c.poll_flops = poll_flops
-    # the kernel path's build of the elementwise update (the snapshot the passes use too)
-    c.ot = &net.path.optim
-    return cp
-
-
 cdef inline void _prefetch_setup(RowPrefetch* pf, const void* dense, Py_ssize_t row_bytes) noexcept nogil:
     pf.base = <const char*>dense
     pf.ld = row_bytes
@@ -1168,15 +1065,13 @@ cdef inline void _prefetch_setup(RowPrefetch* pf, const void* dense, Py_ssize_t 
     pf.n_rows = 0
 
 
-def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
-                floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
-                const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
-                const floating[:, ::1] Y, const floating[::1] sample_weight,
-                const intp_t[::1] order, Py_ssize_t batch_size, object plan, double alpha,
-                str solver, double learning_rate, double momentum=0.9, bint nesterov=True,
-                double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8, double t=0,
-                object hook=None, double poll_flops=DEFAULT_POLL_FLOPS,
-                double weight_decay=0.0, double clip_grad_norm=0.0, double clip_grad_value=0.0,
+def train_epoch(params, grad, state1, state2, X, X_data, X_indices, X_indptr,
+                Py_ssize_t n_features, Y, sample_weight, const intp_t[::1] order,
+                Py_ssize_t batch_size, object plan, double alpha, str solver,
+                double learning_rate, double momentum=0.9, bint nesterov=True, double beta_1=0.9,
+                double beta_2=0.999, double epsilon=1e-8, double t=0, object hook=None,
+                double poll_flops=DEFAULT_POLL_FLOPS, double weight_decay=0.0,
+                double clip_grad_norm=0.0, double clip_grad_value=0.0,
                 double[::1] grad_norms=None, long long dropout_seed=-1,
                 unsigned long long epoch=0, int lr_schedule=0, int wd_schedule=0,
                 int dropout_schedule=0, double learning_rate_init=0.0,
@@ -1203,54 +1098,17 @@ def train_epoch(floating[::1] params, floating[::1] grad, floating[::1] state1,
     learning_rate_init * coslog4(t) (0: ``learning_rate`` throughout); ``wd_schedule`` 1 scales
     AdamW's decay and ``dropout_schedule`` 1 the plan's dropout rates by flat_cos(t), t being the
     batch's index in the horizon over the horizon's batch count.
+    A one-shot ``Runner``; a fit builds one and calls ``Runner.epoch`` per epoch.
     """
-    cdef NetSpec spec
-    cdef _EpochCfg cfg
-    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data, X_indices, X_indptr,
-                 n_features, Y, sample_weight, batch_size, plan, alpha, solver, learning_rate,
-                 momentum, nesterov, beta_1, beta_2, epsilon, poll_flops, weight_decay,
-                 clip_grad_norm, clip_grad_value, grad_norms)
-    cdef Py_ssize_t n = Y.shape[0]
-    if order is not None and (order.shape[0] != n or
-                              _out_of_range(&order[0] if order.shape[0] else NULL,
-                                            order.shape[0], n)):
-        raise ValueError(f"order must hold {n} row indices in [0, {n}).")
-    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
-    rows_arr = np.empty(spec.cap, dtype=np.float64)
-    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
-    cdef floating[::1] work = work_arr
-    cdef double[::1] rows = rows_arr
-    cdef double[::1] partial = partial_arr
-    cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
-    cdef const floating* dense = &X[0, 0] if X is not None else NULL
-    cdef const intp_t* idx = &order[0] if order is not None else NULL
-    cdef double accumulated = 0, since_poll = 0
-    cdef Py_ssize_t start = 0
-    cdef Input x
-    cdef RowPrefetch pf
-    cdef Dropout dk
-    rates = _schedule_setup(&cfg, &spec, cp, n, lr_schedule, wd_schedule, dropout_schedule,
-                            learning_rate_init, max_iter)
-    _schedule_epoch(&cfg, schedule_epoch, max_iter)
-    _set_dropout(&spec, &dk, dropout_seed, epoch)
-    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
-    _set_input(&x, X_data, X_indices, X_indptr)
-    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
-    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
-    exc = None
-    while True:
-        with nogil:
-            start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
-                                 &state2[0], &work[0], &rows[0], &partial[0], dense, &Y[0, 0],
-                                 sw, idx, start, &t, &accumulated, &since_poll)
-        if start >= n:
-            break
-        # -- poll for Ctrl-C and report progress (design note 5) --
-        since_poll = 0
-        exc = _poll(hook, start)
-        if exc is not None:
-            break
-    return accumulated, t, start, exc
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    cdef Runner r = Runner(plan, params, grad, X, X_data, X_indices, X_indptr, n_features, Y,
+                           sample_weight, batch_size, alpha)
+    r.set_optimizer(state1, state2, solver, momentum, nesterov, beta_1, beta_2, epsilon,
+                    weight_decay, clip_grad_norm, clip_grad_value)
+    return r.epoch(order, learning_rate, t, hook, poll_flops, grad_norms, dropout_seed, epoch,
+                   lr_schedule, wd_schedule, dropout_schedule, learning_rate_init,
+                   schedule_epoch, max_iter)
 
 
 # ---- the compiled fit loop: many epochs in one call (design note 8) -------------------------------
@@ -1356,19 +1214,16 @@ cdef inline double _cosine_rate(double lr0, Py_ssize_t epoch, Py_ssize_t max_ite
     return 0.5 * lr0 * (1.0 + cos(_PI * e / span))
 
 
-def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
-               floating[::1] state2, const floating[:, ::1] X, const floating[::1] X_data,
-               const intp_t[::1] X_indices, const intp_t[::1] X_indptr, Py_ssize_t n_features,
-               const floating[:, ::1] Y, intp_t[::1] sample_idx, object bit_generator,
-               Py_ssize_t batch_size, object plan, double alpha, str solver, double momentum,
-               bint nesterov, double beta_1, double beta_2, double epsilon, double weight_decay,
+def fit_epochs(params, grad, state1, state2, X, X_data, X_indices, X_indptr,
+               Py_ssize_t n_features, Y, sample_idx, object bit_generator, Py_ssize_t batch_size,
+               object plan, double alpha, str solver, double momentum, bint nesterov,
+               double beta_1, double beta_2, double epsilon, double weight_decay,
                double clip_grad_norm, double clip_grad_value, double t, int schedule,
                double learning_rate, double learning_rate_init, double power_t,
                Py_ssize_t warmup_iter, Py_ssize_t max_iter, Py_ssize_t epoch0,
                long long n_seen, double tol, double n_iter_no_change,
                Py_ssize_t no_improvement, double best_loss, double poll_flops,
-               double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
-               intp_t[::1] out_rows, object hook=None, int wd_schedule=0):
+               out_loss, out_lr, out_time, out_rows, object hook=None, int wd_schedule=0):
     """Up to ``out_loss.shape[0]`` epochs of a stochastic fit without early stopping, with the
     estimator's per-epoch bookkeeping (``BaseMLP._fit_stochastic``) done here.
 
@@ -1386,55 +1241,390 @@ def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
     Returns (epochs, t, n_seen, learning_rate, no_improvement, best_loss, stopped, partial, exc):
     ``partial`` when the last epoch recorded was cut short (its bookkeeping is not done);
     ``stopped`` when the stopping rule ended training; ``exc`` the exception or None.
+    A one-shot ``Runner``; a fit builds one and calls ``Runner.fit_epochs``.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    cdef Runner r = Runner(plan, params, grad, X, X_data, X_indices, X_indptr, n_features, Y,
+                           None, batch_size, alpha)
+    r.set_optimizer(state1, state2, solver, momentum, nesterov, beta_1, beta_2, epsilon,
+                    weight_decay, clip_grad_norm, clip_grad_value)
+    return r.fit_epochs(sample_idx, bit_generator, t, schedule, learning_rate, learning_rate_init,
+                        power_t, warmup_iter, max_iter, epoch0, n_seen, tol, n_iter_no_change,
+                        no_improvement, best_loss, poll_flops, out_loss, out_lr, out_time,
+                        out_rows, hook, wd_schedule)
+
+
+# ---- the runner: one fit's checked data and work buffers (design note 9) --------------------------
+cdef class Runner:
+    """What a fit's compiled calls share, checked once: the plan (a ``CheckedPlan``), the
+    parameters, the data (dense X or its CSR arrays, Y, sample weights) and the buffers every
+    pass works in (the plan's work buffer, the per-row losses, the update's chunk partials, the
+    gradient and the CSR column-grouping scratch), allocated here and reused by every call.
+
+    ``Runner(plan, params, grad, X, X_data, X_indices, X_indptr, n_features, Y, sample_weight,
+    batch_size, alpha=0.0)``: ``grad`` None allocates one; ``batch_size`` (mini-batch rows, at
+    most the plan's cap; 0: the cap) and ``alpha`` (the L2 penalty) are fixed for the runner's
+    life.  Then:
+
+    - ``set_optimizer(state1, state2, solver, ...)``: the optimizer's state vectors and fixed
+      settings, checked once; ``epoch`` and ``fit_epochs`` need it;
+    - ``epoch(order, learning_rate, ...)``: one epoch of mini-batches (``train_epoch``);
+    - ``fit_epochs(sample_idx, bit_generator, ...)``: many epochs in one call (``fit_epochs``);
+    - ``loss_grad(x=None, ...)``: the full-batch loss, its gradient into ``grad`` (L-BFGS's
+      objective; ``x``, when given, is first copied into ``params``).
+
+    The arrays passed in are used in place (never copied) and must not be resized or freed
+    while the runner lives; a runner serves one fit at a time (its buffers are not shared
+    between threads).  Per call, only what changes is checked (the row order, the learning
+    rate, the output arrays) and the kernel path and thread count are read, as every call does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cprop._backprop import make_plan
+    >>> plan = CheckedPlan(make_plan([2, 1], [0], 0, 4, np.float64, 1), np.float64)
+    >>> params = np.array([1.0, 2.0, 0.5])
+    >>> r = Runner(plan, params, None, np.array([[1.0, 1.0]]), None, None, None, 2,
+    ...            np.array([[3.5]]), None, 0)
+    >>> r.loss_grad(), r.grad          # the output is the target: loss and gradient 0
+    (0.0, array([0., 0., 0.]))
+    >>> work = r.work
+    >>> r.loss_grad(np.array([1.0, 2.0, 1.5])), r.work is work
+    (0.5, True)
+    """
+    cdef readonly CheckedPlan checked
+    cdef readonly object params, grad, work, state1, state2
+    cdef object _keep, _scratch
+    cdef Input x                # the input (CSR scratch bound); each call works on a copy
+    cdef void* P
+    cdef void* G
+    cdef void* S1
+    cdef void* S2
+    cdef void* W
+    cdef const void* dense
+    cdef const void* Yp
+    cdef const void* sw
+    cdef double* R
+    cdef double* partial
+    cdef readonly Py_ssize_t n, n_features, n_outputs, n_params, batch_size
+    cdef readonly double alpha, sw_sum
+    cdef readonly bint is_float
+    cdef _EpochCfg cfg          # the optimizer's fixed settings (set_optimizer)
+    cdef double weight_decay
+    cdef bint has_optimizer
+
+    def __cinit__(self, object plan, params, grad, X, X_data, X_indices, X_indptr,
+                  Py_ssize_t n_features, Y, sample_weight, Py_ssize_t batch_size,
+                  double alpha=0.0):
+        dt = getattr(params, "dtype", None)
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError(f"params must be a float32 or float64 vector; got "
+                            f"{type(params).__name__}{'' if dt is None else ' of ' + str(dt)}.")
+        if grad is None:
+            grad = np.empty_like(params)
+        if dt == np.float32:
+            _bind[float](self, plan, params, grad, X, X_data, X_indices, X_indptr, n_features,
+                         Y, sample_weight, batch_size)
+        else:
+            _bind[double](self, plan, params, grad, X, X_data, X_indices, X_indptr, n_features,
+                          Y, sample_weight, batch_size)
+        self.params = params
+        self.grad = grad
+        self.alpha = alpha
+
+    def set_optimizer(self, state1, state2, str solver, double momentum=0.9, bint nesterov=True,
+                      double beta_1=0.9, double beta_2=0.999, double epsilon=1e-8,
+                      double weight_decay=0.0, double clip_grad_norm=0.0,
+                      double clip_grad_value=0.0):
+        """The optimizer of ``epoch``/``fit_epochs``: its state vectors (SGD velocity; Adam's
+        moments), used in place, and its fixed settings (``train_epoch``'s arguments)."""
+        if self.is_float:
+            _bind_state[float](self, self.params, state1, state2)
+        else:
+            _bind_state[double](self, self.params, state1, state2)
+        if solver not in SOLVER_CODES:
+            raise ValueError(f"solver must be one of {sorted(SOLVER_CODES)}; got {solver!r}.")
+        cdef _EpochCfg* c = &self.cfg
+        c.opt.kind = SOLVER_CODES[solver]
+        c.opt.momentum = momentum
+        c.opt.nesterov = nesterov
+        c.opt.beta1 = beta_1
+        c.opt.beta2 = beta_2
+        c.opt.eps = epsilon
+        c.opt.lr = 0
+        c.opt.decay = 0
+        c.opt_b = c.opt       # biases are not decayed (as alpha's L2 term spares them)
+        c.beta_1 = beta_1
+        c.beta_2 = beta_2
+        c.alpha = self.alpha
+        c.clipping = clip_grad_norm > 0 or clip_grad_value > 0
+        c.clip_grad_norm = clip_grad_norm
+        c.clip_grad_value = clip_grad_value
+        c.n = self.n
+        c.n_features = self.n_features
+        c.n_out = self.n_outputs
+        c.batch_size = self.batch_size
+        self.weight_decay = weight_decay
+        self.state1 = state1
+        self.state2 = state2
+        self.has_optimizer = True
+
+    cdef int _pass_spec(self, NetSpec* spec, Py_ssize_t pass_rows) except -1:
+        """spec := the plan's NetSpec with this call's thread count and kernel path (one
+        snapshot, so a pass never mixes paths), serial when passes of ``pass_rows`` rows are
+        small (_serial_if_small)."""
+        spec[0] = self.checked.spec
+        spec.n_threads = engine_threads(self.checked.plan_threads)  # 1 in a forked child
+        spec.path = current_path()
+        if pass_rows > self.n:
+            pass_rows = self.n
+        _serial_if_small(spec, pass_rows)
+        _serial_if_small(spec, _sparse_pass_rows(spec, &self.x, self.n, pass_rows))
+        return 0
+
+    cdef int _start_epochs(self, _EpochCfg* c, NetSpec* spec, double learning_rate,
+                           double poll_flops, double[::1] grad_norms) except -1:
+        """c := the optimizer's settings for a call of epochs at ``learning_rate``."""
+        if not self.has_optimizer:
+            raise ValueError("call set_optimizer before training epochs.")
+        if grad_norms is not None and grad_norms.shape[0] != self.checked.spec.L:
+            raise ValueError(f"grad_norms must hold one value per layer "
+                             f"({self.checked.spec.L}).")
+        self._pass_spec(spec, self.batch_size)
+        c[0] = self.cfg
+        c.net = spec
+        c.norms = &grad_norms[0] if grad_norms is not None else NULL
+        _set_rate(c, learning_rate, self.weight_decay)
+        c.row_flops = _row_flops(spec)
+        c.poll_flops = poll_flops
+        # the kernel path's build of the elementwise update (the snapshot the passes use too)
+        c.ot = &spec.path.optim
+        return 0
+
+    def epoch(self, const intp_t[::1] order, double learning_rate, double t=0, object hook=None,
+              double poll_flops=DEFAULT_POLL_FLOPS, double[::1] grad_norms=None,
+              long long dropout_seed=-1, unsigned long long epoch=0, int lr_schedule=0,
+              int wd_schedule=0, int dropout_schedule=0, double learning_rate_init=0.0,
+              Py_ssize_t schedule_epoch=0, Py_ssize_t max_iter=0):
+        """One epoch of mini-batches in the given row ``order`` (None: 0..n-1); returns
+        (sum over batches of batch_loss * batch_rows, t, rows_done, exc) as ``train_epoch``
+        (whose per-batch schedule arguments these are too)."""
+        cdef _EpochCfg cfg
+        cdef NetSpec spec
+        cdef Dropout dk
+        cdef Py_ssize_t n = self.n
+        self._start_epochs(&cfg, &spec, learning_rate, poll_flops, grad_norms)
+        if order is not None and (order.shape[0] != n or _out_of_range(&order[0], n, n)):
+            raise ValueError(f"order must hold {n} row indices in [0, {n}).")
+        # this call's dropout rates when they are scheduled (spec.drop points into them)
+        rates = _schedule_setup(&cfg, &spec, self.checked, n, lr_schedule, wd_schedule,
+                                dropout_schedule, learning_rate_init, max_iter)
+        _schedule_epoch(&cfg, schedule_epoch, max_iter)
+        _set_dropout(&spec, &dk, dropout_seed, epoch)
+        if self.is_float:
+            return _epoch[float](self, &cfg, &dk, <float*>self.P, order, t, hook)
+        return _epoch[double](self, &cfg, &dk, <double*>self.P, order, t, hook)
+
+    def fit_epochs(self, intp_t[::1] sample_idx, object bit_generator, double t, int schedule,
+                   double learning_rate, double learning_rate_init, double power_t,
+                   Py_ssize_t warmup_iter, Py_ssize_t max_iter, Py_ssize_t epoch0,
+                   long long n_seen, double tol, double n_iter_no_change,
+                   Py_ssize_t no_improvement, double best_loss, double poll_flops,
+                   double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
+                   intp_t[::1] out_rows, object hook=None, int wd_schedule=0):
+        """Up to ``out_loss.shape[0]`` epochs with the estimator's bookkeeping: see
+        ``fit_epochs``, whose arguments these are (less the runner's)."""
+        cdef _EpochCfg cfg
+        cdef NetSpec spec
+        cdef Dropout dk
+        cdef Py_ssize_t n = self.n, n_epochs = out_loss.shape[0]
+        self._start_epochs(&cfg, &spec, learning_rate, poll_flops, None)
+        if self.sw != NULL:
+            raise ValueError("fit_epochs trains without sample weights; this runner has some.")
+        if sample_idx.shape[0] != n or _out_of_range(&sample_idx[0], n, n):
+            raise ValueError(f"sample_idx must hold {n} row indices in [0, {n}).")
+        if out_lr.shape[0] < n_epochs or out_time.shape[0] < n_epochs or \
+                out_rows.shape[0] < n_epochs:
+            raise ValueError("out_lr, out_time and out_rows must be as long as out_loss.")
+        if schedule not in (0, _INVSCALING, _ADAPTIVE, _COSINE, _COSLOG4):
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULE_CODES.values())}.")
+        if schedule == _COSINE and (max_iter < 1 or warmup_iter < 0):
+            raise ValueError("the cosine schedule needs max_iter >= 1 and warmup_iter >= 0.")
+        cdef cprop_bitgen_t* bg = _bitgen(bit_generator) if bit_generator is not None else NULL
+        _schedule_setup(&cfg, &spec, self.checked, n, _LR_COSLOG4 if schedule == _COSLOG4 else 0,
+                        wd_schedule, 0, learning_rate_init, max_iter)
+        _set_dropout(&spec, &dk, -1, 0)
+        if self.is_float:
+            return _fit_epochs[float](self, &cfg, &dk, <float*>self.P, &sample_idx[0], bg, t,
+                                      schedule, learning_rate, learning_rate_init, power_t,
+                                      warmup_iter, max_iter, epoch0, n_seen, tol,
+                                      n_iter_no_change, no_improvement, best_loss, out_loss,
+                                      out_lr, out_time, out_rows, hook)
+        return _fit_epochs[double](self, &cfg, &dk, <double*>self.P, &sample_idx[0], bg, t,
+                                   schedule, learning_rate, learning_rate_init, power_t,
+                                   warmup_iter, max_iter, epoch0, n_seen, tol, n_iter_no_change,
+                                   no_improvement, best_loss, out_loss, out_lr, out_time,
+                                   out_rows, hook)
+
+    def loss_grad(self, x=None, long long dropout_seed=-1, unsigned long long dropout_epoch=0):
+        """The full-batch loss (returned) and its gradient (into ``grad``), as ``loss_grad``:
+        passes of the plan's cap rows.  ``x`` (a vector of n_params values, any float dtype):
+        copied into ``params`` first, rounded as ``x.astype(params.dtype)`` rounds (L-BFGS)."""
+        cdef NetSpec spec
+        cdef Dropout dk
+        if x is not None:
+            x = np.asarray(x)
+            if x.shape != (self.n_params,):
+                raise ValueError(f"x has shape {x.shape}; expected ({self.n_params},).")
+            np.copyto(self.params, x, casting="unsafe")
+        if self.sw_sum == 0:
+            raise ValueError("sample_weight sums to 0: the weighted mean loss is undefined. Give "
+                             "some samples a non-zero weight.")
+        self._pass_spec(&spec, self.checked.spec.cap)
+        _set_dropout(&spec, &dk, dropout_seed, dropout_epoch)
+        if self.is_float:
+            return _loss_grad[float](self, &spec, &dk, <float*>self.P)
+        return _loss_grad[double](self, &spec, &dk, <double*>self.P)
+
+
+cdef int _bind(Runner r, object plan, const floating[::1] params, floating[::1] grad,
+               const floating[:, ::1] X, const floating[::1] X_data, const intp_t[::1] X_indices,
+               const intp_t[::1] X_indptr, Py_ssize_t n_features, const floating[:, ::1] Y,
+               const floating[::1] sample_weight, Py_ssize_t batch_size) except -1:
+    """The runner's checks (once per fit: the kernels trust what passes) and buffers."""
     cdef NetSpec spec
-    cdef _EpochCfg cfg
-    cdef const floating[::1] no_weights = None
-    cdef double[::1] no_norms = None
-    cdef CheckedPlan cp = _epoch_setup(&cfg, &spec, params, grad, state1, state2, X, X_data,
-                                       X_indices, X_indptr, n_features, Y, no_weights, batch_size,
-                                       plan, alpha, solver, learning_rate, momentum, nesterov,
-                                       beta_1, beta_2, epsilon, poll_flops, weight_decay,
-                                       clip_grad_norm, clip_grad_value, no_norms)
-    cdef Py_ssize_t n = Y.shape[0], n_epochs = out_loss.shape[0], e = 0, start
-    if sample_idx.shape[0] != n or _out_of_range(&sample_idx[0], n, n):
-        raise ValueError(f"sample_idx must hold {n} row indices in [0, {n}).")
-    if out_lr.shape[0] < n_epochs or out_time.shape[0] < n_epochs or out_rows.shape[0] < n_epochs:
-        raise ValueError("out_lr, out_time and out_rows must be as long as out_loss.")
-    if schedule not in (0, _INVSCALING, _ADAPTIVE, _COSINE, _COSLOG4):
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULE_CODES.values())}.")
-    if schedule == _COSINE and (max_iter < 1 or warmup_iter < 0):
-        raise ValueError("the cosine schedule needs max_iter >= 1 and warmup_iter >= 0.")
-    cdef cprop_bitgen_t* bg = _bitgen(bit_generator) if bit_generator is not None else NULL
-    # work buffers: once for all the epochs of the call
-    work_arr = np.empty(cp.work_size, dtype=np.float32 if floating is float else np.float64)
-    rows_arr = np.empty(spec.cap, dtype=np.float64)
-    partial_arr = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2), dtype=np.float64)
+    cdef CheckedPlan cp = _checked(plan, floating is float, params.shape[0], n_features, &spec)
+    if grad is None or grad.shape[0] != params.shape[0]:
+        raise ValueError("grad must have the shape of params.")
+    if Y is None or Y.shape[1] != cp.n_outputs:
+        raise ValueError(f"Y must have one column per network output ({cp.n_outputs}).")
+    _check_input(X, X_data, X_indices, X_indptr, n_features, Y.shape[0])
+    _check_block_input(cp, X_indptr)
+    _check_rows("sample_weight", sample_weight, Y.shape[0])
+    cdef Py_ssize_t n = Y.shape[0], i
+    if n == 0:
+        raise ValueError("training needs at least one sample; X has 0 rows.")
+    if batch_size == 0:
+        batch_size = spec.cap
+    if batch_size < 1 or batch_size > spec.cap:
+        raise ValueError(f"batch_size={batch_size} must be in [1, plan cap={spec.cap}].")
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = np.empty(cp.work_size, dtype=dtype)
     cdef floating[::1] work = work_arr
-    cdef double[::1] rows = rows_arr
-    cdef double[::1] partial = partial_arr
-    cdef const floating* dense = &X[0, 0] if X is not None else NULL
-    cdef intp_t* idx = &sample_idx[0]
-    cdef double accumulated, since_poll = 0, t0, loss, lr = learning_rate
-    cdef bint stopped = False, cut = False, raised = False
-    cdef Input x
+    cdef double[::1] rows = np.empty(spec.cap, dtype=np.float64)
+    cdef double[::1] partial = np.empty(max(params.shape[0] // UPDATE_CHUNK + 2, 2),
+                                        dtype=np.float64)
+    cdef const floating* sw = &sample_weight[0] if sample_weight is not None else NULL
+    cdef double sw_sum = 0
+    with nogil:
+        if sw == NULL:
+            sw_sum = n
+        else:
+            for i in range(n):
+                sw_sum += sw[i]
+    r.checked = cp
+    r.is_float = floating is float
+    r.n = n
+    r.n_features = n_features
+    r.n_outputs = Y.shape[1]
+    r.n_params = params.shape[0]
+    r.batch_size = batch_size
+    r.sw_sum = sw_sum
+    r.P = <void*>&params[0]
+    r.G = <void*>&grad[0]
+    r.W = <void*>&work[0]
+    r.R = &rows[0]
+    r.partial = &partial[0]
+    r.dense = <const void*>&X[0, 0] if X is not None else NULL
+    r.Yp = <const void*>&Y[0, 0]
+    r.sw = <const void*>sw
+    _set_input(&r.x, X_data, X_indices, X_indptr)
+    r._scratch = _sparse_backward_scratch(&r.x, X_indptr, n, spec.cap, n_features, dtype)
+    r.work = work_arr
+    # the buffers the pointers above point into, alive as long as the runner
+    r._keep = (params, grad, X, X_data, X_indices, X_indptr, Y, sample_weight, work, rows,
+               partial)
+    return 0
+
+
+cdef int _bind_state(Runner r, floating[::1] params, floating[::1] state1,
+                     floating[::1] state2) except -1:
+    """The optimizer's state vectors (and params, which the updates write, writable)."""
+    if state1 is None or state2 is None or state1.shape[0] != params.shape[0] or \
+            state2.shape[0] != params.shape[0]:
+        raise ValueError("grad, state1 and state2 must have the shape of params.")
+    r.S1 = <void*>&state1[0]
+    r.S2 = <void*>&state2[0]
+    r._keep = r._keep[:11] + (state1, state2)
+    return 0
+
+
+cdef tuple _epoch(Runner r, _EpochCfg* cfg, Dropout* dk, floating* P, const intp_t[::1] order,
+                  double t, object hook):
+    """Runner.epoch's passes (train_epoch's loop) in the runner's buffers."""
+    cdef NetSpec* net = cfg.net
+    cdef Py_ssize_t n = r.n, start = 0
+    cdef floating* G = <floating*>r.G
+    cdef floating* S1 = <floating*>r.S1
+    cdef floating* S2 = <floating*>r.S2
+    cdef floating* wk = <floating*>r.W
+    cdef double* rows = r.R
+    cdef double* partial = r.partial
+    cdef const floating* sw = <const floating*>r.sw
+    cdef const floating* dense = <const floating*>r.dense
+    cdef const floating* Y = <const floating*>r.Yp
+    cdef const intp_t* idx = &order[0] if order is not None else NULL
+    cdef double accumulated = 0, since_poll = 0
+    cdef Input x = r.x
     cdef RowPrefetch pf
-    cdef Dropout dk
-    _schedule_setup(&cfg, &spec, cp, n, _LR_COSLOG4 if schedule == _COSLOG4 else 0,
-                    wd_schedule, 0, learning_rate_init, max_iter)
-    _set_dropout(&spec, &dk, -1, 0)
-    _prefetch_setup(&pf, dense, n_features * sizeof(floating))
-    _set_input(&x, X_data, X_indices, X_indptr)
-    scratch = _sparse_backward_scratch(&x, X_indptr, n, batch_size, n_features, work_arr.dtype)
-    _serial_if_small(&spec, _sparse_pass_rows(&spec, &x, n, batch_size if batch_size < n else n))
+    _prefetch_setup(&pf, dense, r.n_features * sizeof(floating))
+    exc = None
+    while True:
+        with nogil:
+            start = _run_batches(cfg, &x, &pf, dk, P, G, S1, S2, wk, rows, partial, dense, Y, sw,
+                                 idx, start, &t, &accumulated, &since_poll)
+        if start >= n:
+            break
+        # -- poll for Ctrl-C and report progress (design note 5) --
+        since_poll = 0
+        exc = _poll(hook, start)
+        if exc is not None:
+            break
+    return accumulated, t, start, exc
+
+
+cdef tuple _fit_epochs(Runner r, _EpochCfg* cfg, Dropout* dk, floating* P, intp_t* idx,
+                       cprop_bitgen_t* bg, double t, int schedule, double learning_rate,
+                       double learning_rate_init, double power_t, Py_ssize_t warmup_iter,
+                       Py_ssize_t max_iter, Py_ssize_t epoch0, long long n_seen, double tol,
+                       double n_iter_no_change, Py_ssize_t no_improvement, double best_loss,
+                       double[::1] out_loss, double[::1] out_lr, double[::1] out_time,
+                       intp_t[::1] out_rows, object hook):
+    """Runner.fit_epochs' epochs (fit_epochs' loop) in the runner's buffers."""
+    cdef Py_ssize_t n = r.n, n_epochs = out_loss.shape[0], e = 0, start
+    cdef floating* G = <floating*>r.G
+    cdef floating* S1 = <floating*>r.S1
+    cdef floating* S2 = <floating*>r.S2
+    cdef floating* wk = <floating*>r.W
+    cdef double* rows = r.R
+    cdef double* partial = r.partial
+    cdef const floating* dense = <const floating*>r.dense
+    cdef const floating* Y = <const floating*>r.Yp
+    cdef double accumulated, since_poll = 0, t0, loss, lr = learning_rate
+    cdef double weight_decay = r.weight_decay, poll_flops = cfg.poll_flops
+    cdef bint stopped = False, cut = False, raised = False
+    cdef Input x = r.x
+    cdef RowPrefetch pf
+    _prefetch_setup(&pf, dense, r.n_features * sizeof(floating))
     exc = None
     with nogil:
         while e < n_epochs and not stopped and not raised:
             t0 = cprop_now()
             if schedule == _COSINE:
                 lr = _cosine_rate(learning_rate_init, epoch0 + e, max_iter, warmup_iter)
-            _set_rate(&cfg, lr, weight_decay)
-            _schedule_epoch(&cfg, epoch0 + e, max_iter)
+            _set_rate(cfg, lr, weight_decay)
+            _schedule_epoch(cfg, epoch0 + e, max_iter)
             if schedule == _COSLOG4:
                 lr = learning_rate_init * _coslog4(cfg.step0 / cfg.n_steps)
             out_lr[e] = lr
@@ -1443,9 +1633,8 @@ def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
             accumulated = 0
             start = 0
             while True:
-                start = _run_batches(&cfg, &x, &pf, &dk, &params[0], &grad[0], &state1[0],
-                                     &state2[0], &work[0], &rows[0], &partial[0], dense,
-                                     &Y[0, 0], NULL, idx, start, &t, &accumulated, &since_poll)
+                start = _run_batches(cfg, &x, &pf, dk, P, G, S1, S2, wk, rows, partial, dense, Y,
+                                     NULL, idx, start, &t, &accumulated, &since_poll)
                 if start >= n:
                     break
                 since_poll = 0
@@ -1484,3 +1673,53 @@ def fit_epochs(floating[::1] params, floating[::1] grad, floating[::1] state1,
                     exc = _poll(hook, n)
                     raised = exc is not None
     return e, t, n_seen, lr, no_improvement, best_loss, stopped, cut, exc
+
+
+cdef double _loss_grad(Runner r, NetSpec* net, Dropout* dk, const floating* P) except? -1:
+    """Runner.loss_grad's passes in the runner's buffers (design note 3)."""
+    cdef Py_ssize_t n = r.n, n_out = r.n_outputs, n_features = r.n_features, start, cn, i
+    cdef Py_ssize_t cap = net.cap
+    cdef floating* grad = <floating*>r.G
+    cdef floating* wk = <floating*>r.W
+    cdef double* rows = r.R
+    cdef const floating* sw = <const floating*>r.sw
+    cdef const floating* dense = <const floating*>r.dense
+    cdef const floating* Y = <const floating*>r.Yp
+    cdef double sw_sum = r.sw_sum, alpha = r.alpha, lsum = 0, sumsq = 0
+    cdef double row_flops = _row_flops(net), since_poll = 0, poll_flops = DEFAULT_POLL_FLOPS
+    cdef bint stop = False
+    cdef int l, s
+    cdef Input x = r.x
+    exc = None
+    with nogil:
+        start = 0
+        while start < n:
+            cn = cap if start + cap <= n else n - start
+            _contiguous_rows(&x, dense, start, n_features)
+            dk.row0 = start
+            forward(net, P, &x, cn, wk, NULL)
+            loss_delta_rows(net.loss, Y + start * n_out, wk + net.a_off[net.L],
+                            wk + net.d_off[net.L], (sw + start) if sw != NULL else NULL, cn,
+                            n_out, 1.0 / sw_sum, rows, net.loss_param, net.n_threads)
+            for i in range(cn):
+                lsum += rows[i]
+            for l in range(net.L - 1, -1, -1):
+                backward_layer(net, l, P, &x, cn, wk, grad, start > 0, NULL)
+            start += cn
+            since_poll += row_flops * cn
+            if since_poll >= poll_flops and start < n:
+                since_poll = 0
+                with gil:
+                    exc = _poll(None, start)
+                    stop = exc is not None
+                if stop:
+                    break
+        # the L2 term of every segment, times its weight-decay factor (biases: 0, skipped)
+        for s in range(net.n_seg):
+            if net.seg_wd[s] != 0:
+                sumsq += net.seg_wd[s] * _l2_into_grad(
+                    &P[net.seg_off[s]], &grad[net.seg_off[s]], net.seg_len[s],
+                    <floating>((alpha / sw_sum) * net.seg_wd[s]))
+    if exc is not None:
+        raise exc
+    return lsum / sw_sum + 0.5 * alpha * sumsq / sw_sum

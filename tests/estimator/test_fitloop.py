@@ -38,13 +38,13 @@ y_reg = (y_reg - y_reg.mean()) / y_reg.std()
 def spy(monkeypatch):
     """Counts calls of the compiled loop."""
     calls = []
-    original = cprop._train.fit_epochs
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    class Counting(cprop._train.Runner):
+        def fit_epochs(self, *args, **kwargs):
+            calls.append(1)
+            return super().fit_epochs(*args, **kwargs)
 
-    monkeypatch.setattr(cprop._train, "fit_epochs", counting)
+    monkeypatch.setattr(cprop._train, "Runner", Counting)
     return calls
 
 
@@ -415,11 +415,11 @@ def test_engine_rejects_bad_arguments():
 _CHILD = r"""
 import cprop._train
 calls = []
-original = cprop._train.fit_epochs
-def counting(*a, **k):
-    calls.append(1)
-    return original(*a, **k)
-cprop._train.fit_epochs = counting
+class Counting(cprop._train.Runner):
+    def fit_epochs(self, *a, **k):
+        calls.append(1)
+        return super().fit_epochs(*a, **k)
+cprop._train.Runner = Counting
 clf = MLPClassifier(hidden_layer_sizes=(1024,), max_iter=50, random_state=0, n_threads=1)
 print("START", flush=True)
 clf.fit(X, y)

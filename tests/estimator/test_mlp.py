@@ -855,17 +855,21 @@ def test_threads_bitwise_identical(sparse, threaded_passes):
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_keyboard_interrupt_keeps_weights(monkeypatch, solver):
     calls = {"n": 0}
-    # what the fit calls once per epoch (adam) or per evaluation (lbfgs)
-    owner, name = (_Epochs, "__call__") if solver == "adam" else (Network, "loss_grad")
+    # what the fit calls once per epoch (adam) or per evaluation (lbfgs: its runner's loss_grad)
+    owner, name = (_Epochs, "__call__") if solver == "adam" else (cprop._train, "Runner")
     original = getattr(owner, name)
 
     def interrupted(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
+        return (original if solver == "adam" else original.loss_grad)(self, *args, **kwargs)
 
-    monkeypatch.setattr(owner, name, interrupted)
+    if solver == "adam":
+        monkeypatch.setattr(owner, name, interrupted)
+    else:
+        monkeypatch.setattr(owner, name, type("Interrupted", (original,),
+                                              {"loss_grad": interrupted}))
     # the estimator's Python epoch loop (the compiled one: tests/estimator/test_fitloop.py)
     monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
     est = MLPClassifier(solver=solver, hidden_layer_sizes=5, random_state=0, max_iter=50)

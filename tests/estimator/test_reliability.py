@@ -356,7 +356,7 @@ def test_plan_cache_is_bounded():
         net.predict(p, X[:n])
     assert len(net._plans) <= _engine.PLAN_CACHE_SIZE
     # the most recent plans are the ones kept, and a kept plan is reused
-    assert 199 in net._plans and net.plan(199) is net._plans[199].plan
+    assert 199 in net._plans and net._checked_plan(199) is net._plans[199]
 
 
 def test_concurrent_predicts_with_distinct_row_counts():

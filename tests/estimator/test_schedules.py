@@ -4,7 +4,7 @@ dropout_schedule='flat_cos' (RealMLP's, Holzmueller et al. 2024).
 References: the formulas written with numpy; AdamW's update with both schedules reimplemented in
 numpy on a small network (its gradient by hand); a network whose constant dropout rates are the
 scheduled ones; and the estimator's Python epoch loop, which the compiled fit loop must match
-bitwise (tests/test_fitloop.py's rule), a spy proving the compiled loop ran.
+bitwise (tests/estimator/test_fitloop.py's rule), a spy proving the compiled loop ran.
 """
 import warnings
 

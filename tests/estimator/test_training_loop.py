@@ -849,15 +849,16 @@ def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch, ass
     """SIGINT arriving just as the compiled epoch returns (after its only batch's update): the
     epoch is counted (n_iter_, t_, Adam's t) and equals a one-epoch fit."""
     import cprop._train as _train
-    original = _train.train_epoch
+    original = _train.Runner
 
-    def then_ctrl_c(*args, **kwargs):
-        result = original(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)
-        return result
+    class ThenCtrlC(original):      # the compiled epoch of the fit's runner
+        def epoch(self, *args, **kwargs):
+            result = super().epoch(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)
+            return result
 
-    monkeypatch.setattr(_train, "train_epoch", then_ctrl_c)
-    # the estimator's Python loop (the one that calls train_epoch); the compiled small-fit loop
+    monkeypatch.setattr(_train, "Runner", ThenCtrlC)
+    # the estimator's Python loop (the one that calls Runner.epoch); the compiled small-fit loop
     # polls signals after each epoch's bookkeeping (tests/estimator/test_fitloop.py
     # covers its interrupts)
     monkeypatch.setattr(cprop._fast_fit, "FORCE_PYTHON", True)
@@ -867,7 +868,7 @@ def test_i17_ctrl_c_after_the_last_update_keeps_its_bookkeeping(monkeypatch, ass
         clf.fit(X_dig, y_dig)
     assert clf.n_iter_ == 1 and clf.t_ == len(y_dig) and clf._optimizer.t == 1
     assert len(clf.loss_curve_) == 1
-    monkeypatch.setattr(_train, "train_epoch", original)
+    monkeypatch.setattr(_train, "Runner", original)
     assert_same_weights(clf, MLPClassifier(max_iter=1, **kw).fit(X_dig, y_dig))
 
 
