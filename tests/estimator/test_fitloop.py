@@ -34,20 +34,6 @@ X_reg, y_reg = make_regression(n_samples=230, n_features=9, noise=5.0, random_st
 y_reg = (y_reg - y_reg.mean()) / y_reg.std()
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Counts calls of the compiled loop."""
-    calls = []
-
-    class Counting(cprop._train.Runner):
-        def fit_epochs(self, *args, **kwargs):
-            calls.append(1)
-            return super().fit_epochs(*args, **kwargs)
-
-    monkeypatch.setattr(cprop._train, "Runner", Counting)
-    return calls
-
-
 def _state(est):
     """Everything a stochastic fit leaves behind that the two loops must agree on."""
     opt = est._optimizer

@@ -36,20 +36,6 @@ def np_flat_cos(t):
     return 0.5 * (1 + np.cos(np.pi * (np.maximum(1.0, 2 * np.asarray(t, dtype=np.float64)) - 1)))
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Counts calls of the compiled fit loop."""
-    calls = []
-    original = cprop._train.fit_epochs
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cprop._train, "fit_epochs", counting)
-    return calls
-
-
 def _quiet(fn, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
