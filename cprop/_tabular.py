@@ -39,6 +39,8 @@ class _BaseTabularMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
+        "numeric_encoding": [StrOptions({"scale", "ple", "scale+ple"})],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [str, list, tuple],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -61,11 +63,14 @@ class _BaseTabularMLP(BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, *, categorical_features, hidden_layer_sizes, activation,
+    def __init__(self, *, categorical_features, numeric_encoding, n_bins, hidden_layer_sizes,
+                 activation,
                  learning_rate_init, weight_decay, dropout, batch_size, max_iter, early_stopping,
                  validation_fraction, n_iter_no_change, tol, beta_1, beta_2, init, dtype,
                  random_state, n_threads, callbacks, scoring, verbose):
         self.categorical_features = categorical_features
+        self.numeric_encoding = numeric_encoding
+        self.n_bins = n_bins
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -130,7 +135,9 @@ class _BaseTabularMLP(BaseEstimator):
                              "is None.")
         names = _get_feature_names(X)
         yt, target = self._fit_target(y, _num_samples(X))
-        prep = TabularPreprocessor(self.categorical_features, dtype=np.dtype(self.dtype)).fit(X)
+        prep = TabularPreprocessor(self.categorical_features, dtype=np.dtype(self.dtype),
+                                   numeric_encoding=self.numeric_encoding,
+                                   n_bins=self.n_bins).fit(X)
         Xt = prep.transform(X)
         Xv = yv = None
         if X_val is not None:
@@ -187,6 +194,15 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
         Categorical columns. 'from_dtype': category dtype (as HistGradientBoosting's
         ``categorical_features='from_dtype'``), plus object, string and bool columns. Or a
         list of names (DataFrame) or indices, or a boolean mask; None: no categorical column.
+
+    numeric_encoding : {'scale', 'ple', 'scale+ple'}, default='scale'
+        Numeric columns: robust scaling and smooth clip ('scale'); a piecewise-linear encoding
+        over quantile bins of the training values instead ('ple', Gorishniy et al. 2022), one
+        input per bin, which gives the network thresholds; or both side by side
+        (see ``cprop._tabular_prep``).
+
+    n_bins : int, default=16
+        Most quantile bins per numeric column under 'ple' and 'scale+ple'.
 
     hidden_layer_sizes : array-like of int, default=(256, 256, 256)
         Units per hidden layer.
@@ -262,14 +278,16 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     True
     """
 
-    def __init__(self, *, categorical_features="from_dtype", hidden_layer_sizes=(256, 256, 256),
+    def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
+                 hidden_layer_sizes=(256, 256, 256),
                  activation="selu", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
                  n_iter_no_change=20, tol=1e-4, beta_1=0.9, beta_2=0.999, init="auto",
                  dtype="float32", random_state=None, n_threads=None, callbacks=None,
                  scoring=None, verbose=False):
         super().__init__(
-            categorical_features=categorical_features, hidden_layer_sizes=hidden_layer_sizes,
+            categorical_features=categorical_features, numeric_encoding=numeric_encoding,
+            n_bins=n_bins, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -345,14 +363,16 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
     True
     """
 
-    def __init__(self, *, categorical_features="from_dtype", hidden_layer_sizes=(256, 256, 256),
+    def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
+                 hidden_layer_sizes=(256, 256, 256),
                  activation="mish", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
                  n_iter_no_change=20, tol=1e-4, beta_1=0.9, beta_2=0.999, init="auto",
                  dtype="float32", random_state=None, n_threads=None, callbacks=None,
                  scoring=None, verbose=False):
         super().__init__(
-            categorical_features=categorical_features, hidden_layer_sizes=hidden_layer_sizes,
+            categorical_features=categorical_features, numeric_encoding=numeric_encoding,
+            n_bins=n_bins, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
             early_stopping=early_stopping, validation_fraction=validation_fraction,

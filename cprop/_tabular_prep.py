@@ -24,7 +24,19 @@ Design
    x <- s_j (x - median_j), s_j = 1 / (q75_j - q25_j); if that IQR is 0, s_j = 2 / (max_j - min_j);
    if that is 0 too, s_j = 0 (a constant column becomes 0).
 4. Smooth clipping of outliers: x <- x / sqrt(1 + (x / 3)^2) (|x| stays below 3).
-5. Fitted state is plain numpy arrays and lists, so the estimators pickle.
+5. Numeric encoding. ``numeric_encoding='scale'`` (the default) is notes 3-4 on the imputed value.
+   ``'ple'`` replaces it by a piecewise-linear encoding (Gorishniy et al., "On Embeddings for
+   Numerical Features in Tabular Deep Learning", NeurIPS 2022), which hands the network
+   thresholds on that feature: bin edges b_0 < ... < b_T are the distinct quantiles at
+   0, 1/n_bins, ..., 1 of the observed training values (T <= n_bins: ties merge edges), and
+   the value becomes T columns e_t = clip((x - b_{t-1}) / (b_t - b_{t-1}), 0, 1), except that
+   the first bin is not clipped below 0 and the last one not above 1 (one bin: not clipped at
+   all). A constant column (T = 0) keeps the scaled encoding (a column of zeros). The PLE
+   columns skip robust scaling (centre 0, scale 1) and go through the same smooth clip, so a
+   value far outside the training range stays bounded. ``'scale+ple'`` emits both: the scaled
+   column, then its PLE columns. Missing values are imputed by the median first, as above;
+   missing-indicator and categorical columns are unaffected.
+6. Fitted state is plain numpy arrays and lists, so the estimators pickle.
 """
 import numbers
 
@@ -36,6 +48,9 @@ from sklearn.utils.validation import check_array, check_is_fitted
 # levels above which RealMLP-TD would use an embedding; here they are one-hot too (no embedding
 # layer in the engine yet)
 MAX_ONEHOT_LEVELS = 8
+
+# marks a PLE output column in _encode's per-column statistics list (centre 0, scale 1)
+_FIXED = "fixed"
 
 
 def _is_dataframe(X):
@@ -60,6 +75,28 @@ def _sort_key(v):
 def smooth_clip(x):
     """x / sqrt(1 + (x / 3)^2): identity near 0, bounded by +-3."""
     return x / np.sqrt(1.0 + (x / 3.0) ** 2)
+
+
+def ple_edges(values, n_bins):
+    """Bin edges of the piecewise-linear encoding (note 5): the distinct quantiles at
+    0, 1/n_bins, ..., 1 of a 1-D float array of training values (empty when there are none)."""
+    if values.size == 0:
+        return np.zeros(0)
+    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
+
+
+def ple_encode(x, edges):
+    """Piecewise-linear encoding of a 1-D float array over ``edges`` (at least two): one column
+    per bin, e_t = clip((x - b_{t-1}) / (b_t - b_{t-1}), 0, 1), the first bin unclipped below
+    and the last unclipped above (note 5)."""
+    lo, width = edges[:-1], np.diff(edges)
+    e = (x[:, None] - lo) / width
+    n = len(width)
+    if n > 1:
+        e[:, 0] = np.minimum(e[:, 0], 1.0)
+        e[:, -1] = np.maximum(e[:, -1], 0.0)
+        e[:, 1:-1] = np.clip(e[:, 1:-1], 0.0, 1.0)
+    return e
 
 
 def robust_scale_params(values):
@@ -90,20 +127,34 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     dtype : {np.float32, np.float64}, default=np.float32
         Dtype of the transformed matrix.
 
+    numeric_encoding : {'scale', 'ple', 'scale+ple'}, default='scale'
+        How a numeric column is encoded (the module's note 5): robust scaling and smooth clip;
+        a piecewise-linear encoding over quantile bins instead; or both side by side.
+
+    n_bins : int, default=16
+        Most quantile bins per numeric column of the piecewise-linear encoding (fewer where
+        quantiles tie).
+
     Attributes
     ----------
     columns_ : list of dict
-        One entry per input column: ``{"kind": "numeric", "median", "indicator"}`` or
+        One entry per input column: ``{"kind": "numeric", "median", "indicator", "edges",
+        "scaled"}`` (``edges``: the PLE bin edges, None under 'scale' and for a constant column;
+        ``scaled``: whether the robust-scaled column is emitted) or
         ``{"kind": "categorical", "levels"}``.
     center_, scale_ : ndarray of shape (n_outputs,)
-        Median and scale factor of each raw encoded column (robust scaling).
+        Median and scale factor of each raw encoded column (robust scaling; 0 and 1 for PLE
+        columns).
     n_features_in_ : int
     feature_names_in_ : ndarray of str (DataFrame input only)
     """
 
-    def __init__(self, categorical_features="from_dtype", dtype=np.float32):
+    def __init__(self, categorical_features="from_dtype", dtype=np.float32,
+                 numeric_encoding="scale", n_bins=16):
         self.categorical_features = categorical_features
         self.dtype = dtype
+        self.numeric_encoding = numeric_encoding
+        self.n_bins = n_bins
 
     # -- input as a list of 1-D columns -----------------------------------------------------------
     def _columns(self, X, reset):
@@ -172,6 +223,13 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     # -- fit / transform -------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Learn the column kinds, imputation values, levels and scaling from X."""
+        if self.numeric_encoding not in ("scale", "ple", "scale+ple"):
+            raise ValueError(f"numeric_encoding={self.numeric_encoding!r} is not understood: "
+                             "expected 'scale', 'ple' or 'scale+ple'.")
+        if (not isinstance(self.n_bins, numbers.Integral) or isinstance(self.n_bins, bool)
+                or self.n_bins < 1):
+            raise ValueError(f"n_bins={self.n_bins!r} must be an integer >= 1.")
+        use_ple = self.numeric_encoding != "scale"
         cols, names, is_frame = self._columns(X, reset=True)
         mask = self._categorical_mask(cols, names, is_frame)
         columns = []
@@ -186,8 +244,12 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 x = _as_float(col, label)
                 observed = x[~np.isnan(x)]
                 median = float(np.median(observed)) if observed.size else 0.0
+                edges = ple_edges(observed, int(self.n_bins)) if use_ple else None
+                if edges is not None and len(edges) < 2:   # constant column: scaled (zeros)
+                    edges = None
                 columns.append({"kind": "numeric", "median": median,
-                                "indicator": bool(observed.size < x.size)})
+                                "indicator": bool(observed.size < x.size), "edges": edges,
+                                "scaled": edges is None or self.numeric_encoding == "scale+ple"})
         self.columns_ = columns
         self.n_features_in_ = len(cols)
         if names is not None:
@@ -199,6 +261,9 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         center = np.empty(raw.shape[1])
         scale = np.empty(raw.shape[1])
         for k in range(raw.shape[1]):
+            if observed_masks[k] is _FIXED:   # a PLE column: no robust scaling
+                center[k], scale[k] = 0.0, 1.0
+                continue
             values = raw[:, k] if observed_masks[k] is None else raw[observed_masks[k], k]
             center[k], scale[k] = robust_scale_params(values)
         self.center_, self.scale_ = center, scale
@@ -217,16 +282,24 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         return smooth_clip(raw).astype(self.dtype, copy=False)
 
     def _encode(self, cols, with_observed):
-        """Raw encoded matrix (note 2) and, per output column, the mask of observed rows (numeric
-        columns with missing values) or None."""
+        """Raw encoded matrix (notes 2 and 5) and, per output column, the mask of observed rows
+        (numeric columns with missing values), None (all rows), or _FIXED (a PLE column, not
+        robust-scaled)."""
         n = len(cols[0])
         blocks, observed = [], []
         for j, (col, spec) in enumerate(zip(cols, self.columns_)):
             if spec["kind"] == "numeric":
                 x = _as_float(col, str(j))
                 miss = np.isnan(x)
-                blocks.append(np.where(miss, spec["median"], x)[:, None])
-                observed.append(~miss if miss.any() else None)
+                x = np.where(miss, spec["median"], x)
+                edges = spec.get("edges")
+                if spec.get("scaled", True):
+                    blocks.append(x[:, None])
+                    observed.append(~miss if miss.any() else None)
+                if edges is not None:
+                    block = ple_encode(x, edges)
+                    blocks.append(block)
+                    observed.extend([_FIXED] * block.shape[1])
                 if spec["indicator"]:
                     blocks.append(miss.astype(np.float64)[:, None])
                     observed.append(None)
@@ -252,7 +325,11 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         out = []
         for name, spec in zip(names, self.columns_):
             if spec["kind"] == "numeric":
-                out.append(name)
+                edges = spec.get("edges")
+                if spec.get("scaled", True):
+                    out.append(name)
+                if edges is not None:
+                    out.extend(f"{name}_bin{t}" for t in range(len(edges) - 1))
                 if spec["indicator"]:
                     out.append(f"{name}_missing")
             elif len(spec["levels"]) == 2:

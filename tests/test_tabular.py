@@ -127,6 +127,120 @@ def test_preprocessing_fitted_on_train_only():
     assert np.median(Xt[:, 0]) == pytest.approx(0, abs=1e-6)
 
 
+# -- piecewise-linear encoding (PLE) against a numpy reference written from the formula ----------
+def ref_ple(train_obs, x, n_bins):
+    """Gorishniy et al. 2022: edges = distinct training quantiles at k / n_bins; per bin t,
+    0 below b_{t-1}, 1 from b_t on, linear between; the first bin goes on linearly below b_0
+    and the last above b_T. Then the smooth clip x / sqrt(1 + x^2/9)."""
+    edges = sorted(set(np.percentile(train_obs, [100.0 * k / n_bins
+                                                 for k in range(n_bins + 1)]).tolist()))
+    T = len(edges) - 1
+    out = np.zeros((len(x), T))
+    for i, v in enumerate(x):
+        for t in range(T):
+            lo, hi = edges[t], edges[t + 1]
+            frac = (v - lo) / (hi - lo)
+            if t == 0 and v < lo:
+                out[i, t] = frac              # first bin: unclipped below
+            elif t == T - 1 and v > hi:
+                out[i, t] = frac              # last bin: unclipped above
+            elif v < lo:
+                out[i, t] = 0.0
+            elif v >= hi:
+                out[i, t] = 1.0
+            else:
+                out[i, t] = frac
+    return out / np.sqrt(1 + (out / 3) ** 2)
+
+
+@pytest.mark.parametrize("encoding", ["ple", "scale+ple"])
+@pytest.mark.parametrize("n_bins", [1, 5, 16])
+def test_ple_matches_numpy_reference(encoding, n_bins):
+    rng = np.random.RandomState(7)
+    train, test = _frame(300, rng), _frame(80, rng)
+    # test values beyond the training range on both sides, to exercise the unclipped outer bins
+    test.loc[0, "num"] = train["num"].max() * 3
+    test.loc[1, "num"] = -50.0
+    test.loc[2, "spiky"] = 1e4
+    prep = TabularPreprocessor(dtype=np.float64, numeric_encoding=encoding,
+                               n_bins=n_bins).fit(train)
+    got = prep.transform(test)
+    scaled_only = TabularPreprocessor(dtype=np.float64).fit(train)
+    base = dict(zip(scaled_only.get_feature_names_out(), scaled_only.transform(test).T))
+
+    expected, names = [], []
+    for c in ["num", "int", "const", "spiky"]:
+        tr = train[c].to_numpy(float)
+        obs = tr[~np.isnan(tr)]
+        x = test[c].to_numpy(float)
+        x = np.where(np.isnan(x), np.median(obs), x)
+        constant = obs.min() == obs.max()
+        if encoding == "scale+ple" or constant:   # a constant column keeps the scaled zeros
+            expected.append(ref_scale(obs, x)[:, None])
+            names.append(c)
+        if not constant:
+            block = ref_ple(obs, x, n_bins)
+            expected.append(block)
+            names += [f"{c}_bin{t}" for t in range(block.shape[1])]
+        if np.isnan(tr).any():
+            expected.append(base[c + "_missing"][:, None])
+            names.append(c + "_missing")
+    # categorical columns are encoded as under 'scale'
+    expected += [base[n][:, None] for n in base if "=" in n]
+    names += [n for n in base if "=" in n]
+    expected = np.hstack(expected)
+    assert list(prep.get_feature_names_out()) == names
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # ties merge edges: "int" takes 5 values, so at most 4 bins whatever n_bins
+    n_int_bins = sum(n.startswith("int_bin") for n in names)
+    assert n_int_bins == min(n_bins, 4)
+    # the outer bins go on beyond the training range (before the smooth clip, which bounds them)
+    if n_bins > 1:
+        j = names.index("num_bin0")
+        assert got[1, j] < 0
+        assert got[0, names.index(f"num_bin{n_bins - 1}")] > 1
+    assert np.abs(got).max() < 3
+
+
+def test_ple_fitted_on_train_only_and_validated():
+    rng = np.random.RandomState(8)
+    train, other = _frame(200, rng), _frame(200, rng)
+    prep = TabularPreprocessor(numeric_encoding="ple", n_bins=8).fit(train)
+    edges = [None if s.get("edges") is None else s["edges"].copy() for s in prep.columns_]
+    prep.transform(other)
+    for before, spec in zip(edges, prep.columns_):
+        if before is not None:
+            np.testing.assert_array_equal(spec["edges"], before)
+    obs = train["num"].dropna().to_numpy()
+    np.testing.assert_allclose(prep.columns_[0]["edges"], np.quantile(obs, np.linspace(0, 1, 9)))
+    # on the training rows each PLE column's interior stays within [0, 1] after the clip
+    Xt = prep.transform(train)
+    assert Xt.min() >= -3 and Xt.max() <= 3
+    # changing numeric_encoding after fit does not change the fitted layout
+    prep.set_params(numeric_encoding="scale")
+    assert prep.transform(train).shape == Xt.shape
+    with pytest.raises(ValueError, match="numeric_encoding"):
+        TabularPreprocessor(numeric_encoding="bins").fit(train)
+    with pytest.raises(ValueError, match="n_bins"):
+        TabularPreprocessor(numeric_encoding="ple", n_bins=0).fit(train)
+
+
+def test_estimator_passes_ple_through():
+    rng = np.random.RandomState(9)
+    X = _frame(400, rng)
+    # a threshold on one number: what PLE is for
+    y = np.where(X["num"].fillna(0) > 150, "high", "low")
+    clf = TabularMLPClassifier(random_state=0, n_threads=1, numeric_encoding="ple", n_bins=8,
+                               max_iter=40).fit(X[:300], y[:300])
+    ref = TabularPreprocessor(numeric_encoding="ple", n_bins=8).fit(X[:300])
+    np.testing.assert_array_equal(clf.preprocessor_.transform(X), ref.transform(X))
+    assert clf.mlp_.coefs_[0].shape[0] == ref.transform(X[:1]).shape[1]
+    assert clf.score(X[300:], y[300:]) > 0.9
+    with pytest.raises(ValueError, match="numeric_encoding"):
+        TabularMLPClassifier(numeric_encoding="bins").fit(X, y)
+
+
 def test_categorical_features_by_name_index_and_mask():
     rng = np.random.RandomState(2)
     X = rng.randint(0, 3, size=(50, 3)).astype(float)
