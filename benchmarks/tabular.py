@@ -112,6 +112,13 @@ VARIANTS = {
     "ep300": {"max_iter": 300},
     "nodrop": {"dropout": 0.0},
     "wd0": {"weight_decay": 0.0},
+    # the engine's input block and parameter groups (issue 18's ablation)
+    "pe": {"numeric_embedding": "periodic"},
+    "sc": {"scale_layer": True},
+    "pesc": {"numeric_embedding": "periodic", "scale_layer": True},
+    "ntk": {"parametrization": "ntk", "learning_rate_init": 0.03},
+    "pescntk": {"numeric_embedding": "periodic", "scale_layer": True, "parametrization": "ntk",
+                "learning_rate_init": 0.03},
 }
 
 
