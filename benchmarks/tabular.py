@@ -442,7 +442,8 @@ def main(argv=None):
                    "0 .. splits-1)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tables", default=None, help="comma-separated: " + ",".join(TABLES))
-    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--systems", default=None, help="comma-separated, in report order "
+                   f"(default {','.join(SYSTEMS)}; with --merge: all systems of the files)")
     p.add_argument("--variant", action="append", default=[],
                    help="a tabular estimator with changed parameters: one of "
                    f"{','.join(VARIANTS)}, or NAME:param=value,...")
@@ -455,12 +456,18 @@ def main(argv=None):
 
     if args.merge:
         meta, results = merge(args.merge)
+        if args.tables:
+            results = {k: results[k] for k in args.tables.split(",") if k in results}
+        if args.seeds:   # e.g. only the seeds a slow system ran on, for a like-for-like table
+            keep = {int(s) for s in args.seeds.split(",")}
+            results = {k: [s for s in v if s["seed"] in keep] for k, v in results.items()}
+        systems = args.systems.split(",") if args.systems else meta["systems"]
         task_of = {k: TABLES[k].task for k in results}
+        seeds = sorted({s["seed"] for v in results.values() for s in v})
         header = (f"# cprop tabular benchmark (merged from {len(args.merge)} runs): "
                   f"{meta.get('cpu')}, kernel path {meta.get('kernel')}, {meta.get('threads')} "
-                  f"threads, <= {meta.get('rows')} rows per table, 80/20 splits")
-        write_report(args, header, markdown(results, meta["systems"], task_of,
-                                            meta["variants"]))
+                  f"threads, <= {meta.get('rows')} rows per table, split seeds {seeds} (80/20)")
+        write_report(args, header, markdown(results, systems, task_of, meta["variants"]))
         return
 
     rows = args.rows or (2000 if args.quick else 5000)
@@ -471,8 +478,8 @@ def main(argv=None):
     tables = (args.tables.split(",") if args.tables else
               (QUICK_TABLES if args.quick else SETS[args.set]))
     variants = parse_variants(args.variant)
-    systems = [s for s in args.systems.split(",") if s] + [v for v in variants
-                                                          if v not in args.systems.split(",")]
+    named = (args.systems or ",".join(SYSTEMS)).split(",")
+    systems = [s for s in named if s] + [v for v in variants if v not in named]
     for t in tables:
         if t not in TABLES:
             p.error(f"unknown table {t!r}; choose from {', '.join(TABLES)}")
