@@ -20,6 +20,13 @@ Design
    engine in the model's dtype (float32 models stay float32).
 4. Fitted state is plain numpy arrays and small Python objects; the engine's ``Network`` is a
    cache rebuilt on demand and never pickled.
+5. One private hook, ``_network_options``, lets a subclass give the engine's ``Network`` an input
+   block and parameter groups (``input_block``, ``lr_factors``, ``wd_factors``,
+   ``parametrization``; the tabular estimators' inner networks use it).  The block's
+   parameters follow the dense ones in the same flat vector and are exposed as
+   ``input_block_params_`` (views, like ``coefs_``), so early stopping's copies, ``n_init``,
+   warm starts, pickling and serving carry them; ``to_sklearn``, ONNX export and sparse input
+   refuse a block with a ValueError.  The public estimators return {}: scikit-learn's network.
 """
 import functools
 import itertools
