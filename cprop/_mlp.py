@@ -454,7 +454,7 @@ class BaseMLP(BaseEstimator, ABC):
         return params
 
     def _block_is_view(self, net, p):
-        """Whether ``input_block_params_`` still holds the views of ``p`` that ``_expose`` made."""
+        """Whether ``input_block_params_`` still holds the views of ``p`` made by ``_expose``."""
         given = self.__dict__.get("input_block_params_")
         views = net.block_params(p)
         if not isinstance(given, list) or len(given) != len(views):

@@ -232,7 +232,7 @@ def test_assigned_block_parameters_are_used_and_partial_fit_continues():
                     atol=1e-12)
 
 
-# ---- determinism across thread counts -------------------------------------------------------------
+# ---- determinism across thread counts ------------------------------------------------------------
 def test_bitwise_identical_across_thread_counts(threaded_passes):
     X, y = _clf_data(600)
     fits, teams = [], []
@@ -251,7 +251,7 @@ def test_bitwise_identical_across_thread_counts(threaded_passes):
     assert_array_equal(fits[1][1], fits[0][1])
 
 
-# ---- what a block cannot do -----------------------------------------------------------------------
+# ---- what a block cannot do ----------------------------------------------------------------------
 def test_to_sklearn_and_sparse_input_refuse_a_block():
     X, y = _clf_data()
     clf = TabularMLPClassifier(random_state=0, numeric_embedding="periodic", **SMALL).fit(X, y)
@@ -281,7 +281,7 @@ def test_onnx_export_refuses_a_block():
         to_onnx(clf.mlp_, Xt[:1])
 
 
-# ---- scikit-learn's checks with every option on ----------------------------------------------------
+# ---- scikit-learn's checks with every option on --------------------------------------------------
 EXPECTED_FAILED = {
     "check_sample_weight_equivalence_on_dense_data":
         "early stopping draws its validation split per row, and the preprocessing statistics "
