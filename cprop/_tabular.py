@@ -11,7 +11,8 @@ Design
 2. The defaults are a recipe chosen by measurement on benchmarks/tabular.py (see the README's
    "Tables" section): 3 hidden layers of 256 units, SELU (classification) / Mish (regression),
    AdamW (weight decay 0.02), cosine learning-rate decay from 2e-3, dropout 0.15, batches of 256,
-   early stopping on a 20% validation split (patience 20 epochs), at most 150 epochs.
+   early stopping on a 20% validation split (patience 20 epochs), at most 150 epochs, with a
+   periodic embedding of the numeric columns and a learnable input scale (note 5).
    RealMLP-TD's categorical embeddings, label smoothing and parametric activations are not
    used yet.
 5. The engine's input block and parameter groups reach the network through private inner
@@ -276,13 +277,13 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     n_bins : int, default=16
         Most quantile bins per numeric column under 'ple' and 'scale+ple'.
 
-    numeric_embedding : {'none', 'periodic'}, default='none'
+    numeric_embedding : {'none', 'periodic'}, default='periodic'
         'periodic': RealMLP's PBLD embedding of each numeric column (not of missing
         indicators, PLE bins or one-hot columns): [W2 cos(2 pi w1 x + b1) + b2, x] with 16
         learnable frequencies and 3 outputs per column, learning-rate factor 0.1 (see
         ``cprop._engine.Network``'s ``input_block``).
 
-    scale_layer : bool, default=False
+    scale_layer : bool, default=True
         A learnable scale per network input (after the embedding), initialised to 1, with
         learning-rate factor 6 (RealMLP's scaling layer).
 
@@ -367,7 +368,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
-                 numeric_embedding="none", scale_layer=False, parametrization="standard",
+                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="selu", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
@@ -454,7 +455,7 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
-                 numeric_embedding="none", scale_layer=False, parametrization="standard",
+                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="mish", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
