@@ -21,10 +21,12 @@ from cprop._tabular import _TabularInnerClassifier
 pd = pytest.importorskip("pandas", reason="the tabular tests build DataFrames with pandas")
 
 SMALL = dict(hidden_layer_sizes=(16, 8), max_iter=15, batch_size=32, n_threads=1)
+NONE = dict(numeric_embedding="none", scale_layer=False, parametrization="standard")
 OPTIONS = {
-    "periodic": dict(numeric_embedding="periodic"),
-    "scale": dict(scale_layer=True),
-    "ntk": dict(parametrization="ntk", learning_rate_init=0.02),
+    "none": NONE,
+    "periodic": dict(NONE, numeric_embedding="periodic"),
+    "scale": dict(NONE, scale_layer=True),
+    "ntk": dict(NONE, parametrization="ntk", learning_rate_init=0.02),
     "all": dict(numeric_embedding="periodic", scale_layer=True, parametrization="ntk",
                 learning_rate_init=0.02),
 }
@@ -122,12 +124,27 @@ def test_block_layout_follows_the_numeric_columns():
 
 def test_block_parameters_train_and_without_options_there_is_no_block():
     X, y = _clf_data()
-    plain = TabularMLPClassifier(random_state=0, activation="tanh", **SMALL).fit(X, y)
+    plain = TabularMLPClassifier(random_state=0, activation="tanh", **SMALL, **NONE).fit(X, y)
     assert not hasattr(plain.mlp_, "input_block_params_")
-    clf = TabularMLPClassifier(random_state=0, scale_layer=True, **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, **SMALL, **OPTIONS["scale"]).fit(X, y)
     s = clf.mlp_.input_block_params_[0]["scale"]
     assert not np.all(s == 1.0)                     # initialised to 1, trained away from it
     assert s.base is clf.mlp_._params or s.base is clf.mlp_._params.base
+
+
+def test_defaults_are_the_measured_recipe():
+    """The defaults chosen on benchmarks/tabular.py: periodic embedding and scale layer, standard
+    parametrisation; the inner network gets RealMLP's learning-rate factors."""
+    for Est in (TabularMLPClassifier, TabularMLPRegressor):
+        p = Est().get_params()
+        assert (p["numeric_embedding"], p["scale_layer"], p["parametrization"]) == (
+            "periodic", True, "standard")
+    X, y = _clf_data()
+    clf = TabularMLPClassifier(random_state=0, **SMALL).fit(X, y)
+    net = clf.mlp_._fitted_network()
+    lr = {kind: f for kind, _, f, _ in net.segments()}
+    assert lr == {"scale": 6.0, "periodic_first": 0.1, "periodic_second": 0.1,
+                  "weights": 1.0, "biases": 1.0}
 
 
 def test_invalid_options_are_rejected():
@@ -155,7 +172,7 @@ def test_pickle_round_trip_keeps_the_block(Est):
 
 def test_loading_a_corrupted_block_is_refused():
     X, y = _clf_data()
-    clf = TabularMLPClassifier(random_state=0, scale_layer=True, **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, **SMALL, **OPTIONS["scale"]).fit(X, y)
     state = clf.mlp_.__getstate__()
     state["input_block_params_"] = [{"scale": np.ones(3, dtype=np.float32)}]
     fresh = _TabularInnerClassifier.__new__(_TabularInnerClassifier)
@@ -203,7 +220,7 @@ def test_n_init_restarts_keep_the_block():
     """The inner model's n_init restarts (clones) carry the block: the winner predicts as the
     numpy forward of its exposed parameters."""
     X, y = _clf_data()
-    clf = TabularMLPClassifier(random_state=0, numeric_embedding="periodic", **SMALL)
+    clf = TabularMLPClassifier(random_state=0, **SMALL, **OPTIONS["periodic"])
     clf.fit(X, y)
     Xt = clf.preprocessor_.transform(X)
     inner = clf.mlp_
@@ -217,8 +234,8 @@ def test_n_init_restarts_keep_the_block():
 
 def test_assigned_block_parameters_are_used_and_partial_fit_continues():
     X, y = _clf_data()
-    clf = TabularMLPClassifier(random_state=0, scale_layer=True, dtype="float64",
-                               early_stopping=False, **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, dtype="float64", early_stopping=False, **SMALL,
+                               **OPTIONS["scale"]).fit(X, y)
     inner = clf.mlp_
     inner.input_block_params_ = [{"scale": 2.0 * inner.input_block_params_[0]["scale"]}]
     p1 = _numpy_forward(clf, X)[:, 0]
@@ -254,7 +271,7 @@ def test_bitwise_identical_across_thread_counts(threaded_passes):
 # ---- what a block cannot do ----------------------------------------------------------------------
 def test_to_sklearn_and_sparse_input_refuse_a_block():
     X, y = _clf_data()
-    clf = TabularMLPClassifier(random_state=0, numeric_embedding="periodic", **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, **SMALL, **OPTIONS["periodic"]).fit(X, y)
     with pytest.raises(ValueError, match="to_sklearn.*input block"):
         clf.mlp_.to_sklearn()
     Xt = clf.preprocessor_.transform(X)
@@ -263,7 +280,7 @@ def test_to_sklearn_and_sparse_input_refuse_a_block():
     with pytest.raises(ValueError, match="Sparse input.*input block"):
         clf.mlp_.partial_fit(sp.csr_matrix(Xt), y)
     # without a block the inner network is scikit-learn's: to_sklearn works
-    plain = TabularMLPClassifier(random_state=0, activation="tanh", **SMALL).fit(X, y)
+    plain = TabularMLPClassifier(random_state=0, activation="tanh", **SMALL, **NONE).fit(X, y)
     sk = plain.mlp_.to_sklearn()
     assert_allclose(sk.predict_proba(Xt), plain.predict_proba(X), rtol=1e-5, atol=1e-6)
 
@@ -275,7 +292,7 @@ def test_onnx_export_refuses_a_block():
     import cprop.onnx  # noqa: F401  (registers the converters)
 
     X, y = _clf_data()
-    clf = TabularMLPClassifier(random_state=0, scale_layer=True, **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, **SMALL, **OPTIONS["scale"]).fit(X, y)
     Xt = clf.preprocessor_.transform(X)
     with pytest.raises(ValueError, match="input block.*no ONNX converter"):
         to_onnx(clf.mlp_, Xt[:1])
