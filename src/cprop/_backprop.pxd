@@ -60,7 +60,9 @@ cdef enum:
     BF_M = 9                 # periodic: outputs per column (besides x itself)
     BF_FEAT = 10             # periodic: its column map at NetSpec.feat + BF_FEAT
     BF_NE = 11               # periodic: embedded columns
-    BLK_NFIELDS = 12
+    BF_TRIG = 12             # periodic: cos and sin of each row's angles (cap x ne x 2k) at
+                             # work + BF_TRIG, written by forward for backward
+    BLK_NFIELDS = 13
 
 # First-layer input of one pass of n rows: dense rows (ld = sizes[0]) or CSR rows.
 cdef struct Input:

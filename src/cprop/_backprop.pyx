@@ -40,7 +40,6 @@ Design
 """
 from cython.parallel cimport parallel, prange
 from libc.string cimport memset
-from libc.math cimport cos, sin
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -372,19 +371,23 @@ cdef inline void _scale_backward_row(const floating* x, intp_t nin, const floati
 #   grad b2[e,o] = dy[o];  grad W2[e,t,o] = h_t dy[o];  dh_t = sum_o W2[e,t,o] dy[o]
 #   dz_t = -sin(z_t) dh_t;  grad w1[e,t] = 2 pi x_j dz_t;  grad b1[e,t] = dz_t
 #   dx_j = dy[m] + sum_t 2 pi w1[e,t] dz_t
+# (cos z_t and sin z_t come from forward: the pass's trig buffer, in the model's dtype)
 # Parameters: w1 (ne x k), b1 (ne x k), W2 (ne x k x m), b2 (ne x m), in that order.  The angle,
 # its cosine and sine run in double (float32's cos of a large angle loses digits), ANGLE_TILE
 # angles of a column at a time through cprop_sincos.
 cdef inline void _periodic_forward_row(const floating* x, intp_t nin, const intp_t* feat,
                                        intp_t ne, intp_t k, intp_t m, const floating* P,
-                                       floating* y) noexcept nogil:
+                                       floating* y, floating* trig) noexcept nogil:
+    """y := the row's output; trig := [cos z, sin z] of each embedded column's k angles."""
     cdef const floating* w1 = P
     cdef const floating* b1 = P + ne * k
     cdef const floating* W2 = P + 2 * ne * k
     cdef const floating* b2 = W2 + ne * k * m
     cdef intp_t j, e, t, t0, tk, o, col = 0
-    cdef floating xj, h
+    cdef floating xj
+    cdef double acc
     cdef const floating* w2
+    cdef floating* tr
     cdef double z[ANGLE_TILE]
     cdef double hc[ANGLE_TILE]
     cdef double hs[ANGLE_TILE]
@@ -397,6 +400,7 @@ cdef inline void _periodic_forward_row(const floating* x, intp_t nin, const intp
             continue
         for o in range(m):
             y[col + o] = b2[e * m + o]
+        tr = trig + e * 2 * k
         t0 = 0
         while t0 < k:
             tk = ANGLE_TILE if t0 + ANGLE_TILE <= k else k - t0
@@ -404,10 +408,15 @@ cdef inline void _periodic_forward_row(const floating* x, intp_t nin, const intp
                 z[t] = _TWO_PI * w1[e * k + t0 + t] * xj + b1[e * k + t0 + t]
             cprop_sincos(z, hc, hs, tk)
             for t in range(tk):
-                h = <floating>hc[t]
-                w2 = W2 + (e * k + t0 + t) * m
-                for o in range(m):
-                    y[col + o] += h * w2[o]
+                tr[t0 + t] = <floating>hc[t]
+                tr[k + t0 + t] = <floating>hs[t]
+            # each output: a dot product over the tile's angles, in t order, in double
+            w2 = W2 + (e * k + t0) * m
+            for o in range(m):
+                acc = 0
+                for t in range(tk):
+                    acc += hc[t] * w2[t * m + o]
+                y[col + o] += <floating>acc
             t0 += tk
         y[col + m] = xj
         col += m + 1
@@ -415,9 +424,10 @@ cdef inline void _periodic_forward_row(const floating* x, intp_t nin, const intp
 
 cdef inline void _periodic_backward_row(const floating* x, intp_t nin, const intp_t* feat,
                                         intp_t ne, intp_t k, intp_t m, const floating* P,
-                                        const floating* dy, floating* dx,
-                                        floating* G) noexcept nogil:
-    """G (the layer's gradient, laid out as P) += this row's terms; dx := d loss / d x (or NULL)."""
+                                        const floating* dy, floating* dx, floating* G,
+                                        const floating* trig) noexcept nogil:
+    """G (the layer's gradient, laid out as P) += this row's terms; dx := d loss / d x (or NULL);
+    trig: the row's cos and sin from forward."""
     cdef const floating* w1 = P
     cdef const floating* b1 = P + ne * k
     cdef const floating* W2 = P + 2 * ne * k
@@ -425,15 +435,13 @@ cdef inline void _periodic_backward_row(const floating* x, intp_t nin, const int
     cdef floating* gb1 = G + ne * k
     cdef floating* gW2 = G + 2 * ne * k
     cdef floating* gb2 = gW2 + ne * k * m
-    cdef intp_t j, e, t, t0, tk, i, o, col = 0
+    cdef intp_t j, e, t, o, col = 0
     cdef double dh, dz, xj, dxj
     cdef floating h
     cdef const floating* d
     cdef const floating* w2
     cdef floating* g2
-    cdef double z[ANGLE_TILE]
-    cdef double hc[ANGLE_TILE]
-    cdef double hs[ANGLE_TILE]
+    cdef const floating* tr
     for j in range(nin):
         e = feat[j]
         if e < 0:
@@ -446,26 +454,19 @@ cdef inline void _periodic_backward_row(const floating* x, intp_t nin, const int
         dxj = d[m]
         for o in range(m):
             gb2[e * m + o] += d[o]
-        t0 = 0
-        while t0 < k:
-            tk = ANGLE_TILE if t0 + ANGLE_TILE <= k else k - t0
-            for i in range(tk):
-                z[i] = _TWO_PI * w1[e * k + t0 + i] * xj + b1[e * k + t0 + i]
-            cprop_sincos(z, hc, hs, tk)
-            for i in range(tk):
-                t = t0 + i
-                h = <floating>hc[i]
-                w2 = W2 + (e * k + t) * m
-                g2 = gW2 + (e * k + t) * m
-                dh = 0
-                for o in range(m):
-                    dh += w2[o] * d[o]
-                    g2[o] += h * d[o]
-                dz = -hs[i] * dh
-                gw1[e * k + t] += <floating>(_TWO_PI * xj * dz)
-                gb1[e * k + t] += <floating>dz
-                dxj += _TWO_PI * w1[e * k + t] * dz
-            t0 += tk
+        tr = trig + e * 2 * k
+        for t in range(k):
+            h = tr[t]
+            w2 = W2 + (e * k + t) * m
+            g2 = gW2 + (e * k + t) * m
+            dh = 0
+            for o in range(m):
+                dh += w2[o] * d[o]
+                g2[o] += h * d[o]
+            dz = -tr[k + t] * dh
+            gw1[e * k + t] += <floating>(_TWO_PI * xj * dz)
+            gb1[e * k + t] += <floating>dz
+            dxj += _TWO_PI * w1[e * k + t] * dz
         if dx != NULL:
             dx[j] = <floating>dxj
         col += m + 1
@@ -509,7 +510,8 @@ cdef void _block_forward_chunk(const NetSpec* net, int b, const floating* params
             _scale_forward_row(X + r * nin, nin, P, Y + r * nout)
         else:
             _periodic_forward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
-                                  f[BF_M], P, Y + r * nout)
+                                  f[BF_M], P, Y + r * nout,
+                                  work + f[BF_TRIG] + r * f[BF_NE] * 2 * f[BF_K])
 
 
 cdef void _block_forward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
@@ -549,7 +551,7 @@ cdef void _block_backward_chunk(const NetSpec* net, int b, const floating* param
         else:
             _periodic_backward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
                                    f[BF_M], P, DY + r * nout, (DX + r * nin) if DX != NULL else NULL,
-                                   G)
+                                   G, work + f[BF_TRIG] + r * f[BF_NE] * 2 * f[BF_K])
 
 
 cdef void _block_backward(const NetSpec* net, const floating* params, const Input* x, intp_t n,
@@ -913,6 +915,10 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
         off += cap * f[BF_NOUT]
         f[BF_PART] = off
         off += n_chunks * f[BF_NPAR]
+        f[BF_TRIG] = -1
+        if f[BF_KIND] == BLK_PERIODIC:
+            f[BF_TRIG] = off
+            off += cap * f[BF_NE] * 2 * f[BF_K]
     if nb:
         d_off[0] = blk[nb - 1, BF_DOUT]      # D_0: the block output's gradient
     gw = 0
