@@ -112,6 +112,16 @@ VARIANTS = {
     "ep300": {"max_iter": 300},
     "nodrop": {"dropout": 0.0},
     "wd0": {"weight_decay": 0.0},
+    # the engine's input block and parameter groups (issue 18's ablation; spelled out in full,
+    # since the default has the periodic embedding and the scale layer)
+    "noblock": {"numeric_embedding": "none", "scale_layer": False},
+    "pe": {"numeric_embedding": "periodic", "scale_layer": False},
+    "sc": {"numeric_embedding": "none", "scale_layer": True},
+    "pesc": {"numeric_embedding": "periodic", "scale_layer": True},
+    "ntk": {"numeric_embedding": "none", "scale_layer": False, "parametrization": "ntk",
+            "learning_rate_init": 0.03},
+    "pescntk": {"numeric_embedding": "periodic", "scale_layer": True, "parametrization": "ntk",
+                "learning_rate_init": 0.03},
 }
 
 

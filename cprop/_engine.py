@@ -460,6 +460,13 @@ class Network:
             coefs.append(random_state.uniform(-bound, bound, (s[i], s[i + 1])))
             intercepts.append(random_state.uniform(-bound, bound, s[i + 1]))
         params = self.pack(coefs, intercepts)
+        self.init_block(params, random_state)
+        return params
+
+    def init_block(self, params, random_state):
+        """Draw the input block's parameters in ``params`` (in place) from ``random_state``, layer
+        by layer: scale 1; periodic w1 ~ N(0, sigma^2), b1 ~ U[-pi, pi], W2 and b2 ~
+        U[-1/sqrt(k), 1/sqrt(k)].  Nothing is drawn without a periodic layer."""
         for layer, sigma, view in zip(self.input_block, self._sigmas, self.block_params(params)):
             if layer[0] != "periodic":
                 continue
@@ -469,7 +476,6 @@ class Network:
             view["b1"][...] = random_state.uniform(-np.pi, np.pi, (ne, k))
             view["W2"][...] = random_state.uniform(-r, r, (ne, k, m))
             view["b2"][...] = random_state.uniform(-r, r, (ne, m))
-        return params
 
     # -- compiled calls --------------------------------------------------------------------------
     def _check_params(self, params):

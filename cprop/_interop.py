@@ -234,11 +234,31 @@ def check_loaded_state(est):
     # layer sizes: the inputs and outputs the model declares, the hidden ones its weights have
     units = ([d["n_features_in_"]] + [c.shape[1] if getattr(c, "ndim", 0) == 2 else -1
                                       for c in coefs[:-1]] + [d["n_outputs_"]])
+    n_block, block_views = 0, None
+    if est._has_block():
+        # an input block (the tabular estimators' inner networks): dense layer 0 reads its output
+        try:
+            net = est._network(units, dtype)
+        except (ValueError, TypeError) as exc:
+            _bad(est, "input block", f"does not describe a network ({exc})")
+        units[0] = net.dense_sizes[0]
+        block_views = net.block_params(np.zeros(net.n_params, dtype=dtype))
+        n_block = sum(v.size for layer in block_views for v in layer.values())
     _check_weights(est, "coefs_", coefs,
                    [(units[i], units[i + 1]) for i in range(n_weights)], dtype)
     _check_weights(est, "intercepts_", d.get("intercepts_"),
                    [(units[i + 1],) for i in range(n_weights)], dtype)
-    n_params = sum(units[i] * units[i + 1] + units[i + 1] for i in range(n_weights))
+    if block_views is not None:
+        given = d.get("input_block_params_")
+        if not isinstance(given, list) or len(given) != len(block_views):
+            _bad(est, "input_block_params_", f"must be a list of {len(block_views)} dicts")
+        for i, (g, v) in enumerate(zip(given, block_views)):
+            if not isinstance(g, dict) or set(g) != set(v):
+                _bad(est, f"input_block_params_[{i}]", f"must have the keys {sorted(v)}")
+            for key, view in v.items():
+                _check_weights(est, f"input_block_params_[{i}][{key!r}]", [g[key]],
+                               [view.shape], dtype)
+    n_params = sum(units[i] * units[i + 1] + units[i + 1] for i in range(n_weights)) + n_block
     best = d.get("_best_params")
     if best is not None and (not isinstance(best, np.ndarray) or best.dtype not in _REAL_FLOATS
                              or best.shape != (n_params,)):

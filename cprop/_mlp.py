@@ -20,6 +20,13 @@ Design
    engine in the model's dtype (float32 models stay float32).
 4. Fitted state is plain numpy arrays and small Python objects; the engine's ``Network`` is a
    cache rebuilt on demand and never pickled.
+5. One private hook, ``_network_options``, lets a subclass give the engine's ``Network`` an input
+   block and parameter groups (``input_block``, ``lr_factors``, ``wd_factors``,
+   ``parametrization``; the tabular estimators' inner networks use it).  The block's
+   parameters follow the dense ones in the same flat vector and are exposed as
+   ``input_block_params_`` (views, like ``coefs_``), so early stopping's copies, ``n_init``,
+   warm starts, pickling and serving carry them; ``to_sklearn``, ONNX export and sparse input
+   refuse a block with a ValueError.  The public estimators return {}: scikit-learn's network.
 """
 import functools
 import inspect
@@ -352,12 +359,34 @@ class BaseMLP(BaseEstimator, ABC):
         >>> bool(np.allclose(sk.predict_proba(X), clf.predict_proba(X)))
         True
         """
+        self._refuse_block("to_sklearn()", "scikit-learn's MLP does not have")
         return _interop.to_sklearn(self)
 
     # -- the engine network and the flat parameter vector ------------------------------------------
+    def _network_options(self):
+        """Extra ``Network`` arguments a subclass supplies (``input_block``, ``lr_factors``,
+        ``wd_factors``, ``parametrization``): the one hook through which the tabular estimators'
+        private inner networks get typed input layers and parameter groups.  The public MLPs
+        have none: scikit-learn's network."""
+        return {}
+
+    def _has_block(self):
+        return bool(self._network_options().get("input_block"))
+
+    def _refuse_block(self, what, why):
+        """Raise ValueError when this model has an input block ``what`` cannot carry."""
+        if self._has_block():
+            raise ValueError(
+                f"{what} is not available for this model: its network starts with an input block "
+                f"(per-feature scale / periodic embedding layers), which {why}.")
+
     def _layer_units(self):
-        """[n_features, hidden..., n_outputs] read from the fitted ``coefs_``."""
-        return [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        """[n_features, hidden..., n_outputs] read from the fitted ``coefs_`` (with an input
+        block, the first entry is the width of X, ``n_features_in_``, not that of coefs_[0])."""
+        units = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        if self._has_block():
+            units[0] = int(self.n_features_in_)
+        return units
 
     def _model_dtype(self):
         dt = np.asarray(self.coefs_[0]).dtype
@@ -430,15 +459,17 @@ class BaseMLP(BaseEstimator, ABC):
         acts = self._hidden_activations(len(layer_units) - 2)
         dropout = self._dropout_rates(len(layer_units) - 2)
         loss, loss_param = self._engine_loss()
+        options = self._network_options()
         key = (tuple(int(u) for u in layer_units), acts, self.out_activation_, loss, loss_param,
-               dropout, np.dtype(dtype).str, effective_n_threads(self.n_threads))
+               dropout, np.dtype(dtype).str, effective_n_threads(self.n_threads),
+               repr(sorted(options.items())))
         nets = self.__dict__.setdefault("_nets", {})
         net = nets.get(key)
         if net is None:
             if len(nets) >= 4:
                 nets.clear()
             net = Network(key[0], list(acts), self.out_activation_, dtype, self.n_threads,
-                          loss=loss, loss_param=loss_param, dropout=dropout)
+                          loss=loss, loss_param=loss_param, dropout=dropout, **options)
             nets[key] = net
         return net
 
@@ -450,7 +481,7 @@ class BaseMLP(BaseEstimator, ABC):
             base, item = p.ctypes.data, p.itemsize
             ok = len(self.coefs_) == len(net._w_off) and len(self.intercepts_) == len(net._b_off)
             if ok:
-                s = net.layer_sizes
+                s = net.dense_sizes
                 for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
                     if not (isinstance(W, np.ndarray) and isinstance(b, np.ndarray)
                             and W.dtype == p.dtype and b.dtype == p.dtype
@@ -460,25 +491,73 @@ class BaseMLP(BaseEstimator, ABC):
                             and b.ctypes.data == base + net._b_off[i] * item):
                         ok = False
                         break
+            if ok and net.input_block:
+                ok = self._block_is_view(net, p)
             if ok:
                 return p
         try:
-            return net.pack(self.coefs_, self.intercepts_)
+            params = net.pack(self.coefs_, self.intercepts_)
         except ValueError as exc:
             raise ValueError(
                 f"coefs_/intercepts_ do not fit a network with layer sizes {net.layer_sizes} "
                 f"({exc}) Assign arrays of matching shapes, or refit with warm_start=False."
             ) from None
+        if net.input_block:
+            self._pack_block(net, params)
+        return params
+
+    def _block_is_view(self, net, p):
+        """Whether ``input_block_params_`` still holds the views of ``p`` made by ``_expose``."""
+        given = self.__dict__.get("input_block_params_")
+        views = net.block_params(p)
+        if not isinstance(given, list) or len(given) != len(views):
+            return False
+        for g, v in zip(given, views):
+            if not isinstance(g, dict) or set(g) != set(v):
+                return False
+            for name, arr in v.items():
+                a = g[name]
+                if not (isinstance(a, np.ndarray) and a.dtype == arr.dtype
+                        and a.shape == arr.shape and a.strides == arr.strides
+                        and a.ctypes.data == arr.ctypes.data):
+                    return False
+        return True
+
+    def _pack_block(self, net, params):
+        """Copy ``input_block_params_`` (arrays assigned or loaded) into ``params``."""
+        given = self.__dict__.get("input_block_params_")
+        views = net.block_params(params)
+        if not isinstance(given, list) or len(given) != len(views):
+            raise ValueError(
+                f"input_block_params_ must be a list of {len(views)} dicts of arrays, one per "
+                f"input block layer; got {type(given).__name__}. Refit with warm_start=False.")
+        for i, (g, v) in enumerate(zip(given, views)):
+            if not isinstance(g, dict) or set(g) != set(v):
+                raise ValueError(
+                    f"input_block_params_[{i}] must be a dict with keys {sorted(v)}; got "
+                    f"{sorted(g) if isinstance(g, dict) else type(g).__name__}.")
+            for name, arr in v.items():
+                a = np.asarray(g[name])
+                if a.shape != arr.shape:
+                    raise ValueError(f"input_block_params_[{i}][{name!r}] has shape {a.shape}; "
+                                     f"expected {arr.shape}.")
+                arr[...] = a
 
     def _expose(self, net, params):
         """Make ``coefs_``/``intercepts_`` views of ``params`` (scikit-learn's layout)."""
         self._params = params
         self.coefs_ = net.coefs(params)
         self.intercepts_ = net.intercepts(params)
+        if net.input_block:
+            self.input_block_params_ = net.block_params(params)
+        else:
+            self.__dict__.pop("input_block_params_", None)
 
     def _forward(self, X):
         """Output activations for validated X, computed in the promoted dtype of X and the
         weights (as ``X @ coefs_`` would be)."""
+        if sp.issparse(X):
+            self._refuse_block("Sparse input", "reads dense columns")
         dtype = np.promote_types(self._model_dtype(), X.dtype)
         if dtype not in _FLOATS:
             dtype = np.dtype(np.float64)
@@ -553,7 +632,13 @@ class BaseMLP(BaseEstimator, ABC):
         activation = self.activation
         if not isinstance(activation, str):
             activation = self._hidden_activations(len(layer_units) - 2)
-        params = net.pack(*draw_layers(self.init, layer_units, activation, self._random_state))
+        if net.parametrization == "ntk":
+            # the neural-tangent parametrisation's own init (W ~ N(0, 1/fan_in), b = 0)
+            params = net.init_params(self._random_state)
+        else:
+            params = net.pack(*draw_layers(self.init, net.dense_sizes, activation,
+                                           self._random_state))
+            net.init_block(params, self._random_state)
         self._expose(net, params)
         self._best_params = params.copy()
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -577,6 +662,8 @@ class BaseMLP(BaseEstimator, ABC):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         check_sparse_structure(X)
+        if sp.issparse(X):
+            self._refuse_block("Sparse input", "reads dense columns")
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
@@ -1152,8 +1239,15 @@ class _Serving:
     else (assigned weights that are not views, settings of odd types) gets no cache and goes
     the validated way.
     """
-    __slots__ = ("coefs", "intercepts", "arrays", "params", "settings", "dtype", "units",
-                 "n_features", "n_outputs", "net", "serial_rows")
+    __slots__ = ("coefs", "intercepts", "block", "arrays", "params", "settings", "dtype",
+                 "units", "n_features", "n_outputs", "net", "serial_rows")
+
+    @staticmethod
+    def _block_arrays(block):
+        """The input block's parameter arrays in a fixed order (none without a block)."""
+        if not block:
+            return ()
+        return tuple(a for layer in block for _, a in sorted(layer.items()))
 
     @staticmethod
     def _settings(d):
@@ -1186,7 +1280,8 @@ class _Serving:
             return None         # weights assigned by the user: packed again at every call
         self = cls()
         self.coefs, self.intercepts = d["coefs_"], d["intercepts_"]
-        self.arrays = tuple(self.coefs) + tuple(self.intercepts)
+        self.block = d.get("input_block_params_")
+        self.arrays = tuple(self.coefs) + tuple(self.intercepts) + cls._block_arrays(self.block)
         self.params = params
         self.settings = tuple(list(v) if isinstance(v, list) else v for v in settings)
         self.dtype = np.dtype(dtype)
@@ -1195,17 +1290,22 @@ class _Serving:
         # one-thread plans: serve runs each pass on one thread and shares passes among threads
         self.net = net if net.n_threads == 1 else Network(
             net.layer_sizes, net.activations, net.out_activation, dtype, 1, loss=net.loss,
-            loss_param=net.loss_param, dropout=net.dropout)
+            loss_param=net.loss_param, dropout=net.dropout, **est._network_options())
         self.serial_rows = net.serial_rows()
         return self
 
     def current(self, d):
         """Whether the estimator whose ``__dict__`` is ``d`` still is the model cached."""
         coefs, intercepts = d.get("coefs_"), d.get("intercepts_")
+        block = d.get("input_block_params_")
+        if block is not self.block:
+            return False
+        extra = self._block_arrays(block) if block else ()
         return (coefs is self.coefs and intercepts is self.intercepts
                 and d.get("_params") is self.params
-                and len(coefs) + len(intercepts) == len(self.arrays)
-                and all(map(operator.is_, itertools.chain(coefs, intercepts), self.arrays))
+                and len(coefs) + len(intercepts) + len(extra) == len(self.arrays)
+                and all(map(operator.is_, itertools.chain(coefs, intercepts, extra),
+                            self.arrays))
                 and self._settings(d) == self.settings)
 
     def labels(self, est):

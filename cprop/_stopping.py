@@ -119,8 +119,11 @@ class EarlyStopping:
                                      or sign * (value - self.best_value_) > self.min_delta):
             self.best_value_, self.best_epoch_, self.wait_ = value, record.epoch, 0
             if self.restore_best_weights:
+                block = getattr(estimator, "input_block_params_", None)
                 self._best_weights = ([W.copy() for W in estimator.coefs_],
-                                      [b.copy() for b in estimator.intercepts_])
+                                      [b.copy() for b in estimator.intercepts_],
+                                      None if block is None else
+                                      [{k: v.copy() for k, v in layer.items()} for layer in block])
             return False
         self.wait_ += 1
         if self.wait_ >= self.patience:
@@ -132,6 +135,10 @@ class EarlyStopping:
         if self.restore_best_weights and self._best_weights is not None:
             estimator.coefs_ = [W.copy() for W in self._best_weights[0]]
             estimator.intercepts_ = [b.copy() for b in self._best_weights[1]]
+            if len(self._best_weights) > 2 and self._best_weights[2] is not None:
+                # an input block's parameters (tabular inner networks) come back with the weights
+                estimator.input_block_params_ = [{k: v.copy() for k, v in layer.items()}
+                                                 for layer in self._best_weights[2]]
 
     def __repr__(self):
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience!r}, "

@@ -11,9 +11,19 @@ Design
 2. The defaults are a recipe chosen by measurement on benchmarks/tabular.py (see the README's
    "Tables" section): 3 hidden layers of 256 units, SELU (classification) / Mish (regression),
    AdamW (weight decay 0.02), cosine learning-rate decay from 2e-3, dropout 0.15, batches of 256,
-   early stopping on a 20% validation split (patience 20 epochs), at most 150 epochs.
-   RealMLP-TD's numeric embeddings, categorical embeddings, label smoothing, parametric
-   activations and learning-rate factors per parameter group are not in the engine yet.
+   early stopping on a 20% validation split (patience 20 epochs), at most 150 epochs, with a
+   periodic embedding of the numeric columns and a learnable input scale (note 5).
+   RealMLP-TD's categorical embeddings, label smoothing and parametric activations are not
+   used yet.
+5. The engine's input block and parameter groups reach the network through private inner
+   subclasses (``_TabularInnerClassifier`` / ``_TabularInnerRegressor``, BaseMLP's
+   ``_network_options`` hook): ``numeric_embedding='periodic'`` puts RealMLP's PBLD embedding
+   (16 frequencies, 3 outputs plus the value) on the numeric columns only
+   (``preprocessor_.numeric_columns_``), ``scale_layer`` a learnable scale per input after it,
+   ``parametrization='ntk'`` the neural-tangent parametrisation.  Learning-rate factors as
+   RealMLP's: scale 6, periodic 0.1, biases 0.1 under 'ntk'; weight-decay factor 0.1 on the
+   periodic layer (RealMLP's effective 0.01 with its lr factor).  The block's parameters live
+   in the inner model's flat vector (``mlp_.input_block_params_``).
 3. Regression targets are standardised with the training mean and standard deviation; predictions
    are de-standardised and clamped to the training range (per output).
 4. All or nothing: everything is fitted into locals and assigned at the end, so a failed ``fit``
@@ -33,6 +43,61 @@ from sklearn.utils.validation import (
 from ._mlp import MLPClassifier, MLPRegressor
 from ._tabular_prep import TabularPreprocessor, _is_dataframe
 
+# RealMLP-TD's PBLD embedding ([R] Table A.1): frequencies, outputs besides the value, init std
+PERIODIC_FREQUENCIES = 16
+PERIODIC_OUTPUTS = 3
+PERIODIC_SIGMA = 0.1
+# RealMLP-TD's learning-rate factors per parameter group ([R] §3)
+LR_FACTORS = {"scale": 6.0, "periodic_first": 0.1, "periodic_second": 0.1}
+NTK_BIAS_LR_FACTOR = 0.1
+WD_FACTORS = {"periodic_first": 0.1, "periodic_second": 0.1}
+
+
+class _InnerNetworkOptions:
+    """The inner network's extra ``Network`` arguments, set by the tabular estimator's fit as
+    ``_net_options`` (they depend on which transformed columns are numeric); kept by clone
+    (``n_init`` restarts clone the inner model) and by pickling."""
+
+    def _network_options(self):
+        return self.__dict__.get("_net_options") or {}
+
+    def __sklearn_clone__(self):
+        new = super().__sklearn_clone__()
+        if "_net_options" in self.__dict__:
+            new._net_options = self._net_options
+        return new
+
+
+class _TabularInnerClassifier(_InnerNetworkOptions, MLPClassifier):
+    """``cprop.MLPClassifier`` with the tabular input block and parameter groups (private)."""
+
+
+class _TabularInnerRegressor(_InnerNetworkOptions, MLPRegressor):
+    """``cprop.MLPRegressor`` with the tabular input block and parameter groups (private)."""
+
+
+def network_options(numeric_columns, numeric_embedding, scale_layer, parametrization):
+    """The inner network's ``Network`` arguments for these settings ({} for a plain MLP)."""
+    block = []
+    if numeric_embedding == "periodic" and len(numeric_columns):
+        block.append({"kind": "periodic", "n_frequencies": PERIODIC_FREQUENCIES,
+                      "n_outputs": PERIODIC_OUTPUTS, "sigma": PERIODIC_SIGMA,
+                      "features": [int(j) for j in numeric_columns]})
+    if scale_layer:
+        block.append({"kind": "scale"})
+    options = {}
+    lr = {}
+    if block:
+        options["input_block"] = block
+        lr.update(LR_FACTORS)
+        options["wd_factors"] = dict(WD_FACTORS)
+    if parametrization == "ntk":
+        options["parametrization"] = "ntk"
+        lr["biases"] = NTK_BIAS_LR_FACTOR
+    if lr:
+        options["lr_factors"] = lr
+    return options
+
 
 class _BaseTabularMLP(BaseEstimator):
     """Shared parameters, fit and transform of the tabular estimators (not public)."""
@@ -41,6 +106,9 @@ class _BaseTabularMLP(BaseEstimator):
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "numeric_encoding": [StrOptions({"scale", "ple", "scale+ple"})],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
+        "numeric_embedding": [StrOptions({"none", "periodic"})],
+        "scale_layer": ["boolean"],
+        "parametrization": [StrOptions({"standard", "ntk"})],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [str, list, tuple],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -63,14 +131,17 @@ class _BaseTabularMLP(BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, *, categorical_features, numeric_encoding, n_bins, hidden_layer_sizes,
-                 activation,
+    def __init__(self, *, categorical_features, numeric_encoding, n_bins, numeric_embedding,
+                 scale_layer, parametrization, hidden_layer_sizes, activation,
                  learning_rate_init, weight_decay, dropout, batch_size, max_iter, early_stopping,
                  validation_fraction, n_iter_no_change, tol, beta_1, beta_2, init, dtype,
                  random_state, n_threads, callbacks, scoring, verbose):
         self.categorical_features = categorical_features
         self.numeric_encoding = numeric_encoding
         self.n_bins = n_bins
+        self.numeric_embedding = numeric_embedding
+        self.scale_layer = scale_layer
+        self.parametrization = parametrization
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate_init = learning_rate_init
@@ -144,6 +215,8 @@ class _BaseTabularMLP(BaseEstimator):
             Xv = prep.transform(X_val)
             yv = self._transform_target(np.asarray(y_val), target)
         mlp = self._make_mlp()
+        mlp._net_options = network_options(prep.numeric_columns_, self.numeric_embedding,
+                                           self.scale_layer, self.parametrization)
         # batches of min(batch_size, training rows), as RealMLP-TD (the engine would warn)
         n_train = len(Xt)
         if self.early_stopping and Xv is None:
@@ -203,6 +276,22 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
 
     n_bins : int, default=16
         Most quantile bins per numeric column under 'ple' and 'scale+ple'.
+
+    numeric_embedding : {'none', 'periodic'}, default='periodic'
+        'periodic': RealMLP's PBLD embedding of each numeric column (not of missing
+        indicators, PLE bins or one-hot columns): [W2 cos(2 pi w1 x + b1) + b2, x] with 16
+        learnable frequencies and 3 outputs per column, learning-rate factor 0.1 (see
+        ``cprop._engine.Network``'s ``input_block``).
+
+    scale_layer : bool, default=True
+        A learnable scale per network input (after the embedding), initialised to 1, with
+        learning-rate factor 6 (RealMLP's scaling layer).
+
+    parametrization : {'standard', 'ntk'}, default='standard'
+        'ntk': the neural-tangent parametrisation (each dense layer's learning rate divided by
+        the square root of its fan-in, weights drawn from N(0, 1/fan_in), zero biases with
+        learning-rate factor 0.1). Its learning rates are larger than the standard ones
+        (RealMLP uses 0.04 for classification): set ``learning_rate_init`` with it.
 
     hidden_layer_sizes : array-like of int, default=(256, 256, 256)
         Units per hidden layer.
@@ -279,6 +368,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
+                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="selu", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
@@ -287,7 +377,8 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
                  scoring=None, verbose=False):
         super().__init__(
             categorical_features=categorical_features, numeric_encoding=numeric_encoding,
-            n_bins=n_bins, hidden_layer_sizes=hidden_layer_sizes,
+            n_bins=n_bins, numeric_embedding=numeric_embedding, scale_layer=scale_layer,
+            parametrization=parametrization, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -296,7 +387,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
             scoring=scoring, verbose=verbose)
 
     def _make_mlp(self):
-        return MLPClassifier(**self._mlp_params())
+        return _TabularInnerClassifier(**self._mlp_params())
 
     def _fit_target(self, y, n):
         y = np.asarray(y)
@@ -364,6 +455,7 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
+                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="mish", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
@@ -372,7 +464,8 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
                  scoring=None, verbose=False):
         super().__init__(
             categorical_features=categorical_features, numeric_encoding=numeric_encoding,
-            n_bins=n_bins, hidden_layer_sizes=hidden_layer_sizes,
+            n_bins=n_bins, numeric_embedding=numeric_embedding, scale_layer=scale_layer,
+            parametrization=parametrization, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
@@ -381,7 +474,7 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
             scoring=scoring, verbose=verbose)
 
     def _make_mlp(self):
-        return MLPRegressor(**self._mlp_params())
+        return _TabularInnerRegressor(**self._mlp_params())
 
     def _fit_target(self, y, n):
         y = np.asarray(y)

@@ -145,6 +145,10 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     center_, scale_ : ndarray of shape (n_outputs,)
         Median and scale factor of each raw encoded column (robust scaling; 0 and 1 for PLE
         columns).
+    numeric_columns_ : ndarray of int
+        Output columns holding a numeric input's robust-scaled, clipped value (where the
+        tabular estimators' periodic embedding applies); missing indicators, PLE bins and
+        one-hot columns are not among them.
     n_features_in_ : int
     feature_names_in_ : ndarray of str (DataFrame input only)
     """
@@ -267,7 +271,26 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             values = raw[:, k] if observed_masks[k] is None else raw[observed_masks[k], k]
             center[k], scale[k] = robust_scale_params(values)
         self.center_, self.scale_ = center, scale
+        self.numeric_columns_ = self._numeric_columns()
         return self
+
+    def _numeric_columns(self):
+        """Indices of the output columns that hold a numeric input's robust-scaled value (not
+        its missing indicator, PLE bins or any one-hot column), in the order of
+        ``get_feature_names_out``."""
+        out, k = [], 0
+        for spec in self.columns_:
+            if spec["kind"] == "numeric":
+                edges = spec.get("edges")
+                if spec.get("scaled", True):
+                    out.append(k)
+                    k += 1
+                if edges is not None:
+                    k += len(edges) - 1
+                k += 1 if spec["indicator"] else 0
+            else:
+                k += 1 if len(spec["levels"]) == 2 else len(spec["levels"])
+        return np.asarray(out, dtype=np.intp)
 
     def transform(self, X):
         """The scaled, clipped matrix of shape (n_samples, n_outputs)."""

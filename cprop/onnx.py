@@ -233,6 +233,12 @@ def _proto_dtype(operator):
 def _forward(scope, operator, container, proto):
     """Nodes of the forward pass; returns the name of the output activations (n, n_outputs)."""
     model = operator.raw_operator
+    if model._has_block():
+        raise ValueError(
+            "cprop.onnx: this model's network starts with an input block (per-feature scale / "
+            "periodic embedding layers, as the tabular estimators' inner networks have), which "
+            "has no ONNX converter: only dense layers are exported. Fit without the block "
+            "(numeric_embedding='none', scale_layer=False) to export the network.")
     dtype = np.float64 if proto == onnx_proto.TensorProto.DOUBLE else np.float32
     acts = [_activation(a, "hidden") for a in _hidden_activations(model)]
     acts.append(_activation(model.out_activation_, "output"))
@@ -355,6 +361,15 @@ def register():
                  "nocl": [True, False]})
     update_registered_converter(MLPRegressor, "CpropMLPRegressor", shape_regressor,
                                 convert_regressor)
+    # the tabular estimators' inner networks (``mlp_``): exported when they have no input block
+    from ._tabular import _TabularInnerClassifier, _TabularInnerRegressor
+    update_registered_converter(
+        _TabularInnerClassifier, "CpropTabularInnerClassifier", shape_classifier,
+        convert_classifier,
+        options={"zipmap": [True, False, "columns"], "output_class_labels": [False, True],
+                 "nocl": [True, False]})
+    update_registered_converter(_TabularInnerRegressor, "CpropTabularInnerRegressor",
+                                shape_regressor, convert_regressor)
 
 
 register()
