@@ -16,9 +16,12 @@ Design
    ``loss_grad`` here are one-shot runners.
 4. An optional input block (``input_block``) puts typed per-feature layers before the first dense
    layer: ``scale`` (a learnable scale per column) and ``periodic`` (RealMLP's PBLD numeric
-   embedding).  Their parameters follow the dense ones in the flat vector (``block_params``
-   gives views), so ``coefs``/``intercepts`` keep their offsets; the first dense layer's fan-in
-   is then the block's output width (``dense_sizes[0]``).
+   embedding), and, as the block's first layer only, ``embedding`` (a learnable table per
+   category-code column, RealMLP's categorical embedding).  Their parameters follow the dense
+   ones in the flat vector (``block_params`` gives views), so ``coefs``/``intercepts`` keep their
+   offsets; the first dense layer's fan-in is then the block's output width (``dense_sizes[0]``).
+   Category codes are checked here, once per call (``_check_codes``): the kernels trust them
+   (and clamp an out-of-range code to the missing row all the same).
 5. Parameter groups: every segment of the flat vector (each layer's weights, biases, the scale,
    the periodic layer's first (w1, b1) and second (W2, b2) parts) has a learning-rate factor and
    a weight-decay factor (``lr_factors``/``wd_factors`` by group kind), applied by the compiled
@@ -232,12 +235,17 @@ class Network:
         "features": None, "sigma": 0.1}`` (per embedded column j: [W2_j cos(2 pi w1_j x_j +
         b1_j) + b2_j, x_j]; ``features`` lists the embedded columns of the layer's input, None:
         all; the others pass through; init w1 ~ N(0, sigma^2), b1 ~ U[-pi, pi], W2, b2 ~
-        U[-1/sqrt(k), 1/sqrt(k)]).  ``layer_sizes[0]`` stays the width of X; ``dense_sizes[0]``
-        is the block's output width.
+        U[-1/sqrt(k), 1/sqrt(k)]) and, as the first layer only, ``{"kind": "embedding",
+        "features": [j, ...], "cardinalities": [K_j, ...], "dim": 8}`` (column j of X holds a
+        category code, 0..K_j-1 for known categories and K_j for missing/unknown, stored as a
+        float; it becomes the d = ``dim`` values of row x_j of its table T_j, (K_j + 1) x d,
+        initialised N(0, 1); the other columns pass through; codes are checked at every call
+        and a code outside 0..K_j or not an integer is an error).  ``layer_sizes[0]`` stays the
+        width of X; ``dense_sizes[0]`` is the block's output width.
     lr_factors, wd_factors : dict or None
         Learning-rate and weight-decay factors by parameter group: ``"weights"`` (a number, or
         one per dense layer), ``"biases"``, ``"scale"``, ``"periodic_first"`` (w1, b1),
-        ``"periodic_second"`` (W2, b2).  Defaults: lr factors 1; wd factors 1 but 0 for biases.
+        ``"periodic_second"`` (W2, b2), ``"embedding"`` (the tables).  Defaults: lr factors 1; wd factors 1 but 0 for biases.
         A group's wd factor scales both penalties on it: the L2 term ``alpha`` (in the loss and
         its gradient) and AdamW's decoupled decay (lr * weight_decay * lr factor * wd factor).
     parametrization : {'standard', 'ntk'}
@@ -413,7 +421,10 @@ class Network:
     def block_params(self, params):
         """Views of the input block's parameters, one dict per block layer: ``{"scale": s}``
         (n_in,), or ``{"w1": (ne, k), "b1": (ne, k), "W2": (ne, k, m), "b2": (ne, m)}`` for a
-        periodic layer with ``ne`` embedded columns (row e: the e-th of its ``features``)."""
+        periodic layer with ``ne`` embedded columns (row e: the e-th of its ``features``), or
+        ``{"table": (sum_j (K_j + 1), d)}`` for an embedding layer: the tables of its
+        ``features`` (in increasing column order) one after the other, row K_j of each for
+        missing/unknown (``embedding_tables`` splits it per column)."""
         views = []
         if not self.input_block:
             return views
@@ -424,6 +435,11 @@ class Network:
             if layer[0] == "scale":
                 views.append({"scale": params[o:o + n_in]})
                 continue
+            if layer[0] == "embedding":
+                _, d, feats, cards = layer
+                rows = sum(k + 1 for k in cards)
+                views.append({"table": params[o:o + rows * d].reshape(rows, d)})
+                continue
             _, k, m, feats = layer
             ne = len(feats)
             views.append({"w1": params[o:o + ne * k].reshape(ne, k),
@@ -432,6 +448,37 @@ class Network:
                           "b2": params[o + 2 * ne * k + ne * k * m:
                                        o + 2 * ne * k + ne * k * m + ne * m].reshape(ne, m)})
         return views
+
+    def embedding_tables(self, params):
+        """{input column j: view of its table T_j, (K_j + 1) x d} of the embedding layer (an
+        empty dict without one)."""
+        if not self.input_block or self.input_block[0][0] != "embedding":
+            return {}
+        _, d, feats, cards = self.input_block[0]
+        table = self.block_params(params)[0]["table"]
+        starts = np.concatenate([[0], np.cumsum([k + 1 for k in cards])])
+        return {j: table[starts[e]:starts[e + 1]] for e, j in enumerate(feats)}
+
+    def _check_codes(self, X):
+        """Raise ValueError unless every category-code column of dense X holds integers in
+        0..K_j (K_j: missing/unknown); the kernels trust the codes."""
+        if not self.input_block or self.input_block[0][0] != "embedding" or sp.issparse(X):
+            return
+        _, d, feats, cards = self.input_block[0]
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            return      # the shape error comes from the compiled call's check
+        for j, k in zip(feats, cards):
+            c = X[:, j]
+            bad = ~((c >= 0) & (c <= k) & (c == np.floor(c)))
+            if bad.any():
+                r = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"column {j} of X holds category codes for an embedding with {k} known "
+                    f"categories, so each value must be an integer in 0..{k} ({k}: missing or "
+                    f"unknown); row {r} holds {float(c[r])!r}. Encode the column as integer codes "
+                    f"(e.g. with sklearn.preprocessing.OrdinalEncoder) and map missing and "
+                    f"unseen categories to {k}.")
 
     def segments(self):
         """The parameter segments as (group kind, slice of the flat vector, lr factor, wd
@@ -447,7 +494,8 @@ class Network:
         then cast (factor 2 for logistic hidden units, 6 otherwise, chosen by the caller).  With
         ``parametrization="ntk"``: W ~ N(0, 1/fan_in), b = 0.  Then the input block's layers in
         order, from the same ``random_state``: scale 1; periodic w1 ~ N(0, sigma^2), b1 ~
-        U[-pi, pi], W2 ~ U[-1/sqrt(k), 1/sqrt(k)], b2 likewise (RealMLP's PBLD init; 1/4 at k=16).
+        U[-pi, pi], W2 ~ U[-1/sqrt(k), 1/sqrt(k)], b2 likewise (RealMLP's PBLD init; 1/4 at k=16);
+        then the embedding tables ~ N(0, 1) (RealMLP's), drawn after all the others.
         """
         coefs, intercepts = [], []
         s = self.dense_sizes
@@ -466,7 +514,8 @@ class Network:
     def init_block(self, params, random_state):
         """Draw the input block's parameters in ``params`` (in place) from ``random_state``, layer
         by layer: scale 1; periodic w1 ~ N(0, sigma^2), b1 ~ U[-pi, pi], W2 and b2 ~
-        U[-1/sqrt(k), 1/sqrt(k)].  Nothing is drawn without a periodic layer."""
+        U[-1/sqrt(k), 1/sqrt(k)]; then the embedding tables ~ N(0, 1), after all the others.
+        Nothing is drawn without a periodic or an embedding layer."""
         for layer, sigma, view in zip(self.input_block, self._sigmas, self.block_params(params)):
             if layer[0] != "periodic":
                 continue
@@ -476,6 +525,10 @@ class Network:
             view["b1"][...] = random_state.uniform(-np.pi, np.pi, (ne, k))
             view["W2"][...] = random_state.uniform(-r, r, (ne, k, m))
             view["b2"][...] = random_state.uniform(-r, r, (ne, m))
+        # embedding tables last, so the other layers' draws do not depend on them
+        for layer, view in zip(self.input_block, self.block_params(params)):
+            if layer[0] == "embedding":
+                view["table"][...] = random_state.standard_normal(view["table"].shape)
 
     # -- compiled calls --------------------------------------------------------------------------
     def _check_params(self, params):
@@ -489,6 +542,7 @@ class Network:
         """Output activations for X (dense or sparse), shape (n_samples, n_outputs)."""
         self._check_params(params)
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
+        self._check_codes(dense)
         n = X.shape[0]
         out = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         if n:
@@ -512,6 +566,7 @@ class Network:
         or the first row of a pass that holds an inf or NaN when ``check_finite`` (then ``out``
         and ``labels`` are incomplete).
         """
+        self._check_codes(X)
         n = X.shape[0]
         nt = self.n_threads if n_threads is None else int(n_threads)
         # about 4 passes per thread for dynamic balancing, at most PREDICT_CHUNK_SERIAL rows; the
@@ -560,6 +615,7 @@ class Network:
         self._check_params(params)
         dense, data, indices, indptr, nf = _as_input(X, self.dtype)
         n = X.shape[0]
+        self._check_codes(dense)
         Y = self._check_targets(Y, n)
         sw = self._check_sw(sample_weight, n)
         if batch_size is None:

@@ -18,7 +18,12 @@ Design
    - a categorical column, over the levels observed in training (missing values are no level):
      two levels give one column of -1 / +1; one level or more than two give one 0/1 column per
      level. A missing value, or a level not seen in training, is the all-zero slot (0 in the
-     +-1 column). More than 8 levels are one-hot as well: the engine has no embedding layer yet.
+     +-1 column). With ``categorical_encoding='onehot'`` (the default) more than 8 levels are
+     one-hot as well; with ``'embedding'`` (RealMLP-TD's rule) a column of more than 8 levels
+     becomes one *code* column instead: the level's index 0..K-1 among its K training levels,
+     K for a missing value or an unseen level. Code columns skip notes 3-4 (they are row
+     indices into the engine's embedding tables: ``code_columns_``, ``code_cardinalities_``,
+     ``embedding_block``).
 3. Robust scaling of every raw column j, with statistics of the training rows (for a numeric
    column: of its observed values, so imputed values land on exactly 0):
    x <- s_j (x - median_j), s_j = 1 / (q75_j - q25_j); if that IQR is 0, s_j = 2 / (max_j - min_j);
@@ -45,12 +50,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-# levels above which RealMLP-TD would use an embedding; here they are one-hot too (no embedding
-# layer in the engine yet)
+# levels above which RealMLP-TD uses an embedding (categorical_encoding='embedding'); one-hot
+# up to this many
 MAX_ONEHOT_LEVELS = 8
 
 # marks a PLE output column in _encode's per-column statistics list (centre 0, scale 1)
 _FIXED = "fixed"
+# marks a category-code column (no robust scaling, no smooth clip)
+_CODE = "code"
 
 
 def _is_dataframe(X):
@@ -135,6 +142,11 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         Most quantile bins per numeric column of the piecewise-linear encoding (fewer where
         quantiles tie).
 
+    categorical_encoding : {'onehot', 'embedding'}, default='onehot'
+        'onehot': every categorical column one-hot (+-1 for two levels). 'embedding': a column
+        with more than 8 training levels becomes one code column (the module's note 2) for
+        the engine's embedding layer; the others stay one-hot.
+
     Attributes
     ----------
     columns_ : list of dict
@@ -144,21 +156,26 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         ``{"kind": "categorical", "levels"}``.
     center_, scale_ : ndarray of shape (n_outputs,)
         Median and scale factor of each raw encoded column (robust scaling; 0 and 1 for PLE
-        columns).
+        columns and code columns).
     numeric_columns_ : ndarray of int
         Output columns holding a numeric input's robust-scaled, clipped value (where the
-        tabular estimators' periodic embedding applies); missing indicators, PLE bins and
-        one-hot columns are not among them.
+        tabular estimators' periodic embedding applies); missing indicators, PLE bins, one-hot
+        and code columns are not among them.
+    code_columns_ : ndarray of int
+        Output columns that hold category codes (increasing; empty under 'onehot').
+    code_cardinalities_ : ndarray of int
+        K_j, the training levels of each code column (codes 0..K_j-1; K_j: missing/unseen).
     n_features_in_ : int
     feature_names_in_ : ndarray of str (DataFrame input only)
     """
 
     def __init__(self, categorical_features="from_dtype", dtype=np.float32,
-                 numeric_encoding="scale", n_bins=16):
+                 numeric_encoding="scale", n_bins=16, categorical_encoding="onehot"):
         self.categorical_features = categorical_features
         self.dtype = dtype
         self.numeric_encoding = numeric_encoding
         self.n_bins = n_bins
+        self.categorical_encoding = categorical_encoding
 
     # -- input as a list of 1-D columns -----------------------------------------------------------
     def _columns(self, X, reset):
@@ -233,6 +250,10 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         if (not isinstance(self.n_bins, numbers.Integral) or isinstance(self.n_bins, bool)
                 or self.n_bins < 1):
             raise ValueError(f"n_bins={self.n_bins!r} must be an integer >= 1.")
+        if self.categorical_encoding not in ("onehot", "embedding"):
+            raise ValueError(f"categorical_encoding={self.categorical_encoding!r} is not "
+                             "understood: expected 'onehot' or 'embedding'.")
+        codes = self.categorical_encoding == "embedding"
         use_ple = self.numeric_encoding != "scale"
         cols, names, is_frame = self._columns(X, reset=True)
         mask = self._categorical_mask(cols, names, is_frame)
@@ -243,7 +264,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 values = _as_object(col)
                 present = values[~_is_missing(values)]
                 levels = sorted(set(present.tolist()), key=_sort_key)
-                columns.append({"kind": "categorical", "levels": levels})
+                columns.append({"kind": "categorical", "levels": levels,
+                                "code": codes and len(levels) > MAX_ONEHOT_LEVELS})
             else:
                 x = _as_float(col, label)
                 observed = x[~np.isnan(x)]
@@ -264,8 +286,13 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         raw, observed_masks = self._encode(cols, with_observed=True)
         center = np.empty(raw.shape[1])
         scale = np.empty(raw.shape[1])
+        code_cols = [k for k in range(raw.shape[1]) if observed_masks[k] is _CODE]
+        self.code_columns_ = np.array(code_cols, dtype=np.intp)
+        self.code_cardinalities_ = np.array(
+            [len(c["levels"]) for c in columns if c.get("code")], dtype=np.intp)
         for k in range(raw.shape[1]):
-            if observed_masks[k] is _FIXED:   # a PLE column: no robust scaling
+            if observed_masks[k] is _FIXED or observed_masks[k] is _CODE:
+                # a PLE or code column: no robust scaling
                 center[k], scale[k] = 0.0, 1.0
                 continue
             values = raw[:, k] if observed_masks[k] is None else raw[observed_masks[k], k]
@@ -302,7 +329,44 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         raw, _ = self._encode(cols, with_observed=False)
         raw -= self.center_
         raw *= self.scale_
-        return smooth_clip(raw).astype(self.dtype, copy=False)
+        out = smooth_clip(raw)
+        codes = getattr(self, "code_columns_", None)
+        if codes is not None and codes.size:
+            out[:, codes] = raw[:, codes]     # codes stay row indices (centre 0, scale 1)
+        return out.astype(self.dtype, copy=False)
+
+    def embedding_block(self, dim=8):
+        """The engine's input-block entry for the code columns (``cprop._engine.Network``'s
+        ``input_block``, first layer), or None when there are none.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cprop._tabular_prep import TabularPreprocessor
+        >>> X = np.array([[float(i % 10), i * 0.5] for i in range(40)])
+        >>> prep = TabularPreprocessor([0], np.float64, categorical_encoding="embedding").fit(X)
+        >>> prep.embedding_block()
+        {'kind': 'embedding', 'features': [0], 'cardinalities': [10], 'dim': 8}
+        >>> prep.transform(X)[:3, 0]
+        array([0., 1., 2.])
+        """
+        check_is_fitted(self, "columns_")
+        codes = getattr(self, "code_columns_", None)
+        if codes is None or codes.size == 0:
+            return None
+        return {"kind": "embedding", "features": [int(c) for c in codes],
+                "cardinalities": [int(k) for k in self.code_cardinalities_], "dim": int(dim)}
+
+    def columns_after_embedding(self, columns, dim=8):
+        """Where output columns of this preprocessor (not code columns) sit in the output of
+        ``embedding_block(dim)``: each code column before them widens to ``dim`` columns.
+        (E.g. to name the numeric columns of a periodic layer placed after the embedding.)"""
+        check_is_fitted(self, "columns_")
+        codes = getattr(self, "code_columns_", np.zeros(0, np.intp))
+        cols = np.asarray(columns, dtype=np.intp)
+        if np.isin(cols, codes).any():
+            raise ValueError("columns_after_embedding maps non-code columns; got a code column.")
+        return cols + (dim - 1) * np.searchsorted(codes, cols)
 
     def _encode(self, cols, with_observed):
         """Raw encoded matrix (notes 2 and 5) and, per output column, the mask of observed rows
@@ -329,6 +393,10 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             else:
                 levels = spec["levels"]
                 idx = _level_index(col, levels)
+                if spec.get("code"):
+                    blocks.append(np.where(idx < 0, len(levels), idx).astype(np.float64)[:, None])
+                    observed.append(_CODE)
+                    continue
                 if len(levels) == 2:
                     block = np.where(idx < 0, 0.0, np.where(idx == 0, -1.0, 1.0))[:, None]
                 else:
@@ -355,6 +423,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                     out.extend(f"{name}_bin{t}" for t in range(len(edges) - 1))
                 if spec["indicator"]:
                     out.append(f"{name}_missing")
+            elif spec.get("code"):
+                out.append(name)
             elif len(spec["levels"]) == 2:
                 out.append(f"{name}={spec['levels'][1]}")
             else:

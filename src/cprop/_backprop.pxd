@@ -46,6 +46,7 @@ cdef struct NetSpec:
 cdef enum:
     BLK_SCALE = 1            # y_j = s_j x_j
     BLK_PERIODIC = 2         # per embedded column: [W2 cos(2 pi w1 x + b1) + b2, x]; others: x
+    BLK_EMBEDDING = 3        # per code column: table_e[x] (d values); others: x (block layer 0 only)
 
 cdef enum:
     BF_KIND = 0
@@ -56,10 +57,12 @@ cdef enum:
     BF_OUT = 5               # output (cap x n_out) at work + BF_OUT
     BF_DOUT = 6              # d loss / d output (cap x n_out) at work + BF_DOUT
     BF_PART = 7              # per-row-chunk partial gradients (chunks x n_par) at work + BF_PART
-    BF_K = 8                 # periodic: frequencies per column
-    BF_M = 9                 # periodic: outputs per column (besides x itself)
-    BF_FEAT = 10             # periodic: its column map at NetSpec.feat + BF_FEAT
-    BF_NE = 11               # periodic: embedded columns
+    BF_K = 8                 # periodic: frequencies per column; embedding: table rows in all
+    BF_M = 9                 # periodic: outputs per column (besides x itself); embedding: d
+    BF_FEAT = 10             # periodic, embedding: its column map at NetSpec.feat + BF_FEAT;
+                             # embedding: then ne + 1 table row offsets (table e: rows
+                             # rowoff[e]..rowoff[e+1]-1, the last one for missing/unknown)
+    BF_NE = 11               # periodic, embedding: embedded columns
     BF_TRIG = 12             # periodic: cos and sin of each row's angles (cap x ne x 2k) at
                              # work + BF_TRIG, written by forward for backward
     BLK_NFIELDS = 13

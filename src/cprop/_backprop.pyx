@@ -29,8 +29,9 @@ Design
    last large product of a mini-batch): the next batch's rows of X, so gathering them afterwards
    reads cache rather than DRAM.
 9. An input block (dense input only) is a list of typed per-feature layers run before dense
-   layer 0: ``scale`` (y_j = s_j x_j) and ``periodic`` (RealMLP's PBLD: per embedded column j,
-   [W2_j cos(2 pi w1_j x_j + b1_j) + b2_j, x_j]).  Each kind's forward and backward row sit side
+   layer 0: ``scale`` (y_j = s_j x_j), ``periodic`` (RealMLP's PBLD: per embedded column j,
+   [W2_j cos(2 pi w1_j x_j + b1_j) + b2_j, x_j]) and ``embedding`` (per category-code column j,
+   the row x_j of its table T_j; block layer 0 only).  Each kind's forward and backward row sit side
    by side below; the block writes its output to a plan buffer that dense layer 0 reads, and
    backward computes D_0 = D_1 W_0^T (only then) and walks the block from its last layer.  The
    block's parameter gradients are sums over rows: each chunk of BLOCK_ROW_CHUNK rows sums into
@@ -340,7 +341,7 @@ cdef enum:
     ANGLE_TILE = 32          # angles of one column computed together (stack arrays)
 
 
-BLOCK_KINDS = {"scale": BLK_SCALE, "periodic": BLK_PERIODIC}
+BLOCK_KINDS = {"scale": BLK_SCALE, "periodic": BLK_PERIODIC, "embedding": BLK_EMBEDDING}
 ROW_CHUNK = BLOCK_ROW_CHUNK
 cdef double _TWO_PI = 6.283185307179586
 
@@ -472,6 +473,55 @@ cdef inline void _periodic_backward_row(const floating* x, intp_t nin, const int
         col += m + 1
 
 
+# embedding (categorical), per code column j (e = its index among the code columns, K_e its
+# categories, code x_j in 0..K_e, K_e: missing/unknown):
+#   y[0..d-1] = T_e[x_j]      (T_e: rows rowoff[e]..rowoff[e+1]-1 of the layer's table, d wide)
+# backward: grad T_e[x_j] += dy[0..d-1] (a scatter-add: rows in chunk order, then chunk partials
+# in chunk order, so the sums run in one fixed order whatever the thread count); the codes
+# are not differentiable and the layer is block layer 0, so no input gradient.
+# Codes are checked at the Python boundary (cprop._engine); the kernel still clamps a code
+# outside [0, K_e] (NaN included) to the missing row, so it never reads or writes out of bounds.
+cdef inline intp_t _embedding_row(floating code, intp_t n_rows) noexcept nogil:
+    """Table row of ``code`` among n_rows (= K_e + 1); out of range or NaN: the last row."""
+    if not (code >= 0 and code < n_rows):
+        return n_rows - 1
+    return <intp_t>code
+
+
+cdef inline void _embedding_forward_row(const floating* x, intp_t nin, const intp_t* feat,
+                                        intp_t d, const floating* T, floating* y) noexcept nogil:
+    cdef const intp_t* rowoff = feat + nin
+    cdef intp_t j, e, o, col = 0
+    cdef const floating* t
+    for j in range(nin):
+        e = feat[j]
+        if e < 0:
+            y[col] = x[j]
+            col += 1
+            continue
+        t = T + (rowoff[e] + _embedding_row(x[j], rowoff[e + 1] - rowoff[e])) * d
+        for o in range(d):
+            y[col + o] = t[o]
+        col += d
+
+
+cdef inline void _embedding_backward_row(const floating* x, intp_t nin, const intp_t* feat,
+                                         intp_t d, const floating* dy, floating* G) noexcept nogil:
+    """G (laid out as the table) += this row's output gradient at its codes' rows."""
+    cdef const intp_t* rowoff = feat + nin
+    cdef intp_t j, e, o, col = 0
+    cdef floating* g
+    for j in range(nin):
+        e = feat[j]
+        if e < 0:
+            col += 1
+            continue
+        g = G + (rowoff[e] + _embedding_row(x[j], rowoff[e + 1] - rowoff[e])) * d
+        for o in range(d):
+            g[o] += dy[col + o]
+        col += d
+
+
 cdef inline const floating* _block_in(const NetSpec* net, int b, const Input* x,
                                       const floating* work) noexcept nogil:
     """The input rows of block layer b: X, or the previous layer's output."""
@@ -491,7 +541,7 @@ cdef inline const floating* input_rows(const NetSpec* net, const Input* x,
 cdef inline bint _block_threaded(const NetSpec* net, const intp_t* f, intp_t n,
                                  intp_t n_chunks) noexcept nogil:
     """Row chunks of block layer f on threads: more than one chunk and enough work."""
-    cdef intp_t per_row = f[BF_NOUT] if f[BF_KIND] == BLK_SCALE else \
+    cdef intp_t per_row = f[BF_NOUT] if f[BF_KIND] != BLK_PERIODIC else \
         f[BF_NE] * f[BF_K] * (f[BF_M] + 2) + f[BF_NIN]
     return net.n_threads > 1 and n_chunks > 1 and n * per_row > BLOCK_PARALLEL_MIN
 
@@ -508,6 +558,9 @@ cdef void _block_forward_chunk(const NetSpec* net, int b, const floating* params
     for r in range(c * BLOCK_ROW_CHUNK, r1):
         if f[BF_KIND] == BLK_SCALE:
             _scale_forward_row(X + r * nin, nin, P, Y + r * nout)
+        elif f[BF_KIND] == BLK_EMBEDDING:
+            _embedding_forward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_M], P,
+                                   Y + r * nout)
         else:
             _periodic_forward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
                                   f[BF_M], P, Y + r * nout,
@@ -548,6 +601,9 @@ cdef void _block_backward_chunk(const NetSpec* net, int b, const floating* param
         if f[BF_KIND] == BLK_SCALE:
             _scale_backward_row(X + r * nin, nin, P, DY + r * nout,
                                 (DX + r * nin) if DX != NULL else NULL, G)
+        elif f[BF_KIND] == BLK_EMBEDDING:      # block layer 0: DX is NULL
+            _embedding_backward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_M],
+                                    DY + r * nout, G)
         else:
             _periodic_backward_row(X + r * nin, nin, net.feat + f[BF_FEAT], f[BF_NE], f[BF_K],
                                    f[BF_M], P, DY + r * nout, (DX + r * nin) if DX != NULL else NULL,
@@ -729,7 +785,7 @@ _NEEDS_Z = frozenset(ACTIVATION_CODES[name] for name in NEEDS_Z)
 
 
 # Parameter groups of the flat vector (segments): their kinds, by name, in code order.
-GROUP_KINDS = ("weights", "biases", "scale", "periodic_first", "periodic_second")
+GROUP_KINDS = ("weights", "biases", "scale", "periodic_first", "periodic_second", "embedding")
 
 
 def normalize_block(block, n_in):
@@ -748,10 +804,15 @@ def normalize_block(block, n_in):
             entry = {"kind": entry}
         if isinstance(entry, dict):
             kind = entry.get("kind")
-            unknown = set(entry) - {"kind", "n_frequencies", "n_outputs", "features", "sigma"}
+            allowed = {"kind", "features", "cardinalities", "dim"} if kind == "embedding" \
+                else {"kind", "n_frequencies", "n_outputs", "features", "sigma"}
+            unknown = set(entry) - allowed
             if unknown:
                 raise ValueError(f"input block layer {i}: unknown keys {sorted(unknown)}.")
-            if kind == "periodic":
+            if kind == "embedding":
+                entry = ("embedding", entry.get("dim", 8), entry.get("features"),
+                         entry.get("cardinalities"))
+            elif kind == "periodic":
                 entry = ("periodic", entry.get("n_frequencies", 16), entry.get("n_outputs", 3),
                          entry.get("features"))
             else:
@@ -765,6 +826,11 @@ def normalize_block(block, n_in):
                 raise ValueError(f"input block layer {i}: a scale layer takes no settings; got "
                                  f"{entry!r}.")
             out.append(("scale",))
+            continue
+        if entry[0] == "embedding":
+            entry = _normalize_embedding(i, entry, width)
+            out.append(entry)
+            width += len(entry[2]) * (entry[1] - 1)
             continue
         if len(entry) != 4:
             raise ValueError(f"input block layer {i}: expected ('periodic', n_frequencies, "
@@ -787,6 +853,32 @@ def normalize_block(block, n_in):
         out.append(("periodic", int(k), int(m), feats))
         width += len(feats) * int(m)
     return tuple(out), width
+
+
+def _normalize_embedding(i, entry, width):
+    """("embedding", d, code columns sorted, their category counts K_j in the same order)."""
+    if i != 0:
+        raise ValueError(f"input block layer {i}: an embedding layer reads category codes, so it "
+                         f"must be the block's first layer (layer 0).")
+    if len(entry) != 4:
+        raise ValueError(f"input block layer {i}: expected ('embedding', dim, features, "
+                         f"cardinalities); got {entry!r}.")
+    _, d, feats, cards = entry
+    if not (isinstance(d, (int, np.integer)) and d >= 1):
+        raise ValueError(f"input block layer {i}: dim must be an int >= 1; got {d!r}.")
+    f = np.asarray(feats if feats is not None else [])
+    c = np.asarray(cards if cards is not None else [])
+    if f.ndim != 1 or f.size == 0 or not np.issubdtype(f.dtype, np.integer) or \
+            f.min() < 0 or f.max() >= width or np.unique(f).size != f.size:
+        raise ValueError(f"input block layer {i}: an embedding layer's features must be one or "
+                         f"more distinct column indices in [0, {width}); got {feats!r}.")
+    if c.shape != f.shape or not np.issubdtype(c.dtype, np.integer) or c.min() < 1:
+        raise ValueError(f"input block layer {i}: cardinalities must hold one int >= 1 (the "
+                         f"number of known categories K_j) per feature ({f.size}); got "
+                         f"{cards!r}.")
+    order = np.argsort(f, kind="stable")
+    return ("embedding", int(d), tuple(int(j) for j in f[order]),
+            tuple(int(k) for k in c[order]))
 
 
 def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, double loss_param=0.0,
@@ -843,6 +935,20 @@ def make_plan(sizes, acts, int loss, Py_ssize_t cap, dtype, int n_threads, doubl
             seg_off.append(off)
             seg_len.append(w_in)
             seg_kind.append("scale")
+        elif entry[0] == "embedding":
+            _, d, feats, cards = entry
+            ne, rows = len(feats), sum(k + 1 for k in cards)
+            f[BF_KIND] = BLK_EMBEDDING
+            f[BF_K], f[BF_M], f[BF_NE] = rows, d, ne
+            f[BF_NOUT] = w_in + ne * (d - 1)
+            f[BF_NPAR] = rows * d
+            f[BF_FEAT] = len(feat)
+            where = {j: e for e, j in enumerate(feats)}
+            feat.extend(where.get(j, -1) for j in range(w_in))
+            feat.extend(np.concatenate([[0], np.cumsum([k + 1 for k in cards])]).tolist())
+            seg_off.append(off)
+            seg_len.append(rows * d)
+            seg_kind.append("embedding")
         else:
             _, k, m, feats = entry
             ne = len(feats)
