@@ -51,6 +51,8 @@ PERIODIC_SIGMA = 0.1
 LR_FACTORS = {"scale": 6.0, "periodic_first": 0.1, "periodic_second": 0.1}
 NTK_BIAS_LR_FACTOR = 0.1
 WD_FACTORS = {"periodic_first": 0.1, "periodic_second": 0.1}
+# RealMLP-TD's categorical embeddings: columns with more than 8 levels, 8 values per level
+EMBEDDING_DIM = 8
 
 
 class _InnerNetworkOptions:
@@ -76,9 +78,17 @@ class _TabularInnerRegressor(_InnerNetworkOptions, MLPRegressor):
     """``cprop.MLPRegressor`` with the tabular input block and parameter groups (private)."""
 
 
-def network_options(numeric_columns, numeric_embedding, scale_layer, parametrization):
-    """The inner network's ``Network`` arguments for these settings ({} for a plain MLP)."""
+def network_options(prep, numeric_embedding, scale_layer, parametrization):
+    """The inner network's ``Network`` arguments for these settings and the fitted
+    preprocessor ``prep`` ({} for a plain MLP): the code columns' embedding first (it reads the
+    raw codes), then the periodic embedding of the numeric columns (their positions after the
+    embedding), then the scale layer."""
     block = []
+    embedding = prep.embedding_block(EMBEDDING_DIM)
+    numeric_columns = prep.numeric_columns_
+    if embedding is not None:
+        block.append(embedding)
+        numeric_columns = prep.columns_after_embedding(numeric_columns, EMBEDDING_DIM)
     if numeric_embedding == "periodic" and len(numeric_columns):
         block.append({"kind": "periodic", "n_frequencies": PERIODIC_FREQUENCIES,
                       "n_outputs": PERIODIC_OUTPUTS, "sigma": PERIODIC_SIGMA,
@@ -105,6 +115,7 @@ class _BaseTabularMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "numeric_encoding": [StrOptions({"scale", "ple", "scale+ple"})],
+        "categorical_encoding": [StrOptions({"onehot", "embedding"})],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "numeric_embedding": [StrOptions({"none", "periodic"})],
         "scale_layer": ["boolean"],
@@ -131,14 +142,15 @@ class _BaseTabularMLP(BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, *, categorical_features, numeric_encoding, n_bins, numeric_embedding,
-                 scale_layer, parametrization, hidden_layer_sizes, activation,
+    def __init__(self, *, categorical_features, numeric_encoding, n_bins, categorical_encoding,
+                 numeric_embedding, scale_layer, parametrization, hidden_layer_sizes, activation,
                  learning_rate_init, weight_decay, dropout, batch_size, max_iter, early_stopping,
                  validation_fraction, n_iter_no_change, tol, beta_1, beta_2, init, dtype,
                  random_state, n_threads, callbacks, scoring, verbose):
         self.categorical_features = categorical_features
         self.numeric_encoding = numeric_encoding
         self.n_bins = n_bins
+        self.categorical_encoding = categorical_encoding
         self.numeric_embedding = numeric_embedding
         self.scale_layer = scale_layer
         self.parametrization = parametrization
@@ -208,15 +220,16 @@ class _BaseTabularMLP(BaseEstimator):
         yt, target = self._fit_target(y, _num_samples(X))
         prep = TabularPreprocessor(self.categorical_features, dtype=np.dtype(self.dtype),
                                    numeric_encoding=self.numeric_encoding,
-                                   n_bins=self.n_bins).fit(X)
+                                   n_bins=self.n_bins,
+                                   categorical_encoding=self.categorical_encoding).fit(X)
         Xt = prep.transform(X)
         Xv = yv = None
         if X_val is not None:
             Xv = prep.transform(X_val)
             yv = self._transform_target(np.asarray(y_val), target)
         mlp = self._make_mlp()
-        mlp._net_options = network_options(prep.numeric_columns_, self.numeric_embedding,
-                                           self.scale_layer, self.parametrization)
+        mlp._net_options = network_options(prep, self.numeric_embedding, self.scale_layer,
+                                           self.parametrization)
         # batches of min(batch_size, training rows), as RealMLP-TD (the engine would warn)
         n_train = len(Xt)
         if self.early_stopping and Xv is None:
@@ -276,6 +289,12 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
 
     n_bins : int, default=16
         Most quantile bins per numeric column under 'ple' and 'scale+ple'.
+
+    categorical_encoding : {'onehot', 'embedding'}, default='onehot'
+        Categorical columns with more than 8 training levels: one-hot columns ('onehot'), or one
+        code column each that the network embeds in 8 learnable values per level (a table
+        drawn from N(0, 1) with a row for missing and unseen levels; RealMLP's rule). Columns
+        with at most 8 levels are one-hot either way.
 
     numeric_embedding : {'none', 'periodic'}, default='periodic'
         'periodic': RealMLP's PBLD embedding of each numeric column (not of missing
@@ -368,7 +387,8 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
-                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
+                 categorical_encoding="onehot", numeric_embedding="periodic", scale_layer=True,
+                 parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="selu", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
@@ -377,7 +397,8 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
                  scoring=None, verbose=False):
         super().__init__(
             categorical_features=categorical_features, numeric_encoding=numeric_encoding,
-            n_bins=n_bins, numeric_embedding=numeric_embedding, scale_layer=scale_layer,
+            n_bins=n_bins, categorical_encoding=categorical_encoding,
+            numeric_embedding=numeric_embedding, scale_layer=scale_layer,
             parametrization=parametrization, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
@@ -455,7 +476,8 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
     """
 
     def __init__(self, *, categorical_features="from_dtype", numeric_encoding="scale", n_bins=16,
-                 numeric_embedding="periodic", scale_layer=True, parametrization="standard",
+                 categorical_encoding="onehot", numeric_embedding="periodic", scale_layer=True,
+                 parametrization="standard",
                  hidden_layer_sizes=(256, 256, 256),
                  activation="mish", learning_rate_init=2e-3, weight_decay=0.02, dropout=0.15,
                  batch_size=256, max_iter=150, early_stopping=True, validation_fraction=0.2,
@@ -464,7 +486,8 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
                  scoring=None, verbose=False):
         super().__init__(
             categorical_features=categorical_features, numeric_encoding=numeric_encoding,
-            n_bins=n_bins, numeric_embedding=numeric_embedding, scale_layer=scale_layer,
+            n_bins=n_bins, categorical_encoding=categorical_encoding,
+            numeric_embedding=numeric_embedding, scale_layer=scale_layer,
             parametrization=parametrization, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, learning_rate_init=learning_rate_init,
             weight_decay=weight_decay, dropout=dropout, batch_size=batch_size, max_iter=max_iter,
