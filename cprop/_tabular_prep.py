@@ -315,6 +315,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 if edges is not None:
                     k += len(edges) - 1
                 k += 1 if spec["indicator"] else 0
+            elif spec.get("code"):
+                k += 1          # one code column (categorical_encoding='embedding')
             else:
                 k += 1 if len(spec["levels"]) == 2 else len(spec["levels"])
         return np.asarray(out, dtype=np.intp)

@@ -58,6 +58,18 @@ def _numpy_forward(est, X):
         if spec["kind"] == "scale":
             H = H * params["scale"]
             continue
+        if spec["kind"] == "embedding":     # code column j -> row code of its own table
+            first = np.cumsum([0] + [k + 1 for k in spec["cardinalities"]])
+            where = {j: e for e, j in enumerate(spec["features"])}
+            cols = []
+            for j in range(H.shape[1]):
+                if j in where:
+                    codes = H[:, j].astype(np.intp)
+                    cols.append(params["table"][first[where[j]] + codes])
+                else:
+                    cols.append(H[:, j:j + 1])
+            H = np.hstack(cols)
+            continue
         where = {j: e for e, j in enumerate(spec["features"])}
         cols = []
         for j in range(H.shape[1]):
@@ -314,3 +326,56 @@ EXPECTED_FAILED = {
     expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def _many_levels(n=300, seed=1):
+    """``_table`` plus a 12-level categorical (more than 8 levels: embedded, not one-hot)."""
+    X, s = _table(n, seed)
+    rng = np.random.RandomState(seed)
+    X["e"] = pd.Categorical(rng.choice([f"l{i}" for i in range(12)], n))
+    X.loc[::13, "e"] = np.nan
+    return X, s + 0.3 * (X["e"].cat.codes.to_numpy() % 3)
+
+
+def test_categorical_embedding_layout_and_numpy_forward():
+    """categorical_encoding='embedding': the 12-level column is one code column embedded in 8
+    values per level (a table row for missing/unseen), first in the block; the periodic layer
+    still embeds exactly the numeric columns, at their positions after the embedding; the
+    network is the numpy forward of the exposed parameters."""
+    X, s = _many_levels()
+    y = np.where(s > 0.4, "yes", "no")
+    clf = TabularMLPClassifier(random_state=0, dtype="float64", categorical_encoding="embedding",
+                               **SMALL).fit(X, y)
+    prep = clf.preprocessor_
+    names = list(prep.get_feature_names_out())
+    assert [names[j] for j in prep.numeric_columns_] == ["a", "b"]
+    assert prep.code_cardinalities_.tolist() == [12] and len(prep.code_columns_) == 1
+    block = clf.mlp_._network_options()["input_block"]
+    assert [b["kind"] for b in block] == ["embedding", "periodic", "scale"]
+    table, periodic, scale = clf.mlp_.input_block_params_
+    assert table["table"].shape == (13, 8)
+    assert periodic["w1"].shape == (2, 16)
+    assert scale["scale"].shape == (len(names) + 7 + 3 * 2,)
+    p1 = _numpy_forward(clf, X)[:, 0]
+    assert_allclose(clf.predict_proba(X)[:, 1], p1, rtol=1e-10, atol=1e-12)
+    # an unseen level reads the missing/unseen row: same prediction as a missing value
+    X2 = X.iloc[:3].copy()
+    X2["e"] = pd.Categorical(["never seen"] * 3)
+    X3 = X.iloc[:3].copy()
+    X3["e"] = np.nan
+    assert_allclose(clf.predict_proba(X2), clf.predict_proba(X3), rtol=0, atol=0)
+
+
+def test_categorical_embedding_regressor_and_onehot_default():
+    """The regressor embeds too; with the default 'onehot' the same column is 12 one-hot
+    columns and no embedding layer is built."""
+    X, s = _many_levels()
+    reg = TabularMLPRegressor(random_state=0, dtype="float64", categorical_encoding="embedding",
+                              **SMALL).fit(X, s)
+    out = _numpy_forward(reg, X)[:, 0] * reg.y_scale_[0] + reg.y_mean_[0]
+    assert_allclose(reg.predict(X), np.clip(out, reg.y_min_[0], reg.y_max_[0]),
+                    rtol=1e-10, atol=1e-10)
+    plain = TabularMLPRegressor(random_state=0, **SMALL).fit(X, s)
+    kinds = [b["kind"] for b in plain.mlp_._network_options()["input_block"]]
+    assert "embedding" not in kinds
+    assert sum(n.startswith("e=") for n in plain.preprocessor_.get_feature_names_out()) == 12
