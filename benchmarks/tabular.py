@@ -122,6 +122,9 @@ VARIANTS = {
             "learning_rate_init": 0.03},
     "pescntk": {"numeric_embedding": "periodic", "scale_layer": True, "parametrization": "ntk",
                 "learning_rate_init": 0.03},
+    # categories with more than 8 levels embedded (8 values per level) instead of one-hot
+    "emb": {"categorical_encoding": "embedding"},
+    "embple": {"categorical_encoding": "embedding", "numeric_encoding": "ple", "n_bins": 16},
 }
 
 

@@ -1,5 +1,7 @@
 """cprop.check_gradients: every hidden activation x output loss, fitted and unfitted estimators."""
 
+import zlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -18,6 +20,13 @@ OUTPUT_CASES = {
     "binary_log_loss (logistic)": (MLPClassifier, {}, "binary"),
     "multilabel (logistic)": (MLPClassifier, {}, "multilabel"),
 }
+
+
+def _seed(*names):
+    """A seed per test case that is the same in every run: Python's ``hash`` of a string
+    changes per process (PYTHONHASHSEED), which drew new data for each run, and about one
+    draw in a few thousand puts a central difference's rounding near the 1e-6 bound."""
+    return zlib.crc32(repr(names).encode())
 
 
 def _data(kind, rng, n=14, d=4):
@@ -40,7 +49,7 @@ def _data(kind, rng, n=14, d=4):
 def test_every_activation_and_loss_passes(activation, case, kernel):
     """Unfitted estimators, two hidden layers, L2 term and sample weights: error <= 1e-6."""
     Est, kw, kind = OUTPUT_CASES[case]
-    rng = np.random.default_rng(abs(hash((activation, case))) % 2**32)
+    rng = np.random.default_rng(_seed(activation, case))
     X, y = _data(kind, rng)
     sw = rng.random(X.shape[0]) + 0.5
     est = Est(hidden_layer_sizes=(5, 4), activation=activation, alpha=0.3, random_state=1, **kw)
@@ -55,7 +64,7 @@ def test_every_activation_and_loss_passes(activation, case, kernel):
 def test_every_activation_and_loss_passes_with_dropout(activation, case):
     """The same with dropout on both hidden layers (one fixed set of masks)."""
     Est, kw, kind = OUTPUT_CASES[case]
-    rng = np.random.default_rng(abs(hash((activation, case, "dropout"))) % 2**32)
+    rng = np.random.default_rng(_seed(activation, case, "dropout"))
     X, y = _data(kind, rng)
     est = Est(hidden_layer_sizes=(6, 5), activation=activation, alpha=0.3, random_state=1,
               dropout=[0.3, 0.5], **kw)
