@@ -233,6 +233,7 @@ def test_estimator_passes_ple_through():
     # a threshold on one number: what PLE is for
     y = np.where(X["num"].fillna(0) > 150, "high", "low")
     clf = TabularMLPClassifier(random_state=0, n_threads=1, numeric_encoding="ple", n_bins=8,
+                               categorical_encoding="onehot",
                                numeric_embedding="none", scale_layer=False,
                                max_iter=40).fit(X[:300], y[:300])
     ref = TabularPreprocessor(numeric_encoding="ple", n_bins=8).fit(X[:300])

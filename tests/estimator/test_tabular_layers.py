@@ -344,8 +344,7 @@ def test_categorical_embedding_layout_and_numpy_forward():
     network is the numpy forward of the exposed parameters."""
     X, s = _many_levels()
     y = np.where(s > 0.4, "yes", "no")
-    clf = TabularMLPClassifier(random_state=0, dtype="float64", categorical_encoding="embedding",
-                               **SMALL).fit(X, y)
+    clf = TabularMLPClassifier(random_state=0, dtype="float64", **SMALL).fit(X, y)  # default
     prep = clf.preprocessor_
     names = list(prep.get_feature_names_out())
     assert [names[j] for j in prep.numeric_columns_] == ["a", "b"]
@@ -367,15 +366,15 @@ def test_categorical_embedding_layout_and_numpy_forward():
 
 
 def test_categorical_embedding_regressor_and_onehot_default():
-    """The regressor embeds too; with the default 'onehot' the same column is 12 one-hot
-    columns and no embedding layer is built."""
+    """The regressor embeds too; with 'onehot' the same column is 12 one-hot columns and no
+    embedding layer is built."""
     X, s = _many_levels()
     reg = TabularMLPRegressor(random_state=0, dtype="float64", categorical_encoding="embedding",
                               **SMALL).fit(X, s)
     out = _numpy_forward(reg, X)[:, 0] * reg.y_scale_[0] + reg.y_mean_[0]
     assert_allclose(reg.predict(X), np.clip(out, reg.y_min_[0], reg.y_max_[0]),
                     rtol=1e-10, atol=1e-10)
-    plain = TabularMLPRegressor(random_state=0, **SMALL).fit(X, s)
+    plain = TabularMLPRegressor(random_state=0, categorical_encoding="onehot", **SMALL).fit(X, s)
     kinds = [b["kind"] for b in plain.mlp_._network_options()["input_block"]]
     assert "embedding" not in kinds
     assert sum(n.startswith("e=") for n in plain.preprocessor_.get_feature_names_out()) == 12
