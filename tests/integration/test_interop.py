@@ -211,6 +211,36 @@ def test_skops_trusts_only_cprop_estimators_and_loaded_model_keeps_training(solv
     assert loaded.loss_curve_ == clf.loss_curve_
 
 
+def test_skops_round_trip_of_a_tabular_model_with_an_input_block():
+    """A TabularMLPClassifier (categorical and periodic embeddings, scale layer: parameters
+    beyond coefs_) saves and loads with skops; the types skops asks about are cprop's three
+    classes and numpy's dtype (the preprocessor's), and the loaded model predicts bit for bit."""
+    sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
+    pd = pytest.importorskip("pandas", reason="the tabular estimators' DataFrame input")
+    from cprop import TabularMLPClassifier
+    rng = np.random.RandomState(0)
+    n = 300
+    X = pd.DataFrame({"a": rng.normal(size=n),
+                      "e": pd.Categorical(rng.choice([f"l{i}" for i in range(12)], n)),
+                      "c": rng.choice(["x", "y"], n)})
+    y = np.where(X["a"] + (X["e"].cat.codes % 2) > 0.5, "p", "q")
+    clf = TabularMLPClassifier(max_iter=5, hidden_layer_sizes=(8,), random_state=0,
+                               n_threads=1).fit(X, y)
+    assert [b["kind"] for b in clf.mlp_._network_options()["input_block"]] == \
+        ["embedding", "periodic", "scale"]
+    data = sio.dumps(clf)
+    untrusted = sio.get_untrusted_types(data=data)
+    assert sorted(untrusted) == ["cprop._tabular.TabularMLPClassifier",
+                                 "cprop._tabular._TabularInnerClassifier",
+                                 "cprop._tabular_prep.TabularPreprocessor", "numpy.dtype"]
+    loaded = sio.loads(data, trusted=untrusted)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    for a, b in zip(loaded.mlp_.input_block_params_, clf.mlp_.input_block_params_):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_skops_pipeline_regressor_lbfgs_and_warm_start(assert_same_weights, quietly):
     sio = pytest.importorskip("skops.io", reason=SKOPS_MISSING)
     X, y = _reg_data(2)
