@@ -48,16 +48,6 @@ def _net(dtype, block, hidden=(7,), out="identity", n_out=2, **kw):
     return Network([F, *hidden, n_out], "tanh", out, dtype, input_block=block, **kw)
 
 
-def _perturbed_params(net, seed=0):
-    """init_params with the block's parameters moved off their init."""
-    p = net.init_params(np.random.RandomState(seed))
-    rng = np.random.default_rng(seed + 1)
-    for view in net.block_params(p):
-        for a in view.values():
-            a += (0.3 * rng.standard_normal(a.shape)).astype(a.dtype)
-    return p
-
-
 def _numpy_block(net, params, X):
     """The block's forward from its definition, in float64 (tables by lookup)."""
     H = np.asarray(X, dtype=np.float64)
@@ -103,22 +93,22 @@ def _numpy_forward(net, params, X):
 # ---- forward ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_forward_matches_numpy(block, dtype, kernel):
+def test_forward_matches_numpy(block, dtype, kernel, perturbed_params):
     rng = np.random.default_rng(3)
     X = _data(BLOCKS[block], rng, 45).astype(dtype)     # 45: one full row chunk and a part
     net = _net(dtype, BLOCKS[block])
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     assert_allclose(net.predict(params, X), _numpy_forward(net, params, X), rtol=tol, atol=tol)
 
 
-def test_output_layout_widths_and_tables():
+def test_output_layout_widths_and_tables(perturbed_params):
     """Each code column becomes its d table values in place; the others pass through, in
     order; the tables sit one after the other in the flat vector, in column order."""
     net = _net(np.float64, [EMB])
     assert net.dense_sizes[0] == F + 2 * (3 - 1)
     assert net.input_block[0] == ("embedding", 3, (1, 3), (4, 6))
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     tables = net.embedding_tables(params)
     assert tables[1].shape == (5, 3) and tables[3].shape == (7, 3)
     table = net.block_params(params)[0]["table"]
@@ -162,29 +152,8 @@ def test_init_draws_tables_last_from_standard_normal():
 
 
 # ---- gradients ------------------------------------------------------------------------------------
-def _fd_errors(net, params, X, Y, sw, alpha, h=1e-6):
-    """Norm-wise relative error of the engine's gradient against central differences, per
-    parameter segment (group kind, index)."""
-    _, grad = net.loss_grad(params, X, Y, sw, alpha)
-    fd = np.empty_like(params)
-    q = params.copy()
-    for i in range(params.size):
-        q[i] = params[i] + h
-        up = net.loss_grad(q, X, Y, sw, alpha)[0]
-        q[i] = params[i] - h
-        down = net.loss_grad(q, X, Y, sw, alpha)[0]
-        q[i] = params[i]
-        fd[i] = (up - down) / (2 * h)
-    errors = {}
-    for s, (kind, sl, _, _) in enumerate(net.segments()):
-        den = max(np.linalg.norm(grad[sl]), np.linalg.norm(fd[sl]))
-        assert den > 0, kind
-        errors[(kind, s)] = np.linalg.norm(grad[sl] - fd[sl]) / den
-    return errors, grad
-
-
 @pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_gradients_match_central_differences(block, kernel):
+def test_gradients_match_central_differences(block, kernel, perturbed_params, segment_fd_errors):
     """Every parameter (tables, other block layers, dense weights and biases), float64, with
     the L2 term and sample weights; 70 rows: three row chunks, so the chunk partials of the
     table's scatter-add are combined."""
@@ -194,48 +163,48 @@ def test_gradients_match_central_differences(block, kernel):
     sw = rng.random(70) + 0.5
     net = _net(np.float64, BLOCKS[block], hidden=(6, 4),
                wd_factors={"embedding": 2.0, "scale": 0.5})
-    errors, grad = _fd_errors(net, _perturbed_params(net), X, Y, sw, alpha=0.3)
+    errors, grad = segment_fd_errors(net, perturbed_params(net), X, Y, sw, alpha=0.3)
     assert {k for k, _ in errors} >= {"embedding", "weights", "biases"}
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_unused_rows_get_only_the_l2_term():
+def test_unused_rows_get_only_the_l2_term(perturbed_params):
     """A table row no sample's code selects has no loss gradient: alpha = 0 gives exact
     zeros there (and not elsewhere)."""
     rng = np.random.default_rng(1)
     X = _codes(rng, 30, (6, 4))
     X[:, 3] = np.where(X[:, 3] == 2, 0, X[:, 3])      # no row has code 2 in column 3
     net = _net(np.float64, [EMB])
-    p = _perturbed_params(net)
+    p = perturbed_params(net)
     _, g = net.loss_grad(p, X, rng.standard_normal((30, 2)))
     gt = net.embedding_tables(g)
     assert_array_equal(gt[3][2], 0.0)
     assert np.all(np.abs(gt[3][[0, 6]]).sum(axis=1) > 0)
 
 
-def test_gradients_softmax_output(kernel):
+def test_gradients_softmax_output(kernel, perturbed_params, segment_fd_errors):
     rng = np.random.default_rng(6)
     X = _codes(rng, 33, (6, 4))
     Y = np.eye(3)[rng.integers(0, 3, 33)]
     net = Network([F, 6, 3], "gelu", "softmax", np.float64, input_block=[EMB, PERIODIC])
-    errors, _ = _fd_errors(net, _perturbed_params(net), X, Y, None, alpha=0.0)
+    errors, _ = segment_fd_errors(net, perturbed_params(net), X, Y, None, alpha=0.0)
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_float32_gradient_matches_float64():
+def test_float32_gradient_matches_float64(perturbed_params):
     rng = np.random.default_rng(2)
     X = _codes(rng, 50, (6, 4))
     Y = rng.standard_normal((50, 2))
     g = []
     for dtype in DTYPES:
         net = _net(dtype, [EMB, PERIODIC, "scale"])
-        p = _perturbed_params(net).astype(dtype)
+        p = perturbed_params(net).astype(dtype)
         g.append(net.loss_grad(p, X.astype(dtype), Y.astype(dtype), None, 0.1)[1])
     assert np.linalg.norm(g[0] - g[1]) / np.linalg.norm(g[1]) < 1e-5
 
 
 # ---- parameter group ------------------------------------------------------------------------------
-def test_group_factors_match_numpy_sgd_step(kernel):
+def test_group_factors_match_numpy_sgd_step(kernel, perturbed_params):
     """One full-batch SGD step (no momentum): the tables move by lr * lr factor * (gradient +
     alpha / n * wd factor * table), the other segments by their own factors."""
     rng = np.random.default_rng(8)
@@ -246,7 +215,7 @@ def test_group_factors_match_numpy_sgd_step(kernel):
                wd_factors={"embedding": 0.25})
     assert [(k, lr, wd) for k, _, lr, wd in net.segments()][:2] == [("embedding", 3.0, 0.25),
                                                                      ("scale", 0.5, 1.0)]
-    p0 = _perturbed_params(net)
+    p0 = perturbed_params(net)
     alpha, lr = 0.2, 0.01
     _, g = net.loss_grad(p0, X, Y, None, alpha=0.0)
     p1 = p0.copy()
@@ -261,7 +230,7 @@ def test_group_factors_match_numpy_sgd_step(kernel):
 # ---- threads ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("with_others", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, threaded_passes):
+def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, threaded_passes, perturbed_params):
     """Loss, gradient, prediction and an epoch of Adam (two batches) at 1, 2 and 3 threads:
     the block's forward and backward loops are seen running with 2 and 3 threads (the
     embedding alone, and with periodic and scale layers), and every result is bitwise the
@@ -280,7 +249,7 @@ def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, thre
     for nt in (1, 2, 3):
         net = Network([F_, 128, 3], "relu", "identity", dtype, n_threads=nt, input_block=block,
                       lr_factors={"embedding": 0.5}, parametrization="ntk")
-        params = _perturbed_params(net)
+        params = perturbed_params(net)
         _block_teams(reset=True)
         with threaded_passes() as t:
             loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
@@ -299,14 +268,14 @@ def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, thre
 
 # ---- bad input ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [-1.0, 7.0, 2.5, np.nan, np.inf, -0.5])
-def test_bad_codes_raise_and_leave_the_model_unchanged(bad):
+def test_bad_codes_raise_and_leave_the_model_unchanged(bad, perturbed_params):
     """Codes outside 0..K_j, non-integers, NaN and inf are refused by predict, serve,
     loss_grad and train_epoch, naming the column and row; a failed epoch changes nothing."""
     rng = np.random.default_rng(0)
     X = _codes(rng, 20, (6, 4))
     Y = rng.standard_normal((20, 2))
     net = _net(np.float64, [EMB, "scale"])
-    p = _perturbed_params(net)
+    p = perturbed_params(net)
     net.predict(p, X)                               # the valid codes, K_j included, pass
     X[13, 3] = bad
     match = r"column 3 .* integer in 0\.\.6 .*row 13"
@@ -324,9 +293,9 @@ def test_bad_codes_raise_and_leave_the_model_unchanged(bad):
     assert st.t == 0
 
 
-def test_bad_codes_in_float32_are_refused():
+def test_bad_codes_in_float32_are_refused(perturbed_params):
     net = _net(np.float32, [EMB])
-    p = _perturbed_params(net)
+    p = perturbed_params(net)
     X = _codes(np.random.default_rng(0), 5, (6, 4)).astype(np.float32)
     X[4, 1] = 5
     with pytest.raises(ValueError, match=r"column 1 .* integer in 0\.\.4 .*row 4"):

@@ -24,17 +24,6 @@ def _net(dtype, block, n_features=5, hidden=(7,), out="identity", n_out=2, **kw)
     return Network([n_features, *hidden, n_out], "tanh", out, dtype, input_block=block, **kw)
 
 
-def _perturbed_params(net, seed=0):
-    """init_params, with the block's parameters moved off their init (scale 1 would hide
-    a scale-gradient bug that multiplies by s instead of x, and similar)."""
-    p = net.init_params(np.random.RandomState(seed))
-    rng = np.random.default_rng(seed + 1)
-    for view in net.block_params(p):
-        for a in view.values():
-            a += (0.3 * rng.standard_normal(a.shape)).astype(a.dtype)
-    return p
-
-
 def _numpy_block(net, params, X):
     """The block's forward from its definition, in float64."""
     H = np.asarray(X, dtype=np.float64)
@@ -81,22 +70,22 @@ BLOCKS = {
 # ---- forward ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_forward_matches_numpy(block, dtype, kernel):
+def test_forward_matches_numpy(block, dtype, kernel, perturbed_params):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((45, 5)).astype(dtype)         # 45: one full row chunk and a part
     net = _net(dtype, BLOCKS[block])
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     expected = _numpy_forward(net, params, X)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     assert_allclose(net.predict(params, X), expected, rtol=tol, atol=tol)
 
 
-def test_periodic_output_layout_and_widths():
+def test_periodic_output_layout_and_widths(perturbed_params):
     """Each embedded column becomes its m outputs then itself; the others pass through, in
     order."""
     net = _net(np.float64, [PERIODIC])
     assert net.dense_sizes[0] == 5 + 3 * 3
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     X = np.random.default_rng(0).standard_normal((4, 5))
     H = _numpy_block(net, params, X)
     # pass-through columns 1 and 4 sit at positions 4 and 13; x_0 right after its 3 outputs
@@ -106,29 +95,8 @@ def test_periodic_output_layout_and_widths():
 
 
 # ---- gradients ------------------------------------------------------------------------------------
-def _fd_errors(net, params, X, Y, sw, alpha, h=1e-6):
-    """Norm-wise relative error of the engine's gradient against central differences, per
-    parameter segment (group kind, index)."""
-    _, grad = net.loss_grad(params, X, Y, sw, alpha)
-    fd = np.empty_like(params)
-    q = params.copy()
-    for i in range(params.size):
-        q[i] = params[i] + h
-        up = net.loss_grad(q, X, Y, sw, alpha)[0]
-        q[i] = params[i] - h
-        down = net.loss_grad(q, X, Y, sw, alpha)[0]
-        q[i] = params[i]
-        fd[i] = (up - down) / (2 * h)
-    errors = {}
-    for s, (kind, sl, _, _) in enumerate(net.segments()):
-        den = max(np.linalg.norm(grad[sl]), np.linalg.norm(fd[sl]))
-        assert den > 0, kind
-        errors[(kind, s)] = np.linalg.norm(grad[sl] - fd[sl]) / den
-    return errors
-
-
 @pytest.mark.parametrize("block", sorted(BLOCKS))
-def test_gradients_match_central_differences(block, kernel):
+def test_gradients_match_central_differences(block, kernel, perturbed_params, segment_fd_errors):
     """Every parameter (block, dense weights and biases), float64, with the L2 term on the
     weights and block parameters and sample weights; two hidden layers so D_0 comes from a
     hidden layer's delta.  A block layer after another reads its input gradient, so the first
@@ -139,35 +107,35 @@ def test_gradients_match_central_differences(block, kernel):
     sw = rng.random(40) + 0.5
     net = _net(np.float64, BLOCKS[block], hidden=(6, 4),
                wd_factors={"scale": 2.0, "periodic_first": 0.5})
-    errors = _fd_errors(net, _perturbed_params(net), X, Y, sw, alpha=0.3)
+    errors, _ = segment_fd_errors(net, perturbed_params(net), X, Y, sw, alpha=0.3)
     assert {k for k, _ in errors} >= {"weights", "biases"}
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_gradients_softmax_output_and_relu(kernel):
+def test_gradients_softmax_output_and_relu(kernel, perturbed_params, segment_fd_errors):
     rng = np.random.default_rng(6)
     X = rng.standard_normal((33, 5))
     Y = np.eye(3)[rng.integers(0, 3, 33)]
     net = Network([5, 6, 3], "gelu", "softmax", np.float64, input_block=[PERIODIC, "scale"])
-    errors = _fd_errors(net, _perturbed_params(net), X, Y, None, alpha=0.0)
+    errors, _ = segment_fd_errors(net, perturbed_params(net), X, Y, None, alpha=0.0)
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_float32_gradient_matches_float64():
+def test_float32_gradient_matches_float64(perturbed_params):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((50, 5))
     Y = rng.standard_normal((50, 2))
     g = []
     for dtype in DTYPES:
         net = _net(dtype, [PERIODIC, "scale"])
-        p = _perturbed_params(net).astype(dtype)
+        p = perturbed_params(net).astype(dtype)
         g.append(net.loss_grad(p, X.astype(dtype), Y.astype(dtype), None, 0.1)[1])
     assert np.linalg.norm(g[0] - g[1]) / np.linalg.norm(g[1]) < 1e-5
 
 
 # ---- threads ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes):
+def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes, perturbed_params):
     """Loss, gradient, prediction and an epoch of Adam (several batches) at 1, 2 and 3 threads:
     the block's forward and backward loops are seen running with 2 and 3 threads, and every
     result is bitwise the one-thread result."""
@@ -184,7 +152,7 @@ def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes):
                       lr_factors={"scale": 6.0, "periodic_first": 0.1,
                                   "periodic_second": 0.1},
                       parametrization="ntk")
-        params = _perturbed_params(net)
+        params = perturbed_params(net)
         _block_teams(reset=True)
         with threaded_passes() as t:
             loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
@@ -201,14 +169,14 @@ def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes):
             assert_array_equal(a, b)
 
 
-def test_fit_epochs_trains_the_block_like_train_epoch():
+def test_fit_epochs_trains_the_block_like_train_epoch(perturbed_params):
     """The compiled fit loop (fit_epochs) updates the block's segments with their factors as
     train_epoch does: two epochs with the same shuffles, bit for bit."""
     rng = np.random.default_rng(4)
     X = rng.standard_normal((130, 5))
     Y = rng.standard_normal((130, 2))
     net = _net(np.float64, [PERIODIC, "scale"], lr_factors={"scale": 6.0, "biases": 0.1})
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     p2 = params.copy()
     st = OptimizerState("adam", net.n_params, net.dtype)
     n_ep = 2
@@ -232,7 +200,7 @@ def test_fit_epochs_trains_the_block_like_train_epoch():
         order = order[perm]
         net.train_epoch(p2, st2, X, Y, None, order, 40, 1e-4)
     assert_array_equal(params, p2)
-    assert not np.array_equal(params, _perturbed_params(net))
+    assert not np.array_equal(params, perturbed_params(net))
 
 
 # ---- parameter groups ------------------------------------------------------------------------------
@@ -243,7 +211,7 @@ FACTORS = dict(lr_factors={"weights": [0.5, 2.0], "biases": 0.1, "scale": 6.0,
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam", "adamw"])
-def test_group_factors_match_numpy_update(solver, kernel):
+def test_group_factors_match_numpy_update(solver, kernel, perturbed_params):
     """One full-batch step of train_epoch against the optimizer written in numpy from the
     gradient of loss_grad without the L2 term, each segment with its group's lr and wd factors
     (L2 term alpha * wd factor; AdamW's decay lr * lr factor * weight_decay * wd factor)."""
@@ -252,7 +220,7 @@ def test_group_factors_match_numpy_update(solver, kernel):
     X = rng.standard_normal((n, 5))
     Y = rng.standard_normal((n, 2))
     net = _net(np.float64, [PERIODIC, "scale"], **FACTORS)
-    p0 = _perturbed_params(net)
+    p0 = perturbed_params(net)
     alpha, lr, wdecay, b1, b2, eps, mu = 0.2, 0.01, 0.3, 0.9, 0.999, 1e-8, 0.9
     _, g = net.loss_grad(p0, X, Y, None, alpha=0.0)
     st = OptimizerState(solver, net.n_params, net.dtype, learning_rate=lr, beta_1=b1,
@@ -409,7 +377,7 @@ def test_bad_factors(kw, match):
 
 
 # ---- gradient check of a Network --------------------------------------------------------------------
-def test_check_network_gradients_covers_every_segment(monkeypatch):
+def test_check_network_gradients_covers_every_segment(monkeypatch, perturbed_params):
     """check_network_gradients reports one error per segment (block layers included), small
     for the engine's gradient, and near 1 on exactly the segment whose gradient is made wrong."""
     from cprop._gradcheck import check_network_gradients
@@ -418,7 +386,7 @@ def test_check_network_gradients_covers_every_segment(monkeypatch):
     X = rng.standard_normal((25, 5))
     Y = rng.standard_normal((25, 2))
     net = _net(np.float64, [PERIODIC, "scale"])
-    params = _perturbed_params(net)
+    params = perturbed_params(net)
     errors = check_network_gradients(net, params, X, Y, alpha=0.1)
     assert [k for k, _ in errors] == list(net.seg_kind)
     assert max(e for _, e in errors) < 1e-6
