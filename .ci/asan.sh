@@ -73,6 +73,8 @@ PYTHONPATH="$WORK" python -m pytest -q -p no:cacheprovider \
     tests/engine/test_gemm.py tests/engine/test_backprop.py tests/engine/test_train.py \
     tests/engine/test_activations.py tests/engine/test_losses.py tests/engine/test_openmp.py \
     tests/engine/test_odd_shapes.py tests/estimator/test_reliability.py \
+    tests/engine/test_embedding.py tests/engine/test_cat_embedding.py tests/engine/test_runner.py \
+    tests/engine/test_loss_registry.py \
     -k "not failed_refit_leaves_previous_model and not thread_creation_failure" || status=$?
 unset LD_PRELOAD
 if ls "$WORK"/asan-report* >/dev/null 2>&1; then
