@@ -41,3 +41,32 @@ def segment_fd_errors():
             out[(kind, s)] = np.linalg.norm(grad[sl] - fd[sl]) / den
         return out, grad
     return errors
+
+
+@pytest.fixture
+def block_thread_runs(threaded_passes, perturbed_params):
+    """``block_thread_runs(make_net, X, Y, order, dtype)`` -> (teams, results): for 1, 2 and 3
+    threads (``make_net(n_threads)``), the loss and gradient, a prediction and an AdamW epoch
+    over ``order`` (batches of 300) from the same perturbed parameters, under
+    ``threaded_passes``; ``teams`` holds per thread count the input block's (forward, backward)
+    OpenMP team sizes and the update's team size, ``results`` what each run produced."""
+    from cprop._backprop import _block_teams
+    from cprop._optimizers import OptimizerState
+
+    def runs(make_net, X, Y, order, dtype):
+        teams, results = [], []
+        for nt in (1, 2, 3):
+            net = make_net(nt)
+            params = perturbed_params(net)
+            _block_teams(reset=True)
+            with threaded_passes() as t:
+                loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
+                P = net.predict(params, X)
+                st = OptimizerState("adamw", net.n_params, dtype, learning_rate=1e-2,
+                                    weight_decay=0.05)
+                ep = net.train_epoch(params, st, X, Y, None, order=order, batch_size=300,
+                                     alpha=1e-3)
+            teams.append((_block_teams(reset=True), t["update"]))
+            results.append((loss, ep, grad, P, params, st.s1, st.s2))
+        return teams, results
+    return runs

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cprop._backprop import _block_teams
 from cprop._engine import Network, OptimizerState
 
 DTYPES = [np.float32, np.float64]
@@ -230,7 +229,7 @@ def test_group_factors_match_numpy_sgd_step(kernel, perturbed_params):
 # ---- threads ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("with_others", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, threaded_passes, perturbed_params):
+def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, block_thread_runs):
     """Loss, gradient, prediction and an epoch of Adam (two batches) at 1, 2 and 3 threads:
     the block's forward and backward loops are seen running with 2 and 3 threads (the
     embedding alone, and with periodic and scale layers), and every result is bitwise the
@@ -245,21 +244,11 @@ def test_bitwise_identical_across_thread_counts(dtype, with_others, kernel, thre
         block += [{"kind": "periodic", "n_frequencies": 8, "n_outputs": 3,
                    "features": list(range(20, 60, 2))}, "scale"]
     order = np.random.RandomState(1).permutation(n)
-    results, teams = [], []
-    for nt in (1, 2, 3):
-        net = Network([F_, 128, 3], "relu", "identity", dtype, n_threads=nt, input_block=block,
-                      lr_factors={"embedding": 0.5}, parametrization="ntk")
-        params = perturbed_params(net)
-        _block_teams(reset=True)
-        with threaded_passes() as t:
-            loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
-            P = net.predict(params, X)
-            st = OptimizerState("adamw", net.n_params, dtype, learning_rate=1e-2,
-                                weight_decay=0.05)
-            ep = net.train_epoch(params, st, X, Y, None, order=order, batch_size=300,
-                                 alpha=1e-3)
-        teams.append((_block_teams(reset=True), t["update"]))
-        results.append((loss, ep, grad, P, params, st.s1, st.s2))
+    teams, results = block_thread_runs(
+        lambda nt: Network([F_, 128, 3], "relu", "identity", dtype, n_threads=nt,
+                           input_block=block,
+                        lr_factors={"embedding": 0.5}, parametrization="ntk"),
+        X, Y, order, dtype)
     assert teams == [((0, 0), 0), ((2, 2), 2), ((3, 3), 3)]
     for other in results[1:]:
         for a, b in zip(other, results[0]):

@@ -13,7 +13,6 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import cprop._train
-from cprop._backprop import _block_teams
 from cprop._engine import Network, OptimizerState
 
 DTYPES = [np.float32, np.float64]
@@ -135,7 +134,7 @@ def test_float32_gradient_matches_float64(perturbed_params):
 
 # ---- threads ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes, perturbed_params):
+def test_bitwise_identical_across_thread_counts(dtype, kernel, block_thread_runs):
     """Loss, gradient, prediction and an epoch of Adam (several batches) at 1, 2 and 3 threads:
     the block's forward and backward loops are seen running with 2 and 3 threads, and every
     result is bitwise the one-thread result."""
@@ -146,23 +145,13 @@ def test_bitwise_identical_across_thread_counts(dtype, kernel, threaded_passes, 
     block = [{"kind": "periodic", "n_frequencies": 8, "n_outputs": 3,
               "features": list(range(0, F, 2)) + [1]}, "scale"]
     order = np.random.RandomState(1).permutation(n)
-    results, teams = [], []
-    for nt in (1, 2, 3):
-        net = Network([F, 128, 3], "relu", "identity", dtype, n_threads=nt, input_block=block,
-                      lr_factors={"scale": 6.0, "periodic_first": 0.1,
-                                  "periodic_second": 0.1},
-                      parametrization="ntk")
-        params = perturbed_params(net)
-        _block_teams(reset=True)
-        with threaded_passes() as t:
-            loss, grad = net.loss_grad(params, X, Y, None, alpha=1e-3)
-            P = net.predict(params, X)
-            st = OptimizerState("adamw", net.n_params, dtype, learning_rate=1e-2,
-                                weight_decay=0.05)
-            ep = net.train_epoch(params, st, X, Y, None, order=order, batch_size=300,
-                                 alpha=1e-3)
-        teams.append((_block_teams(reset=True), t["update"]))
-        results.append((loss, ep, grad, P, params, st.s1, st.s2))
+    teams, results = block_thread_runs(
+        lambda nt: Network([F, 128, 3], "relu", "identity", dtype, n_threads=nt,
+                           input_block=block,
+                        lr_factors={"scale": 6.0, "periodic_first": 0.1,
+                                    "periodic_second": 0.1},
+                        parametrization="ntk"),
+        X, Y, order, dtype)
     assert teams == [((0, 0), 0), ((2, 2), 2), ((3, 3), 3)]
     for other in results[1:]:
         for a, b in zip(other, results[0]):
